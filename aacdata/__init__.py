@@ -1,0 +1,50 @@
+"""aacdata: audio corpora as Zarr v3 stores of AAC-LC frames, read as exact PCM windows.
+
+>>> import aacdata                                                          # doctest: +SKIP
+>>> aacdata.import_audio("corpus/", "corpus.zarr")                          # doctest: +SKIP
+>>> store = aacdata.AACStore.open("corpus.zarr")                            # doctest: +SKIP
+>>> store.read(0, start=0, num_samples=44_100).shape                        # doctest: +SKIP
+(2, 44100)
+"""
+
+from __future__ import annotations
+
+import logging
+
+from .errors import (
+    AACDataError,
+    CorruptDataError,
+    DecodeError,
+    RecordingNotFoundError,
+    SourceError,
+    StoreFormatError,
+    StoreLockedError,
+    StoreNotFoundError,
+    WindowError,
+)
+from .importer import ImportFailedError, ImportFailure, ImportReport, import_audio
+from .store import AACStore, Recording, VerifyReport
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "AACDataError",
+    "AACStore",
+    "CorruptDataError",
+    "DecodeError",
+    "ImportFailedError",
+    "ImportFailure",
+    "ImportReport",
+    "Recording",
+    "RecordingNotFoundError",
+    "SourceError",
+    "StoreFormatError",
+    "StoreLockedError",
+    "StoreNotFoundError",
+    "VerifyReport",
+    "WindowError",
+    "__version__",
+    "import_audio",
+]
+
+logging.getLogger("aacdata").addHandler(logging.NullHandler())

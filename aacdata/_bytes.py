@@ -1,0 +1,116 @@
+"""Byte ranges of ``/adts``: frame range -> byte range -> bytes.
+
+For a local store the chunk files are read directly with ``os.pread``: ``/adts`` has no
+codec but ``bytes``, so chunk ``i`` holds bytes ``[i * chunk, (i + 1) * chunk)`` as they
+are, in ``adts/c/<i>``. That costs ~10 µs per window against ~500 µs for zarr slicing.
+Other stores are read through their byte-range interface, one request per chunk touched.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import OrderedDict
+from pathlib import Path
+from typing import Any
+
+import zarr
+from zarr.abc.store import RangeByteRequest
+from zarr.core.buffer import default_buffer_prototype
+from zarr.core.sync import sync
+
+from .errors import CorruptDataError
+
+_MAX_OPEN_FILES = 64
+
+
+class ByteReader:
+    """Reads ``[start, stop)`` of a 1-D uint8 array stored without compression."""
+
+    def __init__(self, array: zarr.Array, where: str) -> None:
+        self._chunk = int(array.chunks[0])
+        self._where = where
+        self._store = array.store
+        self._prefix = array.path
+        self._local_root = self._local_chunk_root(array)
+        self._fds: OrderedDict[int, int] = OrderedDict()
+        self._pid = os.getpid()
+        self.bytes_read = 0
+
+    @staticmethod
+    def _local_chunk_root(array: zarr.Array) -> Path | None:
+        store = array.store
+        if not isinstance(store, zarr.storage.LocalStore):
+            return None
+        meta = array.metadata
+        encoding = getattr(meta, "chunk_key_encoding", None)
+        codecs = [type(c).__name__ for c in getattr(meta, "codecs", ())]
+        if getattr(encoding, "name", None) != "default" or getattr(encoding, "separator", None) != "/":
+            return None
+        if codecs != ["BytesCodec"]:
+            return None
+        return Path(store.root) / array.path / "c"
+
+    def key(self, chunk_index: int) -> str:
+        return f"{self._prefix}/c/{chunk_index}"
+
+    def read(self, start: int, stop: int) -> bytes:
+        """The bytes ``[start, stop)``; raises :class:`CorruptDataError` if a chunk is missing."""
+        if stop <= start:
+            return b""
+        first, last = start // self._chunk, (stop - 1) // self._chunk
+        pieces = []
+        for ci in range(first, last + 1):
+            a = max(start, ci * self._chunk) - ci * self._chunk
+            b = min(stop, (ci + 1) * self._chunk) - ci * self._chunk
+            pieces.append(self._read_chunk(ci, a, b))
+        self.bytes_read += stop - start
+        return pieces[0] if len(pieces) == 1 else b"".join(pieces)
+
+    def _read_chunk(self, ci: int, a: int, b: int) -> bytes:
+        if self._local_root is not None:
+            fd = self._fd(ci)
+            data = os.pread(fd, b - a, a)
+        else:
+            buf = sync(self._store.get(self.key(ci), default_buffer_prototype(), RangeByteRequest(a, b)))
+            data = b"" if buf is None else buf.to_bytes()
+        if len(data) != b - a:
+            raise CorruptDataError(
+                f"{self._where}: chunk {self.key(ci)} is short: {len(data)} bytes at offset {a}, "
+                f"expected {b - a} (truncated chunk file?)"
+            )
+        return data
+
+    def _fd(self, ci: int) -> int:
+        if self._pid != os.getpid():
+            # A forked child must not share its parent's file offsets or descriptors' fate.
+            self._fds.clear()
+            self._pid = os.getpid()
+        fd = self._fds.get(ci)
+        if fd is not None:
+            self._fds.move_to_end(ci)
+            return fd
+        assert self._local_root is not None
+        try:
+            fd = os.open(self._local_root / str(ci), os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+        except FileNotFoundError:
+            raise CorruptDataError(f"{self._where}: chunk file {self.key(ci)} is missing") from None
+        self._fds[ci] = fd
+        if len(self._fds) > _MAX_OPEN_FILES:
+            _, old = self._fds.popitem(last=False)
+            os.close(old)
+        return fd
+
+    def close(self) -> None:
+        if self._pid == os.getpid():
+            for fd in self._fds.values():
+                os.close(fd)
+        self._fds.clear()
+
+    def __getstate__(self) -> Any:
+        raise TypeError("ByteReader holds open files; it is re-created in each process, not pickled")
+
+    def __del__(self) -> None:
+        try:
+            self.close()
+        except Exception:  # noqa: BLE001 - interpreter shutdown: nothing left to report to
+            pass

@@ -1,0 +1,148 @@
+"""The store format, version 1: Zarr v3 node names, chunking, attributes, version check.
+
+A store holds a fixed number of arrays whatever the number of recordings::
+
+    /            attributes["aacdata"]: format, codec, committed counts
+    /adts        uint8  (num_bytes,)      every recording's ADTS frames back to back
+    /index       uint64 (num_frames, 3)   [byte_offset, frame_size, sample_pos] per frame
+    /recordings/<column>  1-D, one row per recording
+
+Only what the root attribute counts declare is committed; rows and bytes past them are
+the garbage of an interrupted import, which the next import overwrites.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import zarr
+from zarr.codecs import BloscCodec
+
+from ._adts import SAMPLES_PER_FRAME
+from .errors import StoreFormatError
+
+FORMAT_VERSION = 1
+ATTRIBUTE = "aacdata"
+ADTS = "adts"
+INDEX = "index"
+RECORDINGS = "recordings"
+
+ADTS_CHUNK_BYTES = 1 << 20
+"""1 MiB plain chunks: a window's bytes sit in one file (rarely two), and the padded
+last chunk stays small next to the payload of an hour of audio (~72 MB)."""
+INDEX_CHUNK_ROWS = 1 << 16
+RECORDING_CHUNK_ROWS = 1 << 14
+
+NUMERIC_COLUMNS: dict[str, str] = {
+    "frame_start": "uint64",
+    "num_frames": "uint64",
+    "byte_start": "uint64",
+    "num_bytes": "uint64",
+    "num_samples": "uint64",
+    "sample_rate": "uint32",
+    "num_channels": "uint32",
+    "encoder_delay": "uint32",
+    "bitrate": "uint32",
+    "crc32": "uint32",
+}
+"""Numeric recording columns; ``crc32`` is zlib's CRC-32 of the recording's stored bytes."""
+TEXT_COLUMNS = ("id", "source", "metadata")
+"""String columns: the recording id and two JSON objects (source info, user metadata)."""
+
+_INDEX_CODECS = (BloscCodec(cname="zstd", clevel=5, shuffle="bitshuffle", typesize=8),)
+
+
+@dataclass(frozen=True, slots=True)
+class Counts:
+    """The committed extent of a store."""
+
+    num_recordings: int = 0
+    num_frames: int = 0
+    num_bytes: int = 0
+
+
+def root_attributes(counts: Counts) -> dict[str, Any]:
+    return {
+        "format_version": FORMAT_VERSION,
+        "codec": "aac-lc",
+        "framing": "adts",
+        "samples_per_frame": SAMPLES_PER_FRAME,
+        "checksum": "crc32",
+        "num_recordings": counts.num_recordings,
+        "num_frames": counts.num_frames,
+        "num_bytes": counts.num_bytes,
+    }
+
+
+def parse_root_attributes(attrs: Mapping[str, Any], where: str) -> Counts:
+    """Validate the ``aacdata`` root attribute; return the committed counts."""
+    meta = attrs.get(ATTRIBUTE)
+    if not isinstance(meta, Mapping):
+        raise StoreFormatError(f"{where} is a Zarr group but not an aacdata store (no '{ATTRIBUTE}' attribute)")
+    version = meta.get("format_version")
+    if version != FORMAT_VERSION:
+        raise StoreFormatError(
+            f"{where} has aacdata format_version {version!r}; this aacdata reads version {FORMAT_VERSION} "
+            "(upgrade aacdata, or re-import the corpus)"
+        )
+    expected = {"codec": "aac-lc", "framing": "adts", "samples_per_frame": SAMPLES_PER_FRAME}
+    for key, value in expected.items():
+        if meta.get(key) != value:
+            raise StoreFormatError(f"{where} has {key}={meta.get(key)!r}; expected {value!r}")
+    try:
+        counts = Counts(int(meta["num_recordings"]), int(meta["num_frames"]), int(meta["num_bytes"]))
+    except (KeyError, TypeError, ValueError):
+        raise StoreFormatError(f"{where} has damaged counts in its '{ATTRIBUTE}' attribute: {dict(meta)}") from None
+    if min(counts.num_recordings, counts.num_frames, counts.num_bytes) < 0:
+        raise StoreFormatError(f"{where} has negative counts in its '{ATTRIBUTE}' attribute: {dict(meta)}")
+    return counts
+
+
+def create_layout(group: zarr.Group) -> None:
+    """Create the empty arrays of a new store and its attribute (counts at zero)."""
+    group.create_array(
+        ADTS,
+        shape=(0,),
+        dtype="uint8",
+        chunks=(ADTS_CHUNK_BYTES,),
+        compressors=None,
+        fill_value=0,
+        chunk_key_encoding={"name": "default", "separator": "/"},
+    )
+    group.create_array(
+        INDEX,
+        shape=(0, 3),
+        dtype="uint64",
+        chunks=(INDEX_CHUNK_ROWS, 3),
+        compressors=_INDEX_CODECS,
+        fill_value=0,
+    )
+    rec = group.create_group(RECORDINGS)
+    for name, dtype in NUMERIC_COLUMNS.items():
+        rec.create_array(name, shape=(0,), dtype=dtype, chunks=(RECORDING_CHUNK_ROWS,), fill_value=0)
+    with warnings.catch_warnings():
+        # zarr flags its variable-length string dtype as not yet in the v3 core spec.
+        warnings.simplefilter("ignore")
+        for name in TEXT_COLUMNS:
+            rec.create_array(name, shape=(0,), dtype=str, chunks=(RECORDING_CHUNK_ROWS,), fill_value="")
+    group.attrs[ATTRIBUTE] = root_attributes(Counts())
+
+
+def open_arrays(group: zarr.Group, where: str) -> tuple[zarr.Array, zarr.Array, dict[str, zarr.Array]]:
+    """The ``/adts`` and ``/index`` arrays and the recording columns, checked."""
+    try:
+        adts = group[ADTS]
+        index = group[INDEX]
+        rec = group[RECORDINGS]
+        columns = {name: rec[name] for name in (*NUMERIC_COLUMNS, *TEXT_COLUMNS)}
+    except KeyError as e:
+        raise StoreFormatError(f"{where} lacks the node {e}; the store is incomplete") from None
+    if not isinstance(adts, zarr.Array) or adts.dtype != np.uint8 or adts.ndim != 1:
+        raise StoreFormatError(f"{where}/{ADTS} must be a 1-D uint8 array")
+    if not isinstance(index, zarr.Array) or index.ndim != 2 or index.shape[1] != 3:
+        raise StoreFormatError(f"{where}/{INDEX} must be a uint64 array of shape (N, 3)")
+    return adts, index, columns  # type: ignore[return-value]

@@ -1,0 +1,333 @@
+"""Source file -> AAC-LC frames in ADTS framing, in memory (PyAV, no ffmpeg binary).
+
+Two paths:
+
+* **encode**: demux + decode the first audio stream, resample/remix if asked, encode with
+  FFmpeg's native AAC-LC encoder (PNS off), wrap packets in ADTS headers;
+* **passthrough**: an AAC-LC track in MP4/M4A or an ADTS ``.aac`` file is re-wrapped
+  without re-encoding, with its encoder delay and exact length from the container.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import math
+import os
+from dataclasses import dataclass
+from fractions import Fraction
+from typing import Any
+
+import av
+import numpy as np
+
+from . import _adts
+from .errors import CorruptDataError, SourceError
+
+log = logging.getLogger("aacdata")
+
+ENCODER_OPTIONS = {"aac_pns": "0"}
+"""Encoder options: PNS fills bands from a decoder-side random generator, which would
+break exact, repeatable reads (DESIGN.md)."""
+
+_PASSTHROUGH_FORMATS = ("mov", "mp4", "m4a", "aac")
+# Declared duration may exceed what decodes by this much before a file counts as truncated.
+_TRUNCATION_TOLERANCE = 0.02
+
+
+@dataclass(frozen=True, slots=True)
+class EncodedRecording:
+    """One source converted to ADTS, ready to append to a store.
+
+    ``adts`` holds ``num_frames`` frames; decoding them gives ``num_frames * 1024``
+    samples per channel, of which ``[encoder_delay, encoder_delay + num_samples)`` are
+    the source's samples.
+    """
+
+    adts: bytes
+    frame_sizes: np.ndarray
+    num_samples: int
+    sample_rate: int
+    num_channels: int
+    encoder_delay: int
+    passthrough: bool
+    source_format: str
+    source_codec: str
+
+    @property
+    def num_frames(self) -> int:
+        return int(self.frame_sizes.size)
+
+    @property
+    def bitrate(self) -> int:
+        """Average bit rate of the stored stream (headers included), bit/s."""
+        seconds = self.num_samples / self.sample_rate
+        return int(round(len(self.adts) * 8 / seconds)) if seconds > 0 else 0
+
+    def __repr__(self) -> str:
+        return (
+            f"EncodedRecording(num_samples={self.num_samples}, sample_rate={self.sample_rate}, "
+            f"num_channels={self.num_channels}, num_frames={self.num_frames}, "
+            f"num_bytes={len(self.adts)}, passthrough={self.passthrough})"
+        )
+
+
+def file_checksum(path: str | os.PathLike[str]) -> str:
+    """``sha256:<hex>`` of a file's bytes."""
+    with open(path, "rb") as f:
+        return "sha256:" + hashlib.file_digest(f, "sha256").hexdigest()
+
+
+def transcode(
+    path: str | os.PathLike[str],
+    *,
+    bitrate: int = 160_000,
+    sample_rate: int | None = None,
+    num_channels: int | None = None,
+    reencode: bool = False,
+) -> EncodedRecording:
+    """Convert one audio file to AAC-LC ADTS frames, in memory.
+
+    Raises
+    ------
+    SourceError
+        The file cannot be opened, has no audio stream, no samples, is truncated or
+        does not decode; the message says which.
+    """
+    name = os.fspath(path)
+    if os.path.isfile(name) and os.path.getsize(name) == 0:
+        raise SourceError("file is empty (0 bytes)")
+    try:
+        container = av.open(name, metadata_errors="ignore")
+    except FileNotFoundError:
+        raise SourceError("file not found") from None
+    except PermissionError:
+        raise SourceError("permission denied") from None
+    except (av.FFmpegError, OSError, UnicodeDecodeError, ValueError) as e:
+        raise SourceError(f"not a readable audio file ({_reason(e)})") from None
+    with container:
+        if not container.streams.audio:
+            raise SourceError("no audio stream")
+        stream = container.streams.audio[0]
+        fmt = container.format.name
+        codec = stream.codec_context.name
+        if not reencode and _can_pass_through(stream, fmt, sample_rate, num_channels):
+            try:
+                return _pass_through(container, stream, fmt)
+            except _NotPassable as e:
+                log.debug("%s: re-encoding instead of passthrough: %s", name, e)
+                container.seek(0)
+        return _encode(container, stream, fmt, codec, bitrate, sample_rate, num_channels)
+
+
+class _NotPassable(Exception):
+    """The stream looked like AAC-LC but turned out otherwise (e.g. implicit SBR)."""
+
+
+def _reason(e: BaseException) -> str:
+    msg = getattr(e, "strerror", None) or str(e)
+    return msg.strip() or type(e).__name__
+
+
+def _can_pass_through(stream: Any, fmt: str, sample_rate: int | None, num_channels: int | None) -> bool:
+    cc = stream.codec_context
+    if cc.name != "aac" or (cc.profile or "") != "LC":
+        return False
+    if not any(f in fmt.split(",") for f in _PASSTHROUGH_FORMATS):
+        return False
+    if sample_rate is not None and sample_rate != cc.sample_rate:
+        return False
+    if num_channels is not None and num_channels != cc.channels:
+        return False
+    return cc.sample_rate in _adts.SAMPLE_RATES and cc.channels in _adts.CONFIG_BY_CHANNELS
+
+
+def _pass_through(container: Any, stream: Any, fmt: str) -> EncodedRecording:
+    is_adts = fmt == "aac"
+    asc = None
+    if not is_adts:
+        extradata = stream.codec_context.extradata or b""
+        try:
+            asc = _adts.parse_audio_specific_config(extradata)
+        except CorruptDataError as e:
+            raise _NotPassable(str(e)) from None
+        if (
+            asc.object_type != _adts.AOT_LC
+            or asc.has_sbr_or_ps
+            or asc.frame_length != _adts.SAMPLES_PER_FRAME
+            or asc.channel_config not in _adts.CHANNELS_BY_CONFIG
+        ):
+            raise _NotPassable(f"stream configuration {asc}")
+    payloads: list[bytes] = []
+    first_pts: int | None = None
+    end_pts = 0
+    try:
+        for packet in container.demux(stream):
+            if packet.size == 0:
+                continue
+            if first_pts is None and packet.pts is not None:
+                first_pts = packet.pts
+            if packet.pts is not None and packet.duration is not None:
+                end_pts = max(end_pts, packet.pts + packet.duration)
+            payloads.append(bytes(packet))
+    except av.FFmpegError as e:
+        raise SourceError(f"demuxing failed ({_reason(e)})") from None
+    if not payloads:
+        raise SourceError("audio stream holds no packets (zero-length audio)")
+    _check_frames_decode(payloads[:3], stream.codec_context)
+    sr = int(stream.codec_context.sample_rate)
+    channels = int(stream.codec_context.channels)
+    if is_adts:
+        adts = b"".join(payloads)
+        try:
+            frames = _adts.parse_adts(adts)
+        except CorruptDataError as e:
+            raise SourceError(f"ADTS stream is damaged ({e})") from None
+        # A raw ADTS file carries no delay: its timeline starts with the priming samples.
+        delay = 0
+        num_samples = len(frames) * _adts.SAMPLES_PER_FRAME
+        sizes = frames.sizes
+    else:
+        assert asc is not None
+        tb = stream.time_base
+        to_samples = (lambda t: int(round(Fraction(t) * tb * sr))) if tb else (lambda t: int(t))
+        first = to_samples(first_pts or 0)
+        delay = max(0, -first)
+        # Exact length: end of the last packet (the edit list trims its duration).
+        num_samples = to_samples(end_pts) - max(first, 0)
+        adts, sizes = _adts.build_adts(payloads, sample_rate=sr, channel_config=asc.channel_config)
+    capacity = len(payloads) * _adts.SAMPLES_PER_FRAME - delay
+    if num_samples <= 0 or num_samples > capacity:
+        raise _NotPassable(f"container timing gives {num_samples} samples for {len(payloads)} frames")
+    return EncodedRecording(
+        adts=adts,
+        frame_sizes=np.asarray(sizes, dtype=np.int64),
+        num_samples=num_samples,
+        sample_rate=sr,
+        num_channels=channels,
+        encoder_delay=delay,
+        passthrough=True,
+        source_format=fmt,
+        source_codec="aac",
+    )
+
+
+def _check_frames_decode(payloads: list[bytes], template: Any) -> None:
+    """Decode the first packets: implicit SBR shows as 2048-sample frames."""
+    dec = av.CodecContext.create("aac", "r")
+    if template.extradata:
+        dec.extradata = template.extradata
+    try:
+        for p in payloads:
+            for frame in dec.decode(av.Packet(p)):
+                if frame.samples != _adts.SAMPLES_PER_FRAME or frame.sample_rate != template.sample_rate:
+                    raise _NotPassable("decodes as HE-AAC (SBR)")
+    except av.FFmpegError as e:
+        raise _NotPassable(f"first frames do not decode ({_reason(e)})") from None
+
+
+def _layout_for(channels: int) -> str:
+    return {1: "mono", 2: "stereo", 3: "3.0", 4: "4.0", 5: "5.0", 6: "5.1", 8: "7.1"}[channels]
+
+
+def _encode(
+    container: Any,
+    stream: Any,
+    fmt: str,
+    codec: str,
+    bitrate: int,
+    sample_rate: int | None,
+    num_channels: int | None,
+) -> EncodedRecording:
+    src_rate = int(stream.codec_context.sample_rate or 0)
+    src_channels = int(stream.codec_context.channels or 0)
+    rate = int(sample_rate or src_rate)
+    channels = int(num_channels or src_channels)
+    if rate <= 0 or channels <= 0:
+        raise SourceError(f"audio stream has sample rate {src_rate} and {src_channels} channels")
+    if rate not in _adts.SAMPLE_RATES:
+        raise SourceError(
+            f"sample rate {rate} Hz is not an AAC rate; pass sample_rate= one of "
+            f"{', '.join(str(r) for r in sorted(_adts.SAMPLE_RATES))}"
+        )
+    if channels not in _adts.CONFIG_BY_CHANNELS:
+        raise SourceError(
+            f"{channels} channels have no ADTS channel configuration; pass num_channels= one of "
+            f"{', '.join(str(c) for c in sorted(_adts.CONFIG_BY_CHANNELS))}"
+        )
+    layout = _layout_for(channels)
+    enc = av.CodecContext.create("aac", "w")
+    enc.sample_rate = rate
+    enc.layout = layout
+    enc.format = "fltp"
+    enc.bit_rate = int(bitrate)
+    enc.time_base = Fraction(1, rate)
+    enc.thread_count = 1
+    enc.options = dict(ENCODER_OPTIONS)
+    try:
+        enc.open()
+    except av.FFmpegError as e:
+        raise SourceError(f"AAC encoder refused {rate} Hz, {layout}, {bitrate} bit/s ({_reason(e)})") from None
+    resampler = av.AudioResampler(format="fltp", layout=layout, rate=rate)
+    payloads: list[bytes] = []
+    first_pts: int | None = None
+    num_samples = 0
+
+    def feed(frames: list[Any]) -> None:
+        nonlocal num_samples, first_pts
+        for f in frames:
+            if f.samples == 0:
+                continue
+            f.pts = num_samples
+            num_samples += f.samples
+            for p in enc.encode(f):
+                if first_pts is None:
+                    first_pts = p.pts
+                payloads.append(bytes(p))
+
+    try:
+        for frame in container.decode(stream):
+            frame.pts = None
+            feed(resampler.resample(frame))
+        feed(resampler.resample(None))
+    except av.FFmpegError as e:
+        raise SourceError(f"decoding failed after {num_samples} samples ({_reason(e)})") from None
+    if num_samples == 0:
+        raise SourceError("audio stream decodes to no samples (zero-length audio)")
+    _check_not_truncated(container, stream, num_samples, rate, src_rate)
+    for p in enc.encode(None):
+        if first_pts is None:
+            first_pts = p.pts
+        payloads.append(bytes(p))
+    delay = -int(first_pts or 0)
+    expected = math.ceil((num_samples + delay) / _adts.SAMPLES_PER_FRAME)
+    if delay < 0 or len(payloads) < expected:
+        raise SourceError(
+            f"AAC encoder gave {len(payloads)} frames with delay {delay} for {num_samples} samples; "
+            f"expected at least {expected}"
+        )
+    adts, sizes = _adts.build_adts(payloads, sample_rate=rate, channel_config=_adts.CONFIG_BY_CHANNELS[channels])
+    return EncodedRecording(
+        adts=adts,
+        frame_sizes=sizes,
+        num_samples=num_samples,
+        sample_rate=rate,
+        num_channels=channels,
+        encoder_delay=delay,
+        passthrough=False,
+        source_format=fmt,
+        source_codec=codec,
+    )
+
+
+def _check_not_truncated(container: Any, stream: Any, num_samples: int, rate: int, src_rate: int) -> None:
+    declared: float | None = None
+    if stream.duration is not None and stream.time_base:
+        declared = float(stream.duration * stream.time_base)
+    elif container.duration is not None:
+        declared = container.duration / 1_000_000
+    if declared is None or src_rate <= 0:
+        return
+    got = num_samples / rate
+    if got < declared * (1 - _TRUNCATION_TOLERANCE) and declared - got > 0.05:
+        raise SourceError(f"file is truncated: header declares {declared:.3f} s, only {got:.3f} s decode")

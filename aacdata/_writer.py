@@ -1,0 +1,151 @@
+"""The single writer of a store: append recordings, then commit by moving the counts.
+
+Order of writes per commit: ``/adts`` bytes and ``/index`` rows past the committed end,
+then the recording rows, and last the root attribute with the new counts. Zarr's local
+store replaces each file atomically, so a process killed at any point leaves the last
+committed state readable; what lies past the counts is overwritten by the next import.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import zlib
+from dataclasses import dataclass
+from typing import IO, Any
+
+import numpy as np
+
+from . import _layout
+from ._adts import SAMPLES_PER_FRAME
+from ._transcode import EncodedRecording
+from .errors import StoreLockedError
+from .store import AACStore
+
+LOCK_FILE = "aacdata.lock"
+
+
+@dataclass(frozen=True, slots=True)
+class PendingRecording:
+    id: str
+    encoded: EncodedRecording
+    source: dict[str, Any]
+    metadata: dict[str, Any]
+
+
+class StoreWriter:
+    """Appends recordings to a store opened with mode ``"a"``; holds its write lock."""
+
+    def __init__(self, store: AACStore) -> None:
+        if store.mode != "a":
+            raise ValueError("open the store with mode='a' to import into it")
+        self._store = store
+        self._lock = _acquire_lock(store.path)
+        self._counts = store.counts
+        self._pending: list[PendingRecording] = []
+        self._pending_bytes = 0
+        self.committed_ids: dict[str, str] = {}  # id -> source checksum, committed so far
+        metas = [json.loads(s) if s else {} for s in store._json_cache.get("source") or _source_column(store)]
+        for rid, meta in zip(store.ids, metas, strict=True):
+            self.committed_ids[rid] = str(meta.get("checksum", ""))
+
+    @property
+    def pending_bytes(self) -> int:
+        return self._pending_bytes
+
+    def __len__(self) -> int:
+        return len(self._pending)
+
+    def add(self, rec: PendingRecording) -> None:
+        if rec.id in self.committed_ids or any(p.id == rec.id for p in self._pending):
+            raise ValueError(f"recording id {rec.id!r} is already in the store")
+        self._pending.append(rec)
+        self._pending_bytes += len(rec.encoded.adts)
+
+    def commit(self) -> None:
+        """Write the pending recordings and move the committed counts past them."""
+        if not self._pending:
+            return
+        base = self._counts
+        group = self._store._group
+        adts_arr, index_arr, columns = _layout.open_arrays(group, self._store.path)
+        payload = b"".join(p.encoded.adts for p in self._pending)
+        frame_sizes = np.concatenate([p.encoded.frame_sizes for p in self._pending]).astype(np.uint64)
+        n_frames = frame_sizes.size
+        rows = np.empty((n_frames, 3), dtype=np.uint64)
+        rows[:, 1] = frame_sizes
+        rows[:, 0] = base.num_bytes + np.concatenate(([0], np.cumsum(frame_sizes[:-1], dtype=np.uint64)))
+        values: dict[str, list[Any]] = {name: [] for name in (*_layout.NUMERIC_COLUMNS, *_layout.TEXT_COLUMNS)}
+        frame_pos, byte_pos, row = base.num_frames, base.num_bytes, 0
+        for p in self._pending:
+            e = p.encoded
+            rows[row : row + e.num_frames, 2] = np.arange(e.num_frames, dtype=np.uint64) * SAMPLES_PER_FRAME
+            row += e.num_frames
+            for name, value in (
+                ("frame_start", frame_pos),
+                ("num_frames", e.num_frames),
+                ("byte_start", byte_pos),
+                ("num_bytes", len(e.adts)),
+                ("num_samples", e.num_samples),
+                ("sample_rate", e.sample_rate),
+                ("num_channels", e.num_channels),
+                ("encoder_delay", e.encoder_delay),
+                ("bitrate", e.bitrate),
+                ("crc32", zlib.crc32(e.adts)),
+                ("id", p.id),
+                ("source", json.dumps(p.source, sort_keys=True)),
+                ("metadata", json.dumps(p.metadata, sort_keys=True) if p.metadata else ""),
+            ):
+                values[name].append(value)
+            frame_pos += e.num_frames
+            byte_pos += len(e.adts)
+        new = _layout.Counts(base.num_recordings + len(self._pending), frame_pos, byte_pos)
+
+        adts_arr.resize((new.num_bytes,))
+        adts_arr[base.num_bytes : new.num_bytes] = np.frombuffer(payload, dtype=np.uint8)
+        index_arr.resize((new.num_frames, 3))
+        index_arr[base.num_frames : new.num_frames] = rows
+        for name, column in columns.items():
+            column.resize((new.num_recordings,))
+            dtype = _layout.NUMERIC_COLUMNS.get(name)
+            data = np.asarray(values[name], dtype=dtype) if dtype else np.asarray(values[name], dtype=object)
+            column[base.num_recordings : new.num_recordings] = data
+        # The commit point: readers see the new recordings only from here on.
+        group.attrs[_layout.ATTRIBUTE] = _layout.root_attributes(new)
+
+        for p in self._pending:
+            self.committed_ids[p.id] = str(p.source.get("checksum", ""))
+        self._counts = new
+        self._pending = []
+        self._pending_bytes = 0
+
+    def close(self) -> None:
+        if self._lock is not None:
+            self._lock.close()
+            self._lock = None
+
+
+def _source_column(store: AACStore) -> list[str]:
+    if not len(store):
+        return []
+    store._json("source", 0)
+    return store._json_cache["source"]
+
+
+def _acquire_lock(path: str) -> IO[bytes] | None:
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows: no advisory locks
+        return None
+    f = open(os.path.join(path, LOCK_FILE), "ab")  # noqa: SIM115 - held for the writer's lifetime
+    try:
+        fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as e:
+        f.close()
+        if e.errno in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
+            raise StoreLockedError(
+                f"store {path!r} is being written by another import; wait for it to finish"
+            ) from None
+        raise
+    return f

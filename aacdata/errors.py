@@ -1,0 +1,60 @@
+"""Exception hierarchy of aacdata.
+
+Every error aacdata raises on purpose is an :class:`AACDataError`. Each subclass also
+inherits the builtin exception a caller would naturally catch, so
+``except FileNotFoundError`` works for a missing store as well as for a missing file.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "AACDataError",
+    "CorruptDataError",
+    "DecodeError",
+    "RecordingNotFoundError",
+    "SourceError",
+    "StoreFormatError",
+    "StoreLockedError",
+    "StoreNotFoundError",
+    "WindowError",
+]
+
+
+class AACDataError(Exception):
+    """Base class of every error raised by aacdata."""
+
+    def __str__(self) -> str:
+        # KeyError quotes its message; keep every message readable as written.
+        return str(self.args[0]) if self.args else ""
+
+
+class StoreNotFoundError(AACDataError, FileNotFoundError):
+    """The store path does not exist or holds no aacdata store."""
+
+
+class StoreFormatError(AACDataError, ValueError):
+    """The store exists but its layout or attributes are not a known aacdata format."""
+
+
+class StoreLockedError(AACDataError, BlockingIOError):
+    """Another process is writing to the store."""
+
+
+class RecordingNotFoundError(AACDataError, KeyError):
+    """No recording has the requested index or id."""
+
+
+class WindowError(AACDataError, ValueError):
+    """A requested sample window lies outside the recording (and ``pad`` is off)."""
+
+
+class SourceError(AACDataError, ValueError):
+    """A source file cannot be imported: unreadable, not audio, empty, truncated, ..."""
+
+
+class DecodeError(AACDataError, RuntimeError):
+    """The AAC decoder failed on stored frames."""
+
+
+class CorruptDataError(AACDataError, ValueError):
+    """Stored bytes or index rows disagree with each other or with their checksum."""

@@ -1,0 +1,431 @@
+"""import_audio(): find sources, convert them in parallel, append them with one writer.
+
+Conversion (decode, resample, encode, wrap in ADTS) runs in worker processes; the parent
+process is the only writer and commits in batches. Worker processes are started with
+``fork`` where the platform has it (Linux), so scripts need no ``__main__`` guard there;
+elsewhere ``spawn`` is used and a script that calls :func:`import_audio` with workers must
+guard its entry point with ``if __name__ == "__main__":``.
+"""
+
+from __future__ import annotations
+
+import collections
+import concurrent.futures as cf
+import csv
+import json
+import logging
+import multiprocessing
+import os
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import Any, Literal
+
+from ._transcode import EncodedRecording, file_checksum, transcode
+from ._writer import PendingRecording, StoreWriter
+from .errors import AACDataError, SourceError
+from .store import AACStore
+
+log = logging.getLogger("aacdata")
+
+AUDIO_EXTENSIONS = frozenset(
+    ".wav .wave .flac .mp3 .ogg .oga .opus .m4a .mp4 .m4b .aac .adts .webm .mkv .mka .aif .aiff .aifc "
+    ".au .snd .caf .wma .ac3 .mov .avi .w64 .spx .amr .mp2".split()
+)
+"""Extensions picked up when a directory is given as a source."""
+LIST_EXTENSIONS = frozenset({".txt", ".lst", ".list"})
+"""A source file with one of these extensions is a list of paths, one per line."""
+
+_COMMIT_BYTES = 64 << 20
+_COMMIT_SECONDS = 2.0
+_COMMIT_RECORDINGS = 512
+
+
+@dataclass(frozen=True, slots=True)
+class Source:
+    """A source file and the id its recording gets (its path below the source root)."""
+
+    path: str
+    id: str
+
+
+@dataclass(frozen=True, slots=True)
+class ImportFailure:
+    """A source that was not imported, and why."""
+
+    source: str
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.source}: {self.reason}"
+
+
+@dataclass(frozen=True, slots=True)
+class ImportReport:
+    """What :func:`import_audio` did.
+
+    ``imported`` and ``skipped`` hold recording ids (skipped: already committed with the
+    same source checksum); ``failed`` one :class:`ImportFailure` per source not imported.
+    """
+
+    store: str
+    imported: tuple[str, ...]
+    skipped: tuple[str, ...]
+    failed: tuple[ImportFailure, ...]
+    audio_seconds: float
+    bytes_written: int
+    elapsed_seconds: float
+    passthrough: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed
+
+    @property
+    def realtime_factor(self) -> float:
+        """Seconds of audio imported per second of wall time."""
+        return self.audio_seconds / self.elapsed_seconds if self.elapsed_seconds > 0 else 0.0
+
+    def __repr__(self) -> str:
+        return (
+            f"ImportReport(store={self.store!r}, imported={len(self.imported)}, skipped={len(self.skipped)}, "
+            f"failed={len(self.failed)}, audio_hours={self.audio_seconds / 3600:.3f}, "
+            f"bytes_written={self.bytes_written}, realtime_factor={self.realtime_factor:.1f})"
+        )
+
+
+def import_audio(
+    sources: str | os.PathLike[str] | Iterable[str | os.PathLike[str]],
+    store: str | os.PathLike[str] | AACStore,
+    *,
+    bitrate: int = 160_000,
+    sample_rate: int | None = None,
+    num_channels: int | None = None,
+    reencode: bool = False,
+    workers: int | None = None,
+    on_error: Literal["skip", "raise"] = "skip",
+    progress: bool = True,
+    metadata: str | os.PathLike[str] | Mapping[str, Mapping[str, Any]] | None = None,
+) -> ImportReport:
+    """Convert audio files to AAC-LC and append them to a store (created if missing).
+
+    Parameters
+    ----------
+    sources
+        Audio files, directories (searched recursively for audio extensions, symbolic
+        links followed) and ``.txt``/``.lst`` files listing paths (one per line, relative
+        to the list file; ``#`` starts a comment). A recording's id is its path relative
+        to the source root, ``/``-separated (for a file given directly: its name).
+    store
+        Path of the store, or an :class:`AACStore` opened with ``mode="a"``.
+    bitrate
+        AAC bit rate in bit/s for re-encoded sources.
+    sample_rate, num_channels
+        Resample / remix to these before encoding (``None``: keep the source's).
+    reencode
+        Re-encode AAC-LC sources too instead of passing their frames through.
+    workers
+        Conversion processes (``None``: all cores; ``0`` or ``1``: in this process).
+    on_error
+        ``"skip"``: record the failure and go on; ``"raise"``: commit what is done and
+        raise the first failure.
+    progress
+        Show a progress bar on stderr.
+    metadata
+        Per-id user metadata: a mapping ``id -> dict``, or a ``.csv`` (column ``id``)
+        or ``.jsonl`` (key ``id``) file.
+
+    Returns
+    -------
+    ImportReport
+
+    Running the same import again skips what is committed (same id, same source
+    checksum) and finishes the rest; an id already committed with other content fails.
+    """
+    if on_error not in ("skip", "raise"):
+        raise ValueError(f"on_error must be 'skip' or 'raise'; got {on_error!r}")
+    if bitrate <= 0:
+        raise ValueError(f"bitrate must be a positive number of bit/s; got {bitrate}")
+    started = time.perf_counter()
+    listed, failures = discover_sources(sources)
+    user_meta = load_metadata(metadata) if metadata is not None else {}
+    own_store = not isinstance(store, AACStore)
+    st = AACStore.open(store, "a") if own_store else store  # type: ignore[arg-type]
+    assert isinstance(st, AACStore)
+    writer = StoreWriter(st)
+    options = {"bitrate": int(bitrate), "sample_rate": sample_rate, "num_channels": num_channels, "reencode": reencode}
+    imported: list[str] = []
+    skipped: list[str] = []
+    stats = {"seconds": 0.0, "bytes": 0, "passthrough": 0}
+    bar = _progress_bar(len(listed), progress)
+    try:
+        for src, outcome in _convert_all(listed, writer.committed_ids, options, workers):
+            if isinstance(outcome, _Skipped):
+                skipped.append(src.id)
+            elif isinstance(outcome, _Converted):
+                try:
+                    writer.add(PendingRecording(src.id, outcome.encoded, outcome.source, dict(user_meta.get(src.id, {}))))
+                except ValueError as e:
+                    _fail(failures, src, str(e), on_error)
+                else:
+                    imported.append(src.id)
+                    stats["seconds"] += outcome.encoded.num_samples / outcome.encoded.sample_rate
+                    stats["bytes"] += len(outcome.encoded.adts)
+                    stats["passthrough"] += outcome.encoded.passthrough
+            else:
+                _fail(failures, src, outcome.reason, on_error)
+            if writer.pending_bytes >= _COMMIT_BYTES or len(writer) >= _COMMIT_RECORDINGS or _due(writer):
+                writer.commit()
+            if bar is not None:
+                elapsed = time.perf_counter() - started
+                bar.set_postfix_str(
+                    f"{stats['seconds'] / 3600:.2f} h, {stats['seconds'] / max(elapsed, 1e-9):.0f}x realtime, "
+                    f"{len(failures)} failed",
+                    refresh=False,
+                )
+                bar.update(1)
+        writer.commit()
+    finally:
+        if bar is not None:
+            bar.close()
+        writer.close()
+        if own_store:
+            st.close()
+    return ImportReport(
+        store=st.path,
+        imported=tuple(imported),
+        skipped=tuple(skipped),
+        failed=tuple(failures),
+        audio_seconds=stats["seconds"],
+        bytes_written=int(stats["bytes"]),
+        elapsed_seconds=time.perf_counter() - started,
+        passthrough=int(stats["passthrough"]),
+    )
+
+
+class ImportFailedError(AACDataError, RuntimeError):
+    """Raised by ``import_audio(..., on_error="raise")`` for the first failed source."""
+
+
+def _fail(failures: list[ImportFailure], src: Source, reason: str, on_error: str) -> None:
+    failures.append(ImportFailure(src.path, reason))
+    log.warning("%s: %s", src.path, reason)
+    if on_error == "raise":
+        raise ImportFailedError(f"{src.path}: {reason}")
+
+
+_last_commit = [time.monotonic()]
+
+
+def _due(writer: StoreWriter) -> bool:
+    now = time.monotonic()
+    if len(writer) and now - _last_commit[0] >= _COMMIT_SECONDS:
+        _last_commit[0] = now
+        return True
+    return False
+
+
+def _progress_bar(total: int, enabled: bool) -> Any:
+    if not enabled:
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, unit="file", desc="import", dynamic_ncols=True)
+
+
+# ---------------------------------------------------------------------- conversion
+
+
+@dataclass(frozen=True, slots=True)
+class _Converted:
+    encoded: EncodedRecording
+    source: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class _Skipped:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class _Failed:
+    reason: str
+
+
+def _convert_one(path: str, existing_checksum: str | None, options: dict[str, Any]) -> _Converted | _Skipped | _Failed:
+    """Runs in a worker: checksum, compare with the store, transcode."""
+    try:
+        checksum = file_checksum(path)
+    except FileNotFoundError:
+        return _Failed("file not found")
+    except PermissionError:
+        return _Failed("permission denied")
+    except IsADirectoryError:
+        return _Failed("is a directory")
+    except OSError as e:
+        return _Failed(f"unreadable ({e.strerror or e})")
+    if existing_checksum is not None:
+        if existing_checksum == checksum:
+            return _Skipped()
+        return _Failed("id already in the store with different content (remove it or give the file another name)")
+    try:
+        encoded = transcode(path, **options)
+    except SourceError as e:
+        return _Failed(str(e))
+    except MemoryError:
+        return _Failed("out of memory while converting")
+    info = {
+        "path": path,
+        "checksum": checksum,
+        "format": encoded.source_format,
+        "codec": encoded.source_codec,
+        "passthrough": encoded.passthrough,
+    }
+    return _Converted(encoded, info)
+
+
+def _convert_all(
+    sources: Sequence[Source],
+    committed: Mapping[str, str],
+    options: dict[str, Any],
+    workers: int | None,
+) -> Iterable[tuple[Source, _Converted | _Skipped | _Failed]]:
+    """Outcomes in source order; at most a few conversions in flight per worker."""
+    n_workers = (os.cpu_count() or 1) if workers is None else int(workers)
+    if n_workers < 0:
+        raise ValueError(f"workers must be >= 0; got {workers}")
+    n_workers = min(n_workers, len(sources))
+    if n_workers <= 1:
+        for src in sources:
+            yield src, _convert_one(src.path, committed.get(src.id), options)
+        return
+    methods = multiprocessing.get_all_start_methods()
+    ctx = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
+    with cf.ProcessPoolExecutor(max_workers=n_workers, mp_context=ctx) as pool:
+        queue: collections.deque[tuple[Source, cf.Future[Any]]] = collections.deque()
+        todo = iter(sources)
+
+        def submit() -> None:
+            src = next(todo, None)
+            if src is not None:
+                queue.append((src, pool.submit(_convert_one, src.path, committed.get(src.id), options)))
+
+        for _ in range(2 * n_workers):
+            submit()
+        while queue:
+            src, fut = queue.popleft()
+            try:
+                outcome = fut.result()
+            except cf.process.BrokenProcessPool:
+                raise SourceError(f"{src.path}: a conversion process died (crash in the decoder?)") from None
+            submit()
+            yield src, outcome
+
+
+# ---------------------------------------------------------------------- sources
+
+
+def discover_sources(
+    sources: str | os.PathLike[str] | Iterable[str | os.PathLike[str]],
+) -> tuple[list[Source], list[ImportFailure]]:
+    """Expand files, directories and list files into ``Source`` entries with unique ids."""
+    if isinstance(sources, (str, os.PathLike)):
+        sources = [sources]
+    found: list[Source] = []
+    failures: list[ImportFailure] = []
+    for s in sources:
+        _expand(os.fspath(s), found, failures, depth=0)
+    by_id: dict[str, Source] = {}
+    unique: list[Source] = []
+    for src in found:
+        other = by_id.get(src.id)
+        if other is None:
+            by_id[src.id] = src
+            unique.append(src)
+        elif os.path.realpath(other.path) != os.path.realpath(src.path):
+            failures.append(ImportFailure(src.path, f"id {src.id!r} is also the id of {other.path}; rename one"))
+    return unique, failures
+
+
+def _expand(path: str, found: list[Source], failures: list[ImportFailure], depth: int) -> None:
+    if os.path.isdir(path):
+        root = Path(path)
+        seen: set[str] = set()
+        for dirpath, dirnames, filenames in os.walk(path, followlinks=True):
+            real = os.path.realpath(dirpath)
+            if real in seen:  # a symbolic link loop
+                dirnames[:] = []
+                continue
+            seen.add(real)
+            dirnames.sort()
+            for name in sorted(filenames):
+                if Path(name).suffix.lower() in AUDIO_EXTENSIONS and not name.startswith("."):
+                    full = os.path.join(dirpath, name)
+                    found.append(Source(full, PurePosixPath(*Path(full).relative_to(root).parts).as_posix()))
+    elif Path(path).suffix.lower() in LIST_EXTENSIONS and os.path.isfile(path):
+        if depth > 4:
+            failures.append(ImportFailure(path, "list files nest too deeply"))
+            return
+        base = os.path.dirname(path)
+        try:
+            lines = Path(path).read_text(encoding="utf-8").splitlines()
+        except (OSError, UnicodeDecodeError) as e:
+            failures.append(ImportFailure(path, f"cannot read the list of sources ({e})"))
+            return
+        for line in lines:
+            entry = line.split("#", 1)[0].strip()
+            if entry:
+                _expand(os.path.join(base, entry), found, failures, depth + 1)
+    elif os.path.exists(path) or os.path.islink(path):
+        found.append(Source(path, Path(path).name))
+    else:
+        failures.append(ImportFailure(path, "file not found"))
+
+
+def load_metadata(metadata: str | os.PathLike[str] | Mapping[str, Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Per-id metadata from a mapping, a ``.csv`` file (column ``id``) or a ``.jsonl`` file."""
+    if isinstance(metadata, Mapping):
+        out: dict[str, dict[str, Any]] = {}
+        for k, v in metadata.items():
+            if not isinstance(v, Mapping):
+                raise ValueError(f"metadata for id {k!r} must be a mapping; got {type(v).__name__}")
+            out[str(k)] = dict(v)
+        _check_json(out, "metadata")
+        return out
+    path = os.fspath(metadata)
+    suffix = Path(path).suffix.lower()
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as e:
+        raise SourceError(f"metadata file {path!r} cannot be read ({e.strerror or e})") from None
+    out = {}
+    if suffix == ".csv":
+        reader = csv.DictReader(text.splitlines())
+        if not reader.fieldnames or "id" not in reader.fieldnames:
+            raise SourceError(f"metadata file {path!r} needs a header row with an 'id' column")
+        for row in reader:
+            rid = row.pop("id")
+            out[rid] = {k: v for k, v in row.items() if k is not None}
+    elif suffix in (".jsonl", ".ndjson"):
+        for n, line in enumerate(text.splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise SourceError(f"metadata file {path!r} line {n} is not JSON ({e.msg})") from None
+            if not isinstance(obj, dict) or "id" not in obj:
+                raise SourceError(f"metadata file {path!r} line {n} must be a JSON object with an 'id' key")
+            out[str(obj.pop("id"))] = obj
+    else:
+        raise SourceError(f"metadata file {path!r} must end in .csv or .jsonl")
+    _check_json(out, path)
+    return out
+
+
+def _check_json(meta: Mapping[str, Any], where: str) -> None:
+    try:
+        json.dumps(meta)
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"{where} is not JSON-serialisable ({e})") from None

@@ -1,0 +1,580 @@
+"""AACStore: open a store, list its recordings, read exact sample windows, verify it."""
+
+from __future__ import annotations
+
+import json
+import logging
+import operator
+import os
+import zlib
+from collections import OrderedDict
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any, Literal
+
+import numpy as np
+import zarr
+from zarr.errors import GroupNotFoundError
+
+from . import _layout
+from ._adts import SAMPLES_PER_FRAME, parse_adts
+from ._bytes import ByteReader
+from ._decoder import DecoderPool, decode_into
+from .errors import (
+    AACDataError,
+    CorruptDataError,
+    RecordingNotFoundError,
+    StoreFormatError,
+    StoreNotFoundError,
+    WindowError,
+)
+
+log = logging.getLogger("aacdata")
+
+DEFAULT_INDEX_CACHE_BYTES = 128 << 20
+"""Per-process budget for cached index rows: ~16 million frames, ~100 hours of audio."""
+
+_VERIFY_BATCH_FRAMES = 256
+
+
+@dataclass(frozen=True, slots=True, eq=True)
+class Recording:
+    """One recording of a store (a row of its recordings table).
+
+    Sample positions are in the recording's **source timeline**: sample 0 is the first
+    sample of the source file (after resampling, when the import resampled).
+    """
+
+    index: int
+    id: str
+    num_samples: int
+    sample_rate: int
+    num_channels: int
+    encoder_delay: int
+    num_frames: int
+    frame_start: int
+    byte_start: int
+    num_bytes: int
+    bitrate: int
+    crc32: int
+    source: Mapping[str, Any] = field(default_factory=dict, compare=False)
+    metadata: Mapping[str, Any] = field(default_factory=dict, compare=False)
+
+    @property
+    def duration_seconds(self) -> float:
+        return self.num_samples / self.sample_rate
+
+    def __repr__(self) -> str:
+        return (
+            f"Recording(index={self.index}, id={self.id!r}, num_samples={self.num_samples}, "
+            f"sample_rate={self.sample_rate}, num_channels={self.num_channels}, "
+            f"num_frames={self.num_frames}, num_bytes={self.num_bytes})"
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class VerifyReport:
+    """Outcome of :meth:`AACStore.verify`: ``problems`` holds ``(id, reason)`` pairs."""
+
+    num_recordings: int
+    problems: tuple[tuple[str, str], ...]
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    @property
+    def bad_ids(self) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(i for i, _ in self.problems))
+
+    def __repr__(self) -> str:
+        return f"VerifyReport(num_recordings={self.num_recordings}, num_bad={len(self.bad_ids)}, ok={self.ok})"
+
+
+RecordingRef = int | str | Recording
+"""A recording, given by index, by id or as a :class:`Recording`."""
+
+
+class AACStore:
+    """A Zarr v3 store of AAC-LC recordings, opened for reading (``"r"``) or appending (``"a"``).
+
+    Create one with :meth:`AACStore.open`. Reads are exact: ``read(rec, s, n)`` equals the
+    samples ``[s, s + n)`` of a full decode of the recording's stored stream, bit for bit.
+    A store is safe to use from one thread; in ``DataLoader`` workers, each process opens
+    its own (the dataset does this lazily).
+    """
+
+    def __init__(self, group: zarr.Group, *, where: str, mode: str, index_cache_bytes: int) -> None:
+        self._group = group
+        self._where = where
+        self._mode = mode
+        self.counts = _layout.parse_root_attributes(group.attrs.asdict(), where)
+        self._adts, self._index, self._columns = _layout.open_arrays(group, where)
+        n = self.counts.num_recordings
+        self._table = {
+            name: (np.asarray(self._columns[name][:n], dtype=np.int64) if n else np.zeros(0, np.int64))
+            for name in _layout.NUMERIC_COLUMNS
+        }
+        self._ids: list[str] = [str(x) for x in self._columns["id"][:n]] if n else []
+        self._id_to_index: dict[str, int] | None = None
+        self._json_cache: dict[str, list[str]] = {}
+        self._check_table()
+        self._bytes = ByteReader(self._adts, where)
+        self._decoders = DecoderPool()
+        self._offsets: OrderedDict[int, np.ndarray] = OrderedDict()
+        self._offsets_bytes = 0
+        self.index_cache_bytes = int(index_cache_bytes)
+        self.index_cache_hits = 0
+        self.index_cache_misses = 0
+
+    # ------------------------------------------------------------------ opening
+
+    @classmethod
+    def open(
+        cls,
+        path: str | os.PathLike[str],
+        mode: Literal["r", "a"] = "r",
+        *,
+        index_cache_bytes: int = DEFAULT_INDEX_CACHE_BYTES,
+    ) -> AACStore:
+        """Open a store; mode ``"a"`` creates an empty one where none exists.
+
+        Raises
+        ------
+        StoreNotFoundError
+            ``mode="r"`` and nothing is at ``path``.
+        StoreFormatError
+            ``path`` holds something that is not an aacdata store of a known version.
+        """
+        if mode not in ("r", "a"):
+            raise ValueError(f"mode must be 'r' (read) or 'a' (append); got {mode!r}")
+        where = os.fspath(path)
+        if mode == "r":
+            if not os.path.exists(where):
+                raise StoreNotFoundError(f"no store at {where!r} (create one with `aacdata import SOURCES -o {where}`)")
+            try:
+                group = zarr.open_group(zarr.storage.LocalStore(where, read_only=True), mode="r")
+            except (GroupNotFoundError, FileNotFoundError):
+                raise StoreNotFoundError(f"{where!r} exists but is not a Zarr group (not an aacdata store)") from None
+            except (ValueError, json.JSONDecodeError, KeyError, TypeError) as e:
+                raise StoreFormatError(f"{where!r}: its zarr.json cannot be read ({e})") from None
+        else:
+            group = _open_or_create(where)
+        return cls(group, where=where, mode=mode, index_cache_bytes=index_cache_bytes)
+
+    def _check_table(self) -> None:
+        t, c = self._table, self.counts
+        n = c.num_recordings
+        if any(a.size != n for a in t.values()) or len(self._ids) != n:
+            raise StoreFormatError(f"{self._where}: recordings table has fewer than {n} committed rows")
+        if n == 0:
+            return
+        frame_end = t["frame_start"] + t["num_frames"]
+        byte_end = t["byte_start"] + t["num_bytes"]
+        if (
+            t["frame_start"][0] != 0
+            or t["byte_start"][0] != 0
+            or np.any(t["frame_start"][1:] != frame_end[:-1])
+            or np.any(t["byte_start"][1:] != byte_end[:-1])
+            or frame_end[-1] != c.num_frames
+            or byte_end[-1] != c.num_bytes
+        ):
+            raise StoreFormatError(
+                f"{self._where}: recordings table does not tile the committed {c.num_frames} frames "
+                f"and {c.num_bytes} bytes; run `aacdata verify {self._where}`"
+            )
+
+    # ------------------------------------------------------------------ recordings
+
+    def __len__(self) -> int:
+        return self.counts.num_recordings
+
+    def __iter__(self) -> Iterator[Recording]:
+        return (self.recording(i) for i in range(len(self)))
+
+    def __repr__(self) -> str:
+        return (
+            f"AACStore({self._where!r}, mode={self._mode!r}, num_recordings={len(self)}, "
+            f"num_frames={self.counts.num_frames}, num_bytes={self.counts.num_bytes})"
+        )
+
+    @property
+    def path(self) -> str:
+        return self._where
+
+    @property
+    def mode(self) -> str:
+        return self._mode
+
+    @property
+    def recordings(self) -> tuple[Recording, ...]:
+        """Every recording, in store order."""
+        return tuple(self)
+
+    @property
+    def ids(self) -> tuple[str, ...]:
+        return tuple(self._ids)
+
+    def column(self, name: str) -> np.ndarray:
+        """A numeric recordings column (e.g. ``"num_samples"``) as an int64 array, one row per recording."""
+        try:
+            return self._table[name]
+        except KeyError:
+            raise KeyError(f"no numeric column {name!r}; columns: {', '.join(self._table)}") from None
+
+    def index_of(self, rec: RecordingRef) -> int:
+        """The store index of a recording given by index, id or :class:`Recording`."""
+        if isinstance(rec, Recording):
+            rec = rec.index if rec.index < len(self) and self._ids[rec.index] == rec.id else rec.id
+        if isinstance(rec, str):
+            if self._id_to_index is None:
+                self._id_to_index = {x: i for i, x in enumerate(self._ids)}
+            try:
+                return self._id_to_index[rec]
+            except KeyError:
+                raise RecordingNotFoundError(f"no recording with id {rec!r} in {self._where}") from None
+        try:
+            i = operator.index(rec)
+        except TypeError:
+            raise TypeError(f"a recording is an index, an id or a Recording; got {type(rec).__name__}") from None
+        n = len(self)
+        if not -n <= i < n:
+            raise RecordingNotFoundError(f"recording index {i} is out of range for a store of {n} recordings")
+        return i % n
+
+    def recording(self, rec: RecordingRef) -> Recording:
+        """The :class:`Recording` at an index or with an id."""
+        i = self.index_of(rec)
+        t = self._table
+        return Recording(
+            index=i,
+            id=self._ids[i],
+            num_samples=int(t["num_samples"][i]),
+            sample_rate=int(t["sample_rate"][i]),
+            num_channels=int(t["num_channels"][i]),
+            encoder_delay=int(t["encoder_delay"][i]),
+            num_frames=int(t["num_frames"][i]),
+            frame_start=int(t["frame_start"][i]),
+            byte_start=int(t["byte_start"][i]),
+            num_bytes=int(t["num_bytes"][i]),
+            bitrate=int(t["bitrate"][i]),
+            crc32=int(t["crc32"][i]),
+            source=MappingProxyType(self._json("source", i)),
+            metadata=MappingProxyType(self._json("metadata", i)),
+        )
+
+    def _json(self, column: str, i: int) -> dict[str, Any]:
+        values = self._json_cache.get(column)
+        if values is None:
+            n = len(self)
+            values = self._json_cache[column] = [str(x) for x in self._columns[column][:n]] if n else []
+        text = values[i]
+        if not text:
+            return {}
+        try:
+            obj = json.loads(text)
+        except json.JSONDecodeError:
+            raise CorruptDataError(f"{self._where}: recording {self._ids[i]!r} has damaged {column} JSON") from None
+        return obj if isinstance(obj, dict) else {}
+
+    def metadata_column(self) -> list[str]:
+        """The raw JSON text of every recording's user metadata, in store order."""
+        self._json("metadata", 0) if len(self) else None
+        return list(self._json_cache.get("metadata", []))
+
+    # ------------------------------------------------------------------ reading
+
+    def read(self, rec: RecordingRef, start: int, num_samples: int, *, pad: bool = False) -> np.ndarray:
+        """Samples ``[start, start + num_samples)`` of a recording.
+
+        Parameters
+        ----------
+        rec
+            Recording index, id or :class:`Recording`.
+        start, num_samples
+            Half-open window in samples of the source timeline.
+        pad
+            Zero-fill the parts of the window outside ``[0, rec.num_samples)`` instead
+            of raising :class:`WindowError`.
+
+        Returns
+        -------
+        numpy.ndarray
+            float32, shape ``(num_channels, num_samples)``, values as decoded (nominally
+            in [-1, 1]); bit-identical to the same slice of a full decode.
+
+        Examples
+        --------
+        >>> store = AACStore.open("corpus.zarr")                    # doctest: +SKIP
+        >>> store.read("birds/0042.flac", 16_000, 32_000).shape     # doctest: +SKIP
+        (1, 32000)
+        """
+        i = self.index_of(rec)
+        start = operator.index(start)
+        num_samples = operator.index(num_samples)
+        if num_samples < 0:
+            raise ValueError(f"num_samples must be >= 0; got {num_samples}")
+        t = self._table
+        length = int(t["num_samples"][i])
+        channels = int(t["num_channels"][i])
+        stop = start + num_samples
+        if not pad and (start < 0 or stop > length):
+            raise WindowError(
+                f"recording {self._ids[i]!r} has {length} samples; window [{start}, {stop}) "
+                f"{'starts before 0' if start < 0 else 'ends past it'} (pass pad=True to zero-fill)"
+            )
+        lo, hi = max(start, 0), min(stop, length)
+        if lo == start and hi == stop:
+            out = np.empty((channels, num_samples), dtype=np.float32)
+        else:
+            out = np.zeros((channels, num_samples), dtype=np.float32)
+        if hi > lo:
+            self._decode(i, lo, hi, out[:, lo - start : hi - start])
+        return out
+
+    def read_many(self, requests: Iterable[tuple[RecordingRef, int, int]], *, pad: bool = False) -> list[np.ndarray]:
+        """:meth:`read` for each ``(rec, start, num_samples)``, in order."""
+        return [self.read(rec, start, n, pad=pad) for rec, start, n in requests]
+
+    def _decode(self, i: int, lo: int, hi: int, out: np.ndarray) -> None:
+        t = self._table
+        delay = int(t["encoder_delay"][i])
+        d0, d1 = lo + delay, hi + delay
+        k0, k1 = d0 // SAMPLES_PER_FRAME, (d1 - 1) // SAMPLES_PER_FRAME
+        # One pre-roll frame: the MDCT overlaps neighbours, so frame k needs k-1 decoded first.
+        kp = max(k0 - 1, 0)
+        offsets = self._frame_offsets(i)
+        if k1 + 1 >= offsets.size:
+            raise CorruptDataError(
+                f"{self._where}: recording {self._ids[i]!r} needs frame {k1} but has {offsets.size - 1} frames"
+            )
+        data = self._bytes.read(int(offsets[kp]), int(offsets[k1 + 1]))
+        # Only a window that needs frame 0's own output (no priming: raw ADTS passthrough)
+        # needs a fresh decoder; flush_buffers() leaves the first frame slightly different.
+        ctx = self._decoders.get((int(t["sample_rate"][i]), int(t["num_channels"][i]))) if k0 else self._decoders.fresh()
+        decode_into(
+            ctx,
+            data,
+            num_frames=k1 - kp + 1,
+            preroll=k0 - kp,
+            skip=d0 - k0 * SAMPLES_PER_FRAME,
+            out=out,
+            what=f"{self._where}: recording {self._ids[i]!r} frames {kp}..{k1}",
+        )
+
+    def _frame_offsets(self, i: int) -> np.ndarray:
+        """Absolute byte offsets of recording i's frames, plus its end: int64 ``(N + 1,)``."""
+        cached = self._offsets.get(i)
+        if cached is not None:
+            self._offsets.move_to_end(i)
+            self.index_cache_hits += 1
+            return cached
+        self.index_cache_misses += 1
+        rows = self.frame_index(i).astype(np.int64)
+        nf = rows.shape[0]
+        byte_start = int(self._table["byte_start"][i])
+        offsets = np.empty(nf + 1, dtype=np.int64)
+        offsets[:nf] = rows[:, 0]
+        offsets[nf] = rows[-1, 0] + rows[-1, 1] if nf else byte_start
+        if nf and (
+            rows[0, 0] != byte_start
+            or np.any(offsets[1:] != rows[:, 0] + rows[:, 1])
+            or np.any(rows[:, 2] != np.arange(nf, dtype=np.int64) * SAMPLES_PER_FRAME)
+            or offsets[nf] != byte_start + int(self._table["num_bytes"][i])
+        ):
+            raise CorruptDataError(
+                f"{self._where}: index rows of recording {self._ids[i]!r} are not contiguous frames "
+                f"of its {int(self._table['num_bytes'][i])} bytes; run `aacdata verify {self._where}`"
+            )
+        self._offsets[i] = offsets
+        self._offsets_bytes += offsets.nbytes
+        while self._offsets_bytes > self.index_cache_bytes and len(self._offsets) > 1:
+            _, old = self._offsets.popitem(last=False)
+            self._offsets_bytes -= old.nbytes
+        return offsets
+
+    def frame_index(self, rec: RecordingRef) -> np.ndarray:
+        """The stored index rows of a recording: uint64 ``(num_frames, 3)``,
+        columns ``[byte_offset, frame_size, sample_pos]`` (offsets into ``/adts``)."""
+        i = self.index_of(rec)
+        start = int(self._table["frame_start"][i])
+        count = int(self._table["num_frames"][i])
+        return np.asarray(self._index[start : start + count], dtype=np.uint64).reshape(count, 3)
+
+    def adts_bytes(self, rec: RecordingRef) -> bytes:
+        """The recording's stored bytes: a stand-alone ADTS stream any AAC decoder plays."""
+        i = self.index_of(rec)
+        start = int(self._table["byte_start"][i])
+        return self._bytes.read(start, start + int(self._table["num_bytes"][i]))
+
+    # ------------------------------------------------------------------ caches and stats
+
+    def cache_info(self) -> dict[str, int]:
+        """Counters of this process: index cache hits/misses/bytes, decoders, bytes read."""
+        return {
+            "index_cache_hits": self.index_cache_hits,
+            "index_cache_misses": self.index_cache_misses,
+            "index_cache_bytes": self._offsets_bytes,
+            "index_cache_recordings": len(self._offsets),
+            "decoders_created": self._decoders.decoders_created,
+            "bytes_read": self._bytes.bytes_read,
+        }
+
+    def clear_caches(self) -> None:
+        """Drop cached index rows and decoders, and close chunk files."""
+        self._offsets.clear()
+        self._offsets_bytes = 0
+        self._decoders.clear()
+        self._bytes.close()
+
+    def close(self) -> None:
+        self.clear_caches()
+
+    def __enter__(self) -> AACStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __getstate__(self) -> Any:
+        raise TypeError(
+            "an AACStore holds open files and decoders and is not pickled; pass its path "
+            "(AACSegmentDataset does this for you)"
+        )
+
+    # ------------------------------------------------------------------ checking
+
+    def verify(self, *, decode: bool = True, progress: Any = None) -> VerifyReport:
+        """Check every committed recording: checksum of its bytes, index rows against the
+        ADTS headers, and (``decode=True``) that every frame decodes.
+
+        ``progress``, if given, is called with the number of recordings checked so far.
+        """
+        problems: list[tuple[str, str]] = []
+        for i in range(len(self)):
+            rid = self._ids[i]
+            try:
+                problems.extend((rid, reason) for reason in self._verify_one(i, decode))
+            except AACDataError as e:
+                problems.append((rid, str(e)))
+            if progress is not None:
+                progress(i + 1)
+        return VerifyReport(num_recordings=len(self), problems=tuple(problems))
+
+    def _verify_one(self, i: int, decode: bool) -> list[str]:
+        t = self._table
+        reasons = []
+        data = self.adts_bytes(i)
+        crc = zlib.crc32(data)
+        if crc != int(t["crc32"][i]):
+            reasons.append(f"checksum mismatch: stored bytes have crc32 {crc:08x}, table says {int(t['crc32'][i]):08x}")
+        rows = self.frame_index(i).astype(np.int64)
+        try:
+            frames = parse_adts(data)
+        except CorruptDataError as e:
+            return [*reasons, f"ADTS stream damaged: {e}"]
+        byte_start = int(t["byte_start"][i])
+        nf = int(t["num_frames"][i])
+        if len(frames) != nf:
+            reasons.append(f"headers show {len(frames)} frames, table says {nf}")
+        elif not (
+            np.array_equal(rows[:, 0], frames.offsets + byte_start)
+            and np.array_equal(rows[:, 1], frames.sizes)
+            and np.array_equal(rows[:, 2], np.arange(nf, dtype=np.int64) * SAMPLES_PER_FRAME)
+        ):
+            bad = int(np.flatnonzero(
+                (rows[:, 0] != frames.offsets + byte_start) | (rows[:, 1] != frames.sizes)
+                | (rows[:, 2] != np.arange(nf) * SAMPLES_PER_FRAME)
+            )[0])  # fmt: skip
+            reasons.append(f"index row {bad} disagrees with the ADTS headers")
+        if frames.sample_rate != int(t["sample_rate"][i]):
+            reasons.append(f"headers say {frames.sample_rate} Hz, table says {int(t['sample_rate'][i])} Hz")
+        needed = int(t["encoder_delay"][i]) + int(t["num_samples"][i])
+        if nf * SAMPLES_PER_FRAME < needed:
+            reasons.append(f"{nf} frames cannot hold delay + num_samples = {needed} samples")
+        if decode and not reasons:
+            reasons.extend(self._verify_decode(i, data, frames.offsets, frames.sizes))
+        return reasons
+
+    def _verify_decode(self, i: int, data: bytes, offsets: np.ndarray, sizes: np.ndarray) -> list[str]:
+        import av
+
+        ctx = self._decoders.fresh()
+        channels = int(self._table["num_channels"][i])
+        for a in range(0, offsets.size, _VERIFY_BATCH_FRAMES):
+            b = min(a + _VERIFY_BATCH_FRAMES, offsets.size)
+            chunk = data[int(offsets[a]) : int(offsets[b - 1] + sizes[b - 1])]
+            try:
+                decoded = ctx.decode(av.Packet(chunk))
+            except av.FFmpegError as e:
+                return [f"frames {a}..{b - 1} do not decode ({e})"]
+            if len(decoded) != b - a or any(f.samples != SAMPLES_PER_FRAME or len(f.planes) < channels for f in decoded):
+                return [f"frames {a}..{b - 1} decode to {len(decoded)} frames, not {b - a} of {channels} channels"]
+        return []
+
+    # ------------------------------------------------------------------ summary
+
+    def summary(self) -> dict[str, Any]:
+        """Totals for ``aacdata info``: recordings, hours, bytes, kbit/s, index overhead."""
+        t = self._table
+        seconds = float(np.sum(t["num_samples"] / np.maximum(t["sample_rate"], 1))) if len(self) else 0.0
+        disk = _disk_usage(self._where)
+        payload = self.counts.num_bytes
+        return {
+            "path": self._where,
+            "format_version": _layout.FORMAT_VERSION,
+            "num_recordings": len(self),
+            "num_frames": self.counts.num_frames,
+            "hours": seconds / 3600,
+            "payload_bytes": payload,
+            "kbit_per_s": (payload * 8 / seconds / 1000) if seconds else 0.0,
+            "disk_bytes": disk.get("total"),
+            "index_disk_bytes": disk.get(_layout.INDEX),
+            "index_overhead": (disk[_layout.INDEX] / payload) if payload and _layout.INDEX in disk else None,
+            "disk_over_payload": (disk["total"] / payload) if payload and "total" in disk else None,
+            "sample_rates": sorted({int(x) for x in t["sample_rate"]}),
+            "channel_counts": sorted({int(x) for x in t["num_channels"]}),
+        }
+
+
+def _disk_usage(root: str) -> dict[str, int]:
+    if not os.path.isdir(root):
+        return {}
+    sizes: dict[str, int] = {}
+    total = 0
+    for dirpath, _dirs, files in os.walk(root):
+        for f in files:
+            size = os.path.getsize(os.path.join(dirpath, f))
+            total += size
+            top = Path(os.path.relpath(dirpath, root)).parts
+            if top:
+                sizes[top[0]] = sizes.get(top[0], 0) + size
+    sizes["total"] = total
+    return sizes
+
+
+def _open_or_create(where: str) -> zarr.Group:
+    if os.path.exists(where) and not os.path.isdir(where):
+        raise StoreFormatError(f"{where!r} is a file, not a store directory; choose another output path")
+    store = zarr.storage.LocalStore(where)
+    if os.path.exists(os.path.join(where, "zarr.json")):
+        try:
+            group = zarr.open_group(store, mode="r+")
+        except (ValueError, json.JSONDecodeError, KeyError, TypeError) as e:
+            raise StoreFormatError(f"{where!r}: its zarr.json cannot be read ({e})") from None
+        _layout.parse_root_attributes(group.attrs.asdict(), where)
+        return group
+    if os.path.isdir(where) and os.listdir(where):
+        raise StoreFormatError(
+            f"{where!r} is a non-empty directory without zarr.json; choose a new path for the store"
+        )
+    group = zarr.open_group(store, mode="w")
+    _layout.create_layout(group)
+    return group
+
+
+def resolve_requests(store: AACStore, requests: Sequence[tuple[RecordingRef, int, int]]) -> list[tuple[int, int, int]]:
+    """Requests with recordings resolved to store indices."""
+    return [(store.index_of(r), int(s), int(n)) for r, s, n in requests]
