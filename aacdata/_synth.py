@@ -1,0 +1,164 @@
+"""Synthetic audio for the demo, the examples, the tests and the benchmarks.
+
+Signals are float32 arrays of shape ``(num_channels, num_samples)`` in [-1, 1]; files are
+written through PyAV, so no external tool is needed.
+"""
+
+from __future__ import annotations
+
+import os
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+
+KINDS = ("tone", "chirp", "noise", "speech", "music")
+
+# (container format, codec, sample format) by file extension.
+_WRITERS: dict[str, tuple[str, str, str]] = {
+    ".wav": ("wav", "pcm_s16le", "s16"),
+    ".flac": ("flac", "flac", "s16"),
+    ".mp3": ("mp3", "libmp3lame", "fltp"),
+    ".ogg": ("ogg", "vorbis", "fltp"),  # FFmpeg's native Vorbis encoder: stereo only
+    ".opus": ("ogg", "libopus", "flt"),
+    ".m4a": ("ipod", "aac", "fltp"),
+    ".mp4": ("mp4", "aac", "fltp"),
+    ".aac": ("adts", "aac", "fltp"),
+    ".mkv": ("matroska", "aac", "fltp"),
+    ".webm": ("webm", "libopus", "flt"),
+}
+
+
+def signal(kind: str, num_samples: int, *, sample_rate: int, num_channels: int = 1, seed: int = 0) -> np.ndarray:
+    """A test signal, float32 ``(num_channels, num_samples)`` in [-1, 1].
+
+    Kinds: ``tone`` (sine), ``chirp`` (log sweep), ``noise`` (white), ``speech``
+    (voiced bursts with pauses), ``music`` (dense chords, noise and percussive hits;
+    many bits per AAC frame).
+    """
+    rng = np.random.default_rng(seed)
+    t = np.arange(num_samples) / sample_rate
+    nyq = sample_rate / 2
+    chans = []
+    for c in range(num_channels):
+        if kind == "tone":
+            f = min(220.0 * (1 + c) * (1 + seed % 5), nyq * 0.8)
+            x = 0.5 * np.sin(2 * np.pi * f * t + c)
+        elif kind == "chirp":
+            f0, f1 = 50.0, nyq * 0.9
+            dur = max(t[-1] if num_samples else 1.0, 1e-3)
+            k = np.log(f1 / f0) / dur
+            x = 0.4 * np.sin(2 * np.pi * f0 * (np.exp(k * t) - 1) / k + c)
+        elif kind == "noise":
+            x = 0.3 * rng.standard_normal(num_samples)
+        elif kind == "speech":
+            f0 = 110 + 40 * c + 20 * np.sin(2 * np.pi * 0.7 * t)
+            phase = 2 * np.pi * np.cumsum(f0) / sample_rate
+            voiced = sum(np.sin(h * phase) / h for h in range(1, 12) if h * 150 < nyq)
+            syllables = np.clip(np.sin(2 * np.pi * 3.1 * t + rng.uniform(0, 6)), 0, None) ** 2
+            pauses = (np.sin(2 * np.pi * 0.23 * t + c) > -0.6).astype(float)
+            x = 0.3 * voiced * syllables * pauses + 0.01 * rng.standard_normal(num_samples)
+        elif kind == "music":
+            x = np.zeros(num_samples)
+            for i, f in enumerate((110.0, 138.6, 164.8, 220.0, 277.2, 329.6, 440.0, 554.4)):
+                if f * 8 < nyq:
+                    detune = 1 + 0.002 * (i - 4) + 0.001 * c
+                    x += sum(0.04 / h * np.sin(2 * np.pi * f * h * detune * t + i + c) for h in range(1, 9))
+            hits = np.zeros(num_samples)
+            step = max(sample_rate // 4, 1)
+            hits[::step] = 1.0
+            decay = np.exp(-np.arange(min(step, 4096)) / (sample_rate * 0.01))
+            x += 0.3 * np.convolve(hits, decay)[:num_samples] * rng.standard_normal(num_samples)
+            x += 0.05 * rng.standard_normal(num_samples)
+        else:
+            raise ValueError(f"unknown signal kind {kind!r}; expected one of {', '.join(KINDS)}")
+        chans.append(x)
+    out = np.asarray(chans, dtype=np.float64).reshape(num_channels, num_samples)
+    peak = float(np.max(np.abs(out))) if out.size else 0.0
+    if peak > 0.95:
+        out *= 0.95 / peak
+    return out.astype(np.float32)
+
+
+def write_audio(
+    path: str | os.PathLike[str],
+    audio: np.ndarray,
+    *,
+    sample_rate: int,
+    bitrate: int = 128_000,
+    float_wav: bool = False,
+) -> Path:
+    """Write float32 ``(C, T)`` audio to ``path``; the extension picks format and codec.
+
+    WAV and FLAC are 16-bit; ``float_wav=True`` writes 32-bit float WAV, which keeps
+    every sample exactly.
+    """
+    path = Path(path)
+    try:
+        fmt, codec, sample_fmt = _WRITERS[path.suffix.lower()]
+    except KeyError:
+        raise ValueError(f"cannot write {path.suffix!r}; extensions: {', '.join(_WRITERS)}") from None
+    if float_wav and codec == "pcm_s16le":
+        codec, sample_fmt = "pcm_f32le", "flt"
+    audio = np.asarray(audio, dtype=np.float32)
+    channels, total = audio.shape
+    layout = {1: "mono", 2: "stereo", 6: "5.1"}.get(channels, f"{channels}c")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with av.open(str(path), "w", format=fmt) as out:
+        rate = 48_000 if codec == "libopus" else sample_rate
+        stream = out.add_stream(codec, rate=rate, layout=layout)
+        if codec not in ("pcm_s16le", "pcm_f32le", "flac"):
+            stream.bit_rate = bitrate
+        if codec == "aac":
+            stream.codec_context.options = {"aac_pns": "0"}
+        elif codec == "vorbis":
+            if channels != 2:
+                raise ValueError(f"the native Vorbis encoder writes stereo only; got {channels} channels")
+            stream.codec_context.options = {"strict": "experimental"}
+        resampler = av.AudioResampler(format=sample_fmt, layout=layout, rate=rate)
+        block = 4096
+        for a in range(0, total, block):
+            chunk = np.ascontiguousarray(audio[:, a : a + block])
+            frame = av.AudioFrame.from_ndarray(chunk, format="fltp", layout=layout)
+            frame.sample_rate = sample_rate
+            frame.time_base = Fraction(1, sample_rate)
+            frame.pts = a
+            for f in resampler.resample(frame):
+                for packet in stream.encode(f):
+                    out.mux(packet)
+        for f in resampler.resample(None):
+            for packet in stream.encode(f):
+                out.mux(packet)
+        for packet in stream.encode(None):
+            out.mux(packet)
+    return path
+
+
+def make_corpus(
+    directory: str | os.PathLike[str],
+    *,
+    seconds: float = 180.0,
+    num_files: int = 12,
+    sample_rates: tuple[int, ...] = (44_100, 16_000),
+    extension: str = ".flac",
+    seed: int = 0,
+) -> list[Path]:
+    """A small corpus: every kind of signal, mono and stereo, the given sample rates.
+
+    Files are named ``<kind>/<nn>_<rate>hz_<channels>ch<extension>`` and together last
+    about ``seconds``; lengths vary so that no two recordings align.
+    """
+    rng = np.random.default_rng(seed)
+    weights = rng.uniform(0.6, 1.4, num_files)
+    lengths = weights / weights.sum() * seconds
+    paths = []
+    for i in range(num_files):
+        kind = KINDS[i % len(KINDS)]
+        rate = sample_rates[i % len(sample_rates)]
+        channels = 1 + (i // len(KINDS) + i) % 2
+        n = int(lengths[i] * rate) + int(rng.integers(0, 1024))
+        audio = signal(kind, n, sample_rate=rate, num_channels=channels, seed=seed + i)
+        name = Path(directory) / kind / f"{i:02d}_{rate}hz_{channels}ch{extension}"
+        paths.append(write_audio(name, audio, sample_rate=rate))
+    return paths

@@ -1,0 +1,258 @@
+"""The ``aacdata`` command: import, info, verify, export, bench, demo.
+
+Exit status: 0 success, 1 when something failed (a file not imported, a damaged
+recording), 2 for usage errors (bad arguments, a store that cannot be opened).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from . import __version__
+from .errors import AACDataError
+
+log = logging.getLogger("aacdata")
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING if not args.verbose else logging.DEBUG, format="%(message)s")
+    if args.command is None:
+        parser.print_help()
+        return EXIT_USAGE
+    try:
+        return int(args.run(args))
+    except (AACDataError, ValueError) as e:
+        print(f"aacdata {args.command}: error: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print(f"aacdata {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="aacdata", description="Audio corpora as Zarr stores of AAC-LC frames.")
+    p.add_argument("--version", action="version", version=f"aacdata {__version__}")
+    p.add_argument("-v", "--verbose", action="store_true", help="log details")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+
+    imp = sub.add_parser("import", help="convert audio files and append them to a store")
+    imp.add_argument("sources", nargs="+", help="audio files, directories, or .txt lists of paths")
+    imp.add_argument("-o", "--output", required=True, metavar="STORE", help="store path (created if missing)")
+    imp.add_argument("--bitrate", type=_positive_int, default=160_000, help="AAC bit rate in bit/s (default 160000)")
+    imp.add_argument("--sample-rate", type=_positive_int, default=None, help="resample to this rate (Hz)")
+    imp.add_argument("--channels", type=_positive_int, default=None, help="remix to this many channels")
+    imp.add_argument("--reencode", action="store_true", help="re-encode AAC-LC sources instead of passing through")
+    imp.add_argument("--workers", type=int, default=None, help="conversion processes (default: all cores)")
+    imp.add_argument("--on-error", choices=("skip", "raise"), default="skip", help="skip failed files or stop")
+    imp.add_argument("--metadata", default=None, metavar="FILE", help="per-id metadata, .csv (id column) or .jsonl")
+    imp.add_argument("--no-progress", action="store_true", help="no progress bar")
+    imp.set_defaults(run=_cmd_import)
+
+    info = sub.add_parser("info", help="summarise a store")
+    info.add_argument("store")
+    info.add_argument("--json", action="store_true", help="print JSON")
+    info.set_defaults(run=_cmd_info)
+
+    ver = sub.add_parser("verify", help="check checksums, index and decodability of every recording")
+    ver.add_argument("store")
+    ver.add_argument("--no-decode", action="store_true", help="skip the decode check (faster)")
+    ver.add_argument("--no-progress", action="store_true", help="no progress bar")
+    ver.set_defaults(run=_cmd_verify)
+
+    exp = sub.add_parser("export", help="write one recording as .aac (stored bytes), .wav or .flac")
+    exp.add_argument("store")
+    exp.add_argument("id", help="recording id (or index)")
+    exp.add_argument("out", help="output file: .aac, .wav (32-bit float, exact) or .flac (16-bit)")
+    exp.set_defaults(run=_cmd_export)
+
+    bench = sub.add_parser("bench", help="DataLoader throughput of random windows per worker count")
+    bench.add_argument("store")
+    bench.add_argument("--workers", default="0,1,2", help="comma-separated worker counts (default 0,1,2)")
+    bench.add_argument("--window-seconds", type=float, default=1.0)
+    bench.add_argument("--batch-size", type=_positive_int, default=32)
+    bench.add_argument("--batches", type=_positive_int, default=30, help="batches timed per worker count")
+    bench.set_defaults(run=_cmd_bench)
+
+    demo = sub.add_parser("demo", help="synthesize a small corpus, import it, read it through a DataLoader")
+    demo.add_argument("--dir", default=None, help="working directory (default: a temporary one)")
+    demo.add_argument("--seconds", type=float, default=180.0, help="audio to synthesize (default 180)")
+    demo.set_defaults(run=_cmd_demo)
+    return p
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
+
+
+def _table(rows: list[tuple[str, str]]) -> str:
+    width = max(len(k) for k, _ in rows)
+    return "\n".join(f"  {k.ljust(width)}  {v}" for k, v in rows)
+
+
+def _size(n: float) -> str:
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if abs(n) < 1000 or unit == "TB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    return f"{n:.1f} TB"
+
+
+# ---------------------------------------------------------------------- commands
+
+
+def _cmd_import(args: argparse.Namespace) -> int:
+    from .importer import import_audio
+
+    report = import_audio(
+        args.sources,
+        args.output,
+        bitrate=args.bitrate,
+        sample_rate=args.sample_rate,
+        num_channels=args.channels,
+        reencode=args.reencode,
+        workers=args.workers,
+        on_error=args.on_error,
+        progress=not args.no_progress,
+        metadata=args.metadata,
+    )
+    for failure in report.failed:
+        print(f"failed: {failure}", file=sys.stderr)
+    seconds = report.audio_seconds
+    print(
+        _table(
+            [
+                ("store", report.store),
+                ("imported", f"{len(report.imported)} ({report.passthrough} passed through without re-encoding)"),
+                ("skipped", f"{len(report.skipped)} (already in the store)"),
+                ("failed", str(len(report.failed))),
+                ("audio", f"{seconds / 3600:.3f} h"),
+                ("written", f"{_size(report.bytes_written)} ({report.bytes_written * 8 / seconds / 1000:.0f} kbit/s)"
+                 if seconds else _size(report.bytes_written)),
+                ("time", f"{report.elapsed_seconds:.1f} s ({report.realtime_factor:.0f}x realtime)"),
+            ]
+        )
+    )
+    return EXIT_OK if report.ok else EXIT_FAILED
+
+
+def _cmd_info(args: argparse.Namespace) -> int:
+    from .store import AACStore
+
+    with AACStore.open(args.store) as store:
+        s = store.summary()
+    if args.json:
+        print(json.dumps(s, indent=2))
+        return EXIT_OK
+    rows = [
+        ("store", s["path"]),
+        ("recordings", str(s["num_recordings"])),
+        ("audio", f"{s['hours']:.3f} h"),
+        ("payload", f"{_size(s['payload_bytes'])} ({s['kbit_per_s']:.0f} kbit/s)"),
+        ("frames", str(s["num_frames"])),
+        ("sample rates", ", ".join(f"{r} Hz" for r in s["sample_rates"]) or "-"),
+        ("channels", ", ".join(str(c) for c in s["channel_counts"]) or "-"),
+    ]
+    if s["disk_bytes"] is not None:
+        rows.append(("on disk", f"{_size(s['disk_bytes'])}"
+                     + (f" ({s['disk_over_payload']:.3f}x payload)" if s["disk_over_payload"] else "")))
+    if s["index_overhead"] is not None:
+        rows.append(("index", f"{_size(s['index_disk_bytes'])} ({100 * s['index_overhead']:.2f}% of payload)"))
+    print(_table(rows))
+    return EXIT_OK
+
+
+def _cmd_verify(args: argparse.Namespace) -> int:
+    from .store import AACStore
+
+    with AACStore.open(args.store) as store:
+        bar = None
+        if not args.no_progress:
+            from tqdm.auto import tqdm
+
+            bar = tqdm(total=len(store), unit="rec", desc="verify", dynamic_ncols=True)
+
+        def tick(done: int) -> None:
+            if bar is not None:
+                bar.update(done - bar.n)
+
+        report = store.verify(decode=not args.no_decode, progress=tick)
+        if bar is not None:
+            bar.close()
+    for rid, reason in report.problems:
+        print(f"bad: {rid}: {reason}")
+    print(f"{report.num_recordings - len(report.bad_ids)} of {report.num_recordings} recordings ok")
+    return EXIT_OK if report.ok else EXIT_FAILED
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    from .store import AACStore
+
+    out = Path(args.out)
+    suffix = out.suffix.lower()
+    if suffix not in (".aac", ".wav", ".flac"):
+        raise ValueError(f"output {args.out!r} must end in .aac, .wav or .flac")
+    with AACStore.open(args.store) as store:
+        ref: Any = args.id
+        if args.id not in store.ids and args.id.isdigit():
+            ref = int(args.id)
+        rec = store.recording(ref)
+        if suffix == ".aac":
+            out.write_bytes(store.adts_bytes(rec))
+        else:
+            _export_pcm(store, rec, out)
+    print(f"wrote {out} ({rec.id}, {rec.duration_seconds:.2f} s, {rec.num_channels} ch, {rec.sample_rate} Hz)")
+    return EXIT_OK
+
+
+def _export_pcm(store: Any, rec: Any, out: Path) -> None:
+    import numpy as np
+
+    from ._synth import write_audio
+
+    audio = store.read(rec, 0, rec.num_samples)
+    write_audio(out, np.asarray(audio), sample_rate=rec.sample_rate, float_wav=out.suffix.lower() == ".wav")
+
+
+def _cmd_bench(args: argparse.Namespace) -> int:
+    from .bench import bench_dataloader, format_bench
+
+    workers = [int(w) for w in args.workers.split(",") if w.strip()]
+    if any(w < 0 for w in workers):
+        raise ValueError(f"--workers takes counts >= 0; got {args.workers!r}")
+    rows = bench_dataloader(
+        args.store,
+        workers=workers,
+        window_seconds=args.window_seconds,
+        batch_size=args.batch_size,
+        num_batches=args.batches,
+        progress=True,
+    )
+    print(format_bench(rows))
+    return EXIT_OK
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from .demo import run_demo
+
+    run_demo(args.dir, seconds=args.seconds)
+    return EXIT_OK
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())
