@@ -25,7 +25,8 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.WARNING if not args.verbose else logging.DEBUG, format="%(message)s")
+    # The command prints failures itself, after the progress bar; -v shows the log as well.
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.ERROR, format="%(message)s")
     if args.command is None:
         parser.print_help()
         return EXIT_USAGE
