@@ -106,8 +106,7 @@ def parse_adts(data: bytes | bytearray | memoryview | np.ndarray) -> AdtsFrames:
         raise CorruptDataError(f"ADTS stream has no frame at byte {at}: sync lost")
     if int(ends[-1]) != n:
         raise CorruptDataError(
-            f"ADTS stream of {n} bytes ends inside the frame at byte {int(offsets[-1])} "
-            f"(frame length {int(sizes[-1])})"
+            f"ADTS stream of {n} bytes ends inside the frame at byte {int(offsets[-1])} (frame length {int(sizes[-1])})"
         )
     b2 = buf[offsets + 2].astype(np.int64)
     b3 = buf[offsets + 3].astype(np.int64)

@@ -143,8 +143,12 @@ def _cmd_import(args: argparse.Namespace) -> int:
                 ("skipped", f"{len(report.skipped)} (already in the store)"),
                 ("failed", str(len(report.failed))),
                 ("audio", f"{seconds / 3600:.3f} h"),
-                ("written", f"{_size(report.bytes_written)} ({report.bytes_written * 8 / seconds / 1000:.0f} kbit/s)"
-                 if seconds else _size(report.bytes_written)),
+                (
+                    "written",
+                    f"{_size(report.bytes_written)} ({report.bytes_written * 8 / seconds / 1000:.0f} kbit/s)"
+                    if seconds
+                    else _size(report.bytes_written),
+                ),
                 ("time", f"{report.elapsed_seconds:.1f} s ({report.realtime_factor:.0f}x realtime)"),
             ]
         )
@@ -170,8 +174,13 @@ def _cmd_info(args: argparse.Namespace) -> int:
         ("channels", ", ".join(str(c) for c in s["channel_counts"]) or "-"),
     ]
     if s["disk_bytes"] is not None:
-        rows.append(("on disk", f"{_size(s['disk_bytes'])}"
-                     + (f" ({s['disk_over_payload']:.3f}x payload)" if s["disk_over_payload"] else "")))
+        rows.append(
+            (
+                "on disk",
+                f"{_size(s['disk_bytes'])}"
+                + (f" ({s['disk_over_payload']:.3f}x payload)" if s["disk_over_payload"] else ""),
+            )
+        )
     if s["index_overhead"] is not None:
         rows.append(("index", f"{_size(s['index_disk_bytes'])} ({100 * s['index_overhead']:.2f}% of payload)"))
     print(_table(rows))

@@ -165,7 +165,9 @@ def import_audio(
                 skipped.append(src.id)
             elif isinstance(outcome, _Converted):
                 try:
-                    writer.add(PendingRecording(src.id, outcome.encoded, outcome.source, dict(user_meta.get(src.id, {}))))
+                    writer.add(
+                        PendingRecording(src.id, outcome.encoded, outcome.source, dict(user_meta.get(src.id, {})))
+                    )
                 except ValueError as e:
                     _fail(failures, src, str(e), on_error)
                 else:

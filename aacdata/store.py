@@ -353,7 +353,9 @@ class AACStore:
         data = self._bytes.read(int(offsets[kp]), int(offsets[k1 + 1]))
         # Only a window that needs frame 0's own output (no priming: raw ADTS passthrough)
         # needs a fresh decoder; flush_buffers() leaves the first frame slightly different.
-        ctx = self._decoders.get((int(t["sample_rate"][i]), int(t["num_channels"][i]))) if k0 else self._decoders.fresh()
+        ctx = (
+            self._decoders.get((int(t["sample_rate"][i]), int(t["num_channels"][i]))) if k0 else self._decoders.fresh()
+        )
         decode_into(
             ctx,
             data,
@@ -510,7 +512,9 @@ class AACStore:
                 decoded = ctx.decode(av.Packet(chunk))
             except av.FFmpegError as e:
                 return [f"frames {a}..{b - 1} do not decode ({e})"]
-            if len(decoded) != b - a or any(f.samples != SAMPLES_PER_FRAME or len(f.planes) < channels for f in decoded):
+            if len(decoded) != b - a or any(
+                f.samples != SAMPLES_PER_FRAME or len(f.planes) < channels for f in decoded
+            ):
                 return [f"frames {a}..{b - 1} decode to {len(decoded)} frames, not {b - a} of {channels} channels"]
         return []
 
@@ -567,9 +571,7 @@ def _open_or_create(where: str) -> zarr.Group:
         _layout.parse_root_attributes(group.attrs.asdict(), where)
         return group
     if os.path.isdir(where) and os.listdir(where):
-        raise StoreFormatError(
-            f"{where!r} is a non-empty directory without zarr.json; choose a new path for the store"
-        )
+        raise StoreFormatError(f"{where!r} is a non-empty directory without zarr.json; choose a new path for the store")
     group = zarr.open_group(store, mode="w")
     _layout.create_layout(group)
     return group

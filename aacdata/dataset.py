@@ -1,0 +1,421 @@
+"""AACSegmentDataset: sample windows of one or more stores for a PyTorch ``DataLoader``.
+
+The dataset holds no data and no handles: each process that reads (the main process or a
+``DataLoader`` worker) opens its own stores, decoders and index caches on first use, and
+again after a ``fork``. Which window an index maps to is a pure function of
+``(seed, epoch, index)``, so batches are the same whatever the number of workers, the
+process start method or the machine.
+
+Legend for tensor shapes: ``B`` batch, ``C`` channels, ``T`` samples.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+import torch
+
+from .errors import AACDataError, RecordingNotFoundError
+from .store import DEFAULT_INDEX_CACHE_BYTES, AACStore
+
+StoreLike = str | os.PathLike[str] | AACStore
+_MASK = (1 << 64) - 1
+
+
+def _mix(x: int) -> int:
+    """splitmix64 finaliser: a well-spread 64-bit hash of a 64-bit integer."""
+    x = (x + 0x9E3779B97F4A7C15) & _MASK
+    x = ((x ^ (x >> 30)) * 0xBF58476D1CE4E5B9) & _MASK
+    x = ((x ^ (x >> 27)) * 0x94D049BB133111EB) & _MASK
+    return x ^ (x >> 31)
+
+
+def _uniforms(seed: int, epoch: int, index: int) -> tuple[float, float]:
+    """Two independent floats in [0, 1) determined by (seed, epoch, index) alone."""
+    a = _mix(_mix(_mix(seed & _MASK) ^ (epoch & _MASK)) ^ (index & _MASK))
+    b = _mix(a)
+    return (a >> 11) * 2.0**-53, (b >> 11) * 2.0**-53
+
+
+@dataclass(frozen=True, slots=True)
+class Window:
+    """A window of the corpus: ``[start, start + num_samples)`` of recording ``recording``
+    (a corpus-wide index over the concatenated stores)."""
+
+    recording: int
+    start: int
+    num_samples: int
+
+
+class AACSegmentDataset(torch.utils.data.Dataset[Any]):
+    """Fixed-length sample windows from AAC stores, for a ``torch.utils.data.DataLoader``.
+
+    Parameters
+    ----------
+    store_or_path
+        A store path, an :class:`AACStore`, or a list of them (read as one corpus, the
+        recordings of each store following those of the previous one).
+    window_seconds, window_samples
+        Window length; give one. Seconds are converted at the corpus sample rate.
+    num_windows
+        Random windows per epoch (default: total duration / window length).
+    hop_seconds
+        Use sliding windows over every recording, ``hop_seconds`` apart, instead of
+        random ones (evaluation). ``last="pad"`` keeps a zero-padded last window,
+        ``"drop"`` drops it.
+    windows
+        An explicit list of ``(recording_id, start, num_samples)`` (e.g. labelled events).
+    weighting
+        Random windows uniform over audio time (``"duration"``) or over recordings
+        (``"recording"``).
+    short
+        Recordings shorter than the window are zero-padded (``"pad"``) or left out
+        (``"skip"``).
+    recordings
+        Keep only these recording ids, or those whose metadata dict makes this
+        predicate true.
+    sample_rate
+        Keep only the recordings at this rate. Required when the stores hold several
+        rates (windows of one length must share one rate).
+    num_channels
+        Output channels: ``1`` downmixes to mono (mean), a mono recording is repeated
+        to fill ``num_channels``, a recording with more keeps its first ones.
+        ``None`` keeps each recording's own count (batches then need equal counts).
+    seed
+        Random windows are a pure function of ``(seed, epoch, index)``.
+    return_info
+        Return a dict (``audio``, ``recording``, ``id``, ``start``, ``sample_rate`` and
+        ``labels`` when the metadata has a ``label``/``labels`` key) instead of the tensor.
+    transform
+        Callable applied to each ``(C, T)`` tensor (e.g. a feature transform).
+    index_cache_bytes
+        Per-worker budget for cached index rows, per store.
+
+    Items are float32 tensors ``(C, T)`` with values in [-1, 1], so the default
+    ``collate_fn`` gives ``(B, C, T)``.
+    """
+
+    def __init__(
+        self,
+        store_or_path: StoreLike | Sequence[StoreLike],
+        *,
+        window_seconds: float | None = None,
+        window_samples: int | None = None,
+        num_windows: int | None = None,
+        hop_seconds: float | None = None,
+        last: Literal["pad", "drop"] = "pad",
+        windows: Sequence[tuple[str, int, int]] | None = None,
+        weighting: Literal["duration", "recording"] = "duration",
+        short: Literal["pad", "skip"] = "pad",
+        recordings: Sequence[str] | Callable[[Mapping[str, Any]], bool] | None = None,
+        sample_rate: int | None = None,
+        num_channels: int | None = None,
+        seed: int = 0,
+        return_info: bool = False,
+        transform: Callable[[torch.Tensor], Any] | None = None,
+        index_cache_bytes: int = DEFAULT_INDEX_CACHE_BYTES,
+    ) -> None:
+        sources = list(store_or_path) if isinstance(store_or_path, (list, tuple)) else [store_or_path]
+        if not sources:
+            raise ValueError("store_or_path is an empty list; give at least one store")
+        self._paths = [s.path if isinstance(s, AACStore) else os.fspath(s) for s in sources]
+        _choice("weighting", weighting, ("duration", "recording"))
+        _choice("short", short, ("pad", "skip"))
+        _choice("last", last, ("pad", "drop"))
+        if num_channels is not None and num_channels < 1:
+            raise ValueError(f"num_channels must be >= 1; got {num_channels}")
+        self.seed = int(seed)
+        self.epoch = 0
+        self.return_info = bool(return_info)
+        self.transform = transform
+        self.num_channels = num_channels
+        self.index_cache_bytes = int(index_cache_bytes)
+        self._weighting = weighting
+
+        table = self._load_tables(sources)
+        self._store_of = table["store"]
+        self._local = table["local"]
+        self._lengths = table["num_samples"]
+        self._rates = table["sample_rate"]
+        self._channels = table["num_channels"]
+        keep = np.ones(self._lengths.size, dtype=bool)
+        if recordings is not None:
+            keep &= self._filter(recordings, table)
+        if sample_rate is not None:
+            keep &= self._rates == sample_rate
+        rates = sorted({int(r) for r in self._rates[keep]})
+        if not rates:
+            raise ValueError("no recordings left after the recordings= and sample_rate= filters")
+        if len(rates) > 1:
+            raise ValueError(
+                f"recordings have sample rates {', '.join(f'{r} Hz' for r in rates)}; pass sample_rate= one of "
+                "them to keep only those recordings, or re-import with --sample-rate to convert them all"
+            )
+        self.sample_rate = rates[0]
+        if windows is None:
+            if (window_seconds is None) == (window_samples is None):
+                raise ValueError("give exactly one of window_seconds= or window_samples=")
+            length = (
+                int(window_samples) if window_samples is not None else round(float(window_seconds) * self.sample_rate)
+            )  # type: ignore[arg-type]
+            if length < 1:
+                raise ValueError(f"the window must hold at least one sample; got {length}")
+            self.window_samples: int | None = length
+            if short == "skip":
+                keep &= self._lengths >= length
+            self._eligible = np.flatnonzero(keep)
+            if self._eligible.size == 0:
+                raise ValueError(f"no recording is at least {length} samples long (short='skip')")
+        else:
+            self.window_samples = int(window_samples) if window_samples is not None else None
+            self._eligible = np.flatnonzero(keep)
+        self._ids_cache: list[str] = table["ids"]
+        self._labels: list[Any] = table["labels"]
+
+        self._mode: str
+        if windows is not None:
+            if hop_seconds is not None or num_windows is not None:
+                raise ValueError("windows= is an explicit list; do not combine it with hop_seconds= or num_windows=")
+            self._mode = "explicit"
+            self._explicit = self._resolve_windows(windows, table)
+            self._length = len(self._explicit)
+        elif hop_seconds is not None:
+            if num_windows is not None:
+                raise ValueError("hop_seconds= gives sliding windows; num_windows= is for random windows")
+            self._mode = "sliding"
+            hop = round(float(hop_seconds) * self.sample_rate)
+            if hop < 1:
+                raise ValueError(f"hop_seconds={hop_seconds} is less than one sample")
+            self._hop = hop
+            assert self.window_samples is not None
+            lengths = self._lengths[self._eligible]
+            full = np.where(lengths >= self.window_samples, (lengths - self.window_samples) // hop + 1, 0)
+            if last == "pad":
+                # One more, zero-padded window where samples remain after the last full one.
+                covered = np.where(full > 0, (full - 1) * hop + self.window_samples, 0)
+                full = full + (lengths > covered)
+            self._counts_cum = np.cumsum(full)
+            self._length = int(self._counts_cum[-1]) if self._counts_cum.size else 0
+        else:
+            self._mode = "random"
+            assert self.window_samples is not None
+            lengths = self._lengths[self._eligible].astype(np.float64)
+            weights = lengths if weighting == "duration" else np.ones_like(lengths)
+            self._cum_weights = np.cumsum(weights)
+            if num_windows is None:
+                num_windows = max(1, int(lengths.sum() // self.window_samples))
+            if num_windows < 1:
+                raise ValueError(f"num_windows must be >= 1; got {num_windows}")
+            self._length = int(num_windows)
+        self._state: _WorkerState | None = None
+
+    # ------------------------------------------------------------------ construction helpers
+
+    def _load_tables(self, sources: Sequence[StoreLike]) -> dict[str, Any]:
+        cols: dict[str, list[Any]] = {k: [] for k in ("store", "local", "num_samples", "sample_rate", "num_channels")}
+        ids: list[str] = []
+        metas: list[str] = []
+        for si, src in enumerate(sources):
+            store = src if isinstance(src, AACStore) else AACStore.open(src)
+            try:
+                n = len(store)
+                cols["store"].append(np.full(n, si, dtype=np.int32))
+                cols["local"].append(np.arange(n, dtype=np.int64))
+                for name in ("num_samples", "sample_rate", "num_channels"):
+                    cols[name].append(store.column(name))
+                ids.extend(store.ids)
+                metas.extend(store.metadata_column())
+            finally:
+                if store is not src:
+                    store.close()
+        table: dict[str, Any] = {k: np.concatenate(v) if v else np.zeros(0, np.int64) for k, v in cols.items()}
+        if table["num_samples"].size == 0:
+            raise ValueError(f"the stores {self._paths} hold no recordings")
+        parsed = [json.loads(m) if m else {} for m in metas]
+        table["ids"] = ids
+        table["metadata"] = parsed
+        table["labels"] = [m.get("labels", m.get("label")) if isinstance(m, dict) else None for m in parsed]
+        return table
+
+    @staticmethod
+    def _filter(recordings: Any, table: Mapping[str, Any]) -> np.ndarray:
+        if callable(recordings):
+            return np.array([bool(recordings(m)) for m in table["metadata"]], dtype=bool)
+        wanted = {str(r) for r in recordings}
+        missing = wanted - set(table["ids"])
+        if missing:
+            raise RecordingNotFoundError(
+                f"recordings= names {len(missing)} ids not in the stores, e.g. {sorted(missing)[0]!r}"
+            )
+        return np.array([i in wanted for i in table["ids"]], dtype=bool)
+
+    def _resolve_windows(self, windows: Sequence[tuple[str, int, int]], table: Mapping[str, Any]) -> list[Window]:
+        by_id: dict[str, int] = {}
+        for g, rid in enumerate(table["ids"]):
+            by_id.setdefault(rid, g)
+        eligible = set(self._eligible.tolist())
+        out = []
+        for rid, start, n in windows:
+            g = by_id.get(rid)
+            if g is None:
+                raise RecordingNotFoundError(f"windows= names recording {rid!r}, which is not in the stores")
+            if g not in eligible:
+                raise ValueError(f"windows= names recording {rid!r}, which the filters leave out")
+            if n < 0:
+                raise ValueError(f"window of {rid!r} at {start} has negative length {n}")
+            out.append(Window(g, int(start), int(n)))
+        return out
+
+    # ------------------------------------------------------------------ plan
+
+    def __len__(self) -> int:
+        return self._length
+
+    def set_epoch(self, epoch: int) -> None:
+        """Draw new random windows: window ``i`` of epoch ``e`` depends on ``(seed, e, i)``."""
+        self.epoch = int(epoch)
+
+    def window(self, index: int) -> Window:
+        """The window that item ``index`` reads (this epoch)."""
+        if not 0 <= index < self._length:
+            if -self._length <= index < 0:
+                index += self._length
+            else:
+                raise IndexError(f"index {index} is out of range for a dataset of {self._length} windows")
+        if self._mode == "explicit":
+            return self._explicit[index]
+        assert self.window_samples is not None
+        length = self.window_samples
+        if self._mode == "sliding":
+            k = int(np.searchsorted(self._counts_cum, index, side="right"))
+            before = int(self._counts_cum[k - 1]) if k else 0
+            return Window(int(self._eligible[k]), (index - before) * self._hop, length)
+        u, v = _uniforms(self.seed, self.epoch, index)
+        k = int(np.searchsorted(self._cum_weights, u * self._cum_weights[-1], side="right"))
+        g = int(self._eligible[min(k, self._eligible.size - 1)])
+        starts = int(self._lengths[g]) - length + 1
+        return Window(g, int(v * starts) if starts > 1 else 0, length)
+
+    # ------------------------------------------------------------------ reading
+
+    def __getitem__(self, index: int) -> Any:
+        return self._item(self.window(index))
+
+    def __getitems__(self, indices: Sequence[int]) -> list[Any]:
+        """Batched fetch: reads grouped by store and recording, returned in request order."""
+        wins = [self.window(i) for i in indices]
+        order = sorted(range(len(wins)), key=lambda j: (wins[j].recording, wins[j].start))
+        out: list[Any] = [None] * len(wins)
+        for j in order:
+            out[j] = self._item(wins[j])
+        return out
+
+    def _item(self, w: Window) -> Any:
+        state = self._worker()
+        store = state.store(int(self._store_of[w.recording]))
+        local = int(self._local[w.recording])
+        audio = store.read(local, w.start, w.num_samples, pad=True)
+        state.windows_served += 1
+        tensor = torch.from_numpy(self._map_channels(audio, w.recording))
+        if self.transform is not None:
+            tensor = self.transform(tensor)
+        if not self.return_info:
+            return tensor
+        info: dict[str, Any] = {
+            "audio": tensor,
+            "recording": w.recording,
+            "id": self._ids_cache[w.recording],
+            "start": w.start,
+            "sample_rate": int(self._rates[w.recording]),
+        }
+        label = self._labels[w.recording]
+        if label is not None:
+            info["labels"] = label
+        return info
+
+    def _map_channels(self, audio: np.ndarray, g: int) -> np.ndarray:
+        target = self.num_channels
+        have = audio.shape[0]
+        if target is None or target == have:
+            return audio
+        if target == 1:
+            return audio.mean(axis=0, keepdims=True, dtype=np.float32)
+        if have == 1:
+            return np.repeat(audio, target, axis=0)
+        if have > target:
+            return np.ascontiguousarray(audio[:target])
+        raise ValueError(
+            f"recording {self._ids_cache[g]!r} has {have} channels; cannot make {target} "
+            "(num_channels= works for mono, downmix to 1, or fewer channels than stored)"
+        )
+
+    # ------------------------------------------------------------------ per-process state
+
+    def _worker(self) -> _WorkerState:
+        state = self._state
+        if state is None or state.pid != os.getpid():
+            state = self._state = _WorkerState(self._paths, self.index_cache_bytes)
+        return state
+
+    def stats(self) -> dict[str, int]:
+        """Counters of the calling process: windows served, decoders created, index
+        cache hits and misses, bytes read (call it inside a worker for that worker's)."""
+        state = self._worker()
+        out = {"pid": state.pid, "windows_served": state.windows_served, "stores_open": len(state.stores)}
+        for store in state.stores.values():
+            for k, v in store.cache_info().items():
+                out[k] = out.get(k, 0) + v
+        return out
+
+    def clear_caches(self) -> None:
+        """Drop this process's stores, decoders and cached index rows."""
+        if self._state is not None:
+            self._state.close()
+            self._state = None
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state["_state"] = None  # handles never travel to workers
+        return state
+
+    def __repr__(self) -> str:
+        return (
+            f"AACSegmentDataset({len(self._paths)} store(s), mode={self._mode!r}, num_windows={self._length}, "
+            f"window_samples={self.window_samples}, sample_rate={self.sample_rate}, "
+            f"recordings={self._eligible.size})"
+        )
+
+
+def _choice(name: str, value: str, allowed: tuple[str, ...]) -> None:
+    if value not in allowed:
+        raise ValueError(f"{name} must be one of {', '.join(map(repr, allowed))}; got {value!r}")
+
+
+class _WorkerState:
+    """Stores opened by one process, created lazily, never pickled."""
+
+    def __init__(self, paths: Sequence[str], index_cache_bytes: int) -> None:
+        self.pid = os.getpid()
+        self.paths = list(paths)
+        self.index_cache_bytes = index_cache_bytes
+        self.stores: dict[int, AACStore] = {}
+        self.windows_served = 0
+
+    def store(self, i: int) -> AACStore:
+        s = self.stores.get(i)
+        if s is None:
+            try:
+                s = self.stores[i] = AACStore.open(self.paths[i], index_cache_bytes=self.index_cache_bytes)
+            except AACDataError as e:
+                raise type(e)(f"worker {self.pid} cannot open store {self.paths[i]!r}: {e}") from None
+        return s
+
+    def close(self) -> None:
+        for s in self.stores.values():
+            s.close()
+        self.stores.clear()
