@@ -8,6 +8,7 @@ Other stores are read through their byte-range interface, one request per chunk 
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections import OrderedDict
 from pathlib import Path
@@ -26,7 +27,7 @@ _MAX_OPEN_FILES = 64
 class ByteReader:
     """Reads ``[start, stop)`` of a 1-D uint8 array stored without compression."""
 
-    def __init__(self, array: zarr.Array, where: str) -> None:
+    def __init__(self, array: zarr.Array[Any], where: str) -> None:
         self._chunk = int(array.chunks[0])
         self._where = where
         self._store = array.store
@@ -37,7 +38,7 @@ class ByteReader:
         self.bytes_read = 0
 
     @staticmethod
-    def _local_chunk_root(array: zarr.Array) -> Path | None:
+    def _local_chunk_root(array: zarr.Array[Any]) -> Path | None:
         store = array.store
         if not isinstance(store, zarr.storage.LocalStore):
             return None
@@ -110,7 +111,5 @@ class ByteReader:
         raise TypeError("ByteReader holds open files; it is re-created in each process, not pickled")
 
     def __del__(self) -> None:
-        try:
+        with contextlib.suppress(Exception):  # interpreter shutdown: nothing left to report to
             self.close()
-        except Exception:  # noqa: BLE001 - interpreter shutdown: nothing left to report to
-            pass

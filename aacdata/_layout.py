@@ -132,12 +132,14 @@ def create_layout(group: zarr.Group) -> None:
     group.attrs[ATTRIBUTE] = root_attributes(Counts())
 
 
-def open_arrays(group: zarr.Group, where: str) -> tuple[zarr.Array, zarr.Array, dict[str, zarr.Array]]:
+def open_arrays(group: zarr.Group, where: str) -> tuple[zarr.Array[Any], zarr.Array[Any], dict[str, zarr.Array[Any]]]:
     """The ``/adts`` and ``/index`` arrays and the recording columns, checked."""
     try:
         adts = group[ADTS]
         index = group[INDEX]
         rec = group[RECORDINGS]
+        if not isinstance(rec, zarr.Group):
+            raise StoreFormatError(f"{where}/{RECORDINGS} must be a group")
         columns = {name: rec[name] for name in (*NUMERIC_COLUMNS, *TEXT_COLUMNS)}
     except KeyError as e:
         raise StoreFormatError(f"{where} lacks the node {e}; the store is incomplete") from None
@@ -145,4 +147,6 @@ def open_arrays(group: zarr.Group, where: str) -> tuple[zarr.Array, zarr.Array, 
         raise StoreFormatError(f"{where}/{ADTS} must be a 1-D uint8 array")
     if not isinstance(index, zarr.Array) or index.ndim != 2 or index.shape[1] != 3:
         raise StoreFormatError(f"{where}/{INDEX} must be a uint64 array of shape (N, 3)")
+    if not all(isinstance(c, zarr.Array) and c.ndim == 1 for c in columns.values()):
+        raise StoreFormatError(f"{where}/{RECORDINGS} columns must be 1-D arrays")
     return adts, index, columns  # type: ignore[return-value]

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 from fractions import Fraction
 from pathlib import Path
+from typing import Any
 
 import av
 import numpy as np
@@ -42,6 +43,7 @@ def signal(kind: str, num_samples: int, *, sample_rate: int, num_channels: int =
     nyq = sample_rate / 2
     chans = []
     for c in range(num_channels):
+        x: np.ndarray
         if kind == "tone":
             f = min(220.0 * (1 + c) * (1 + seed % 5), nyq * 0.8)
             x = 0.5 * np.sin(2 * np.pi * f * t + c)
@@ -53,14 +55,17 @@ def signal(kind: str, num_samples: int, *, sample_rate: int, num_channels: int =
         elif kind == "noise":
             x = 0.3 * rng.standard_normal(num_samples)
         elif kind == "speech":
-            f0 = 110 + 40 * c + 20 * np.sin(2 * np.pi * 0.7 * t)
-            phase = 2 * np.pi * np.cumsum(f0) / sample_rate
-            voiced = sum(np.sin(h * phase) / h for h in range(1, 12) if h * 150 < nyq)
+            pitch = 110 + 40 * c + 20 * np.sin(2 * np.pi * 0.7 * t)
+            phase = 2 * np.pi * np.cumsum(pitch) / sample_rate
+            voiced = np.zeros(num_samples)
+            for h in range(1, 12):
+                if h * 150 < nyq:
+                    voiced += np.sin(h * phase) / h
             syllables = np.clip(np.sin(2 * np.pi * 3.1 * t + rng.uniform(0, 6)), 0, None) ** 2
             pauses = (np.sin(2 * np.pi * 0.23 * t + c) > -0.6).astype(float)
             x = 0.3 * voiced * syllables * pauses + 0.01 * rng.standard_normal(num_samples)
         elif kind == "music":
-            x = np.zeros(num_samples)
+            x = np.zeros(num_samples, dtype=np.float64)
             for i, f in enumerate((110.0, 138.6, 164.8, 220.0, 277.2, 329.6, 440.0, 554.4)):
                 if f * 8 < nyq:
                     detune = 1 + 0.002 * (i - 4) + 0.001 * c
@@ -107,7 +112,7 @@ def write_audio(
     path.parent.mkdir(parents=True, exist_ok=True)
     with av.open(str(path), "w", format=fmt) as out:
         rate = 48_000 if codec == "libopus" else sample_rate
-        stream = out.add_stream(codec, rate=rate, layout=layout)
+        stream: Any = out.add_stream(codec, rate=rate, layout=layout)
         if codec not in ("pcm_s16le", "pcm_f32le", "flac"):
             stream.bit_rate = bitrate
         if codec == "aac":

@@ -62,7 +62,7 @@ class EncodedRecording:
     def bitrate(self) -> int:
         """Average bit rate of the stored stream (headers included), bit/s."""
         seconds = self.num_samples / self.sample_rate
-        return int(round(len(self.adts) * 8 / seconds)) if seconds > 0 else 0
+        return round(len(self.adts) * 8 / seconds) if seconds > 0 else 0
 
     def __repr__(self) -> str:
         return (
@@ -114,13 +114,13 @@ def transcode(
         if not reencode and _can_pass_through(stream, fmt, sample_rate, num_channels):
             try:
                 return _pass_through(container, stream, fmt)
-            except _NotPassable as e:
+            except _NotPassableError as e:
                 log.debug("%s: re-encoding instead of passthrough: %s", name, e)
                 container.seek(0)
         return _encode(container, stream, fmt, codec, bitrate, sample_rate, num_channels)
 
 
-class _NotPassable(Exception):
+class _NotPassableError(Exception):
     """The stream looked like AAC-LC but turned out otherwise (e.g. implicit SBR)."""
 
 
@@ -150,14 +150,14 @@ def _pass_through(container: Any, stream: Any, fmt: str) -> EncodedRecording:
         try:
             asc = _adts.parse_audio_specific_config(extradata)
         except CorruptDataError as e:
-            raise _NotPassable(str(e)) from None
+            raise _NotPassableError(str(e)) from None
         if (
             asc.object_type != _adts.AOT_LC
             or asc.has_sbr_or_ps
             or asc.frame_length != _adts.SAMPLES_PER_FRAME
             or asc.channel_config not in _adts.CHANNELS_BY_CONFIG
         ):
-            raise _NotPassable(f"stream configuration {asc}")
+            raise _NotPassableError(f"stream configuration {asc}")
     payloads: list[bytes] = []
     first_pts: int | None = None
     end_pts = 0
@@ -189,16 +189,15 @@ def _pass_through(container: Any, stream: Any, fmt: str) -> EncodedRecording:
         sizes = frames.sizes
     else:
         assert asc is not None
-        tb = stream.time_base
-        to_samples = (lambda t: int(round(Fraction(t) * tb * sr))) if tb else (lambda t: int(t))
-        first = to_samples(first_pts or 0)
+        tb = Fraction(stream.time_base or Fraction(1, sr))
+        first = round((first_pts or 0) * tb * sr)
         delay = max(0, -first)
         # Exact length: end of the last packet (the edit list trims its duration).
-        num_samples = to_samples(end_pts) - max(first, 0)
+        num_samples = round(end_pts * tb * sr) - max(first, 0)
         adts, sizes = _adts.build_adts(payloads, sample_rate=sr, channel_config=asc.channel_config)
     capacity = len(payloads) * _adts.SAMPLES_PER_FRAME - delay
     if num_samples <= 0 or num_samples > capacity:
-        raise _NotPassable(f"container timing gives {num_samples} samples for {len(payloads)} frames")
+        raise _NotPassableError(f"container timing gives {num_samples} samples for {len(payloads)} frames")
     return EncodedRecording(
         adts=adts,
         frame_sizes=np.asarray(sizes, dtype=np.int64),
@@ -221,9 +220,9 @@ def _check_frames_decode(payloads: list[bytes], template: Any) -> None:
         for p in payloads:
             for frame in dec.decode(av.Packet(p)):
                 if frame.samples != _adts.SAMPLES_PER_FRAME or frame.sample_rate != template.sample_rate:
-                    raise _NotPassable("decodes as HE-AAC (SBR)")
+                    raise _NotPassableError("decodes as HE-AAC (SBR)")
     except av.FFmpegError as e:
-        raise _NotPassable(f"first frames do not decode ({_reason(e)})") from None
+        raise _NotPassableError(f"first frames do not decode ({_reason(e)})") from None
 
 
 def _layout_for(channels: int) -> str:

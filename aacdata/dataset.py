@@ -120,7 +120,9 @@ class AACSegmentDataset(torch.utils.data.Dataset[Any]):
         transform: Callable[[torch.Tensor], Any] | None = None,
         index_cache_bytes: int = DEFAULT_INDEX_CACHE_BYTES,
     ) -> None:
-        sources = list(store_or_path) if isinstance(store_or_path, (list, tuple)) else [store_or_path]
+        sources: list[StoreLike] = (
+            list(store_or_path) if isinstance(store_or_path, (list, tuple)) else [store_or_path]  # type: ignore[list-item]
+        )
         if not sources:
             raise ValueError("store_or_path is an empty list; give at least one store")
         self._paths = [s.path if isinstance(s, AACStore) else os.fspath(s) for s in sources]
@@ -160,9 +162,11 @@ class AACSegmentDataset(torch.utils.data.Dataset[Any]):
         if windows is None:
             if (window_seconds is None) == (window_samples is None):
                 raise ValueError("give exactly one of window_seconds= or window_samples=")
-            length = (
-                int(window_samples) if window_samples is not None else round(float(window_seconds) * self.sample_rate)
-            )  # type: ignore[arg-type]
+            if window_samples is not None:
+                length = int(window_samples)
+            else:
+                assert window_seconds is not None
+                length = round(float(window_seconds) * self.sample_rate)
             if length < 1:
                 raise ValueError(f"the window must hold at least one sample; got {length}")
             self.window_samples: int | None = length
@@ -256,8 +260,8 @@ class AACSegmentDataset(torch.utils.data.Dataset[Any]):
 
     def _resolve_windows(self, windows: Sequence[tuple[str, int, int]], table: Mapping[str, Any]) -> list[Window]:
         by_id: dict[str, int] = {}
-        for g, rid in enumerate(table["ids"]):
-            by_id.setdefault(rid, g)
+        for position, rid in enumerate(table["ids"]):
+            by_id.setdefault(rid, position)
         eligible = set(self._eligible.tolist())
         out = []
         for rid, start, n in windows:
@@ -344,7 +348,7 @@ class AACSegmentDataset(torch.utils.data.Dataset[Any]):
         if target is None or target == have:
             return audio
         if target == 1:
-            return audio.mean(axis=0, keepdims=True, dtype=np.float32)
+            return np.asarray(audio.mean(axis=0, keepdims=True, dtype=np.float32))
         if have == 1:
             return np.repeat(audio, target, axis=0)
         if have > target:

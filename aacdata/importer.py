@@ -30,8 +30,11 @@ from .store import AACStore
 log = logging.getLogger("aacdata")
 
 AUDIO_EXTENSIONS = frozenset(
-    ".wav .wave .flac .mp3 .ogg .oga .opus .m4a .mp4 .m4b .aac .adts .webm .mkv .mka .aif .aiff .aifc "
-    ".au .snd .caf .wma .ac3 .mov .avi .w64 .spx .amr .mp2".split()
+    {
+        *(".wav", ".wave", ".w64", ".flac", ".mp3", ".mp2", ".ogg", ".oga", ".opus", ".spx"),
+        *(".m4a", ".m4b", ".mp4", ".mov", ".aac", ".adts", ".webm", ".mkv", ".mka", ".avi"),
+        *(".aif", ".aiff", ".aifc", ".au", ".snd", ".caf", ".wma", ".ac3", ".amr"),
+    }
 )
 """Extensions picked up when a directory is given as a source."""
 LIST_EXTENSIONS = frozenset({".txt", ".lst", ".list"})

@@ -117,7 +117,7 @@ class AACStore:
             name: (np.asarray(self._columns[name][:n], dtype=np.int64) if n else np.zeros(0, np.int64))
             for name in _layout.NUMERIC_COLUMNS
         }
-        self._ids: list[str] = [str(x) for x in self._columns["id"][:n]] if n else []
+        self._ids: list[str] = _strings(self._columns["id"], n)
         self._id_to_index: dict[str, int] | None = None
         self._json_cache: dict[str, list[str]] = {}
         self._check_table()
@@ -269,7 +269,7 @@ class AACStore:
         values = self._json_cache.get(column)
         if values is None:
             n = len(self)
-            values = self._json_cache[column] = [str(x) for x in self._columns[column][:n]] if n else []
+            values = self._json_cache[column] = _strings(self._columns[column], n)
         text = values[i]
         if not text:
             return {}
@@ -541,6 +541,11 @@ class AACStore:
             "sample_rates": sorted({int(x) for x in t["sample_rate"]}),
             "channel_counts": sorted({int(x) for x in t["num_channels"]}),
         }
+
+
+def _strings(column: zarr.Array[Any], n: int) -> list[str]:
+    """The first n entries of a string column as Python strings."""
+    return [str(x) for x in np.asarray(column[:n]).reshape(-1)] if n else []
 
 
 def _disk_usage(root: str) -> dict[str, int]:
