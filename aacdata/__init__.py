@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 
+from .dataset import AACSegmentDataset
 from .errors import (
     AACDataError,
     CorruptDataError,
@@ -29,6 +30,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "AACDataError",
+    "AACSegmentDataset",
     "AACStore",
     "CorruptDataError",
     "DecodeError",
