@@ -125,7 +125,7 @@ def train(
             optimiser.zero_grad()
             loss.backward()
             optimiser.step()
-            total += float(loss) * len(target)
+            total += loss.item() * len(target)
             count += len(target)
         losses.append(total / count)
         print(f"epoch {epoch}: loss {losses[-1]:.3f} over {count} windows")
