@@ -162,6 +162,7 @@ def import_audio(
     skipped: list[str] = []
     stats = {"seconds": 0.0, "bytes": 0, "passthrough": 0}
     bar = _progress_bar(len(listed), progress)
+    last_commit = time.monotonic()
     try:
         for src, outcome in _convert_all(listed, writer.committed_ids, options, workers):
             if isinstance(outcome, _Skipped):
@@ -180,8 +181,13 @@ def import_audio(
                     stats["passthrough"] += outcome.encoded.passthrough
             else:
                 _fail(failures, src, outcome.reason, on_error)
-            if writer.pending_bytes >= _COMMIT_BYTES or len(writer) >= _COMMIT_RECORDINGS or _due(writer):
+            if (
+                writer.pending_bytes >= _COMMIT_BYTES
+                or len(writer) >= _COMMIT_RECORDINGS
+                or (len(writer) and time.monotonic() - last_commit >= _COMMIT_SECONDS)
+            ):
                 writer.commit()
+                last_commit = time.monotonic()
             if bar is not None:
                 elapsed = time.perf_counter() - started
                 bar.set_postfix_str(
@@ -218,17 +224,6 @@ def _fail(failures: list[ImportFailure], src: Source, reason: str, on_error: str
     log.warning("%s: %s", src.path, reason)
     if on_error == "raise":
         raise ImportFailedError(f"{src.path}: {reason}")
-
-
-_last_commit = [time.monotonic()]
-
-
-def _due(writer: StoreWriter) -> bool:
-    now = time.monotonic()
-    if len(writer) and now - _last_commit[0] >= _COMMIT_SECONDS:
-        _last_commit[0] = now
-        return True
-    return False
 
 
 def _progress_bar(total: int, enabled: bool) -> Any:
@@ -307,25 +302,41 @@ def _convert_all(
         return
     methods = multiprocessing.get_all_start_methods()
     ctx = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
-    with cf.ProcessPoolExecutor(max_workers=n_workers, mp_context=ctx) as pool:
-        queue: collections.deque[tuple[Source, cf.Future[Any]]] = collections.deque()
-        todo = iter(sources)
+    todo = collections.deque(sources)
+    queue: collections.deque[tuple[Source, cf.Future[Any]]] = collections.deque()
+    while todo or queue:
+        with cf.ProcessPoolExecutor(max_workers=n_workers, mp_context=ctx) as pool:
+            broken = False
+            while (todo or queue) and not broken:
+                while todo and len(queue) < 2 * n_workers:
+                    src = todo.popleft()
+                    queue.append((src, pool.submit(_convert_one, src.path, committed.get(src.id), options)))
+                src, fut = queue[0]
+                try:
+                    outcome = fut.result()
+                except cf.process.BrokenProcessPool:
+                    broken = True
+                    break
+                queue.popleft()
+                yield src, outcome
+        if broken:
+            # A worker died (a crash inside FFmpeg, or killed): retry the conversions that were
+            # in flight one by one, each in its own process, to find the file that kills it.
+            in_flight = [src for src, _ in queue]
+            queue.clear()
+            for src in in_flight:
+                yield src, _convert_isolated(src, committed.get(src.id), options, ctx)
 
-        def submit() -> None:
-            src = next(todo, None)
-            if src is not None:
-                queue.append((src, pool.submit(_convert_one, src.path, committed.get(src.id), options)))
 
-        for _ in range(2 * n_workers):
-            submit()
-        while queue:
-            src, fut = queue.popleft()
-            try:
-                outcome = fut.result()
-            except cf.process.BrokenProcessPool:
-                raise SourceError(f"{src.path}: a conversion process died (crash in the decoder?)") from None
-            submit()
-            yield src, outcome
+def _convert_isolated(
+    src: Source, existing: str | None, options: dict[str, Any], ctx: Any
+) -> _Converted | _Skipped | _Failed:
+    with cf.ProcessPoolExecutor(max_workers=1, mp_context=ctx) as pool:
+        try:
+            result: _Converted | _Skipped | _Failed = pool.submit(_convert_one, src.path, existing, options).result()
+        except cf.process.BrokenProcessPool:
+            return _Failed("the conversion process crashed on this file")
+    return result
 
 
 # ---------------------------------------------------------------------- sources
