@@ -144,7 +144,8 @@ def _follow_chain(cand: np.ndarray, lengths: np.ndarray) -> np.ndarray:
     nxt = cand + lengths
     pos = np.searchsorted(cand, nxt)
     pos_clipped = np.minimum(pos, cand.size - 1)
-    has_next = (pos < cand.size) & (cand[pos_clipped] == nxt)
+    # A length shorter than a header cannot lead anywhere (and 0 would point to itself).
+    has_next = (pos < cand.size) & (cand[pos_clipped] == nxt) & (lengths >= _HEADER_SIZE)
     target = np.where(has_next, pos_clipped, -1)
     alive = np.ones(cand.size, dtype=bool)
     for _ in range(16):
@@ -156,7 +157,7 @@ def _follow_chain(cand: np.ndarray, lengths: np.ndarray) -> np.ndarray:
             return np.flatnonzero(alive)
         alive = pointed
     chain = [0]
-    while target[chain[-1]] >= 0:
+    while target[chain[-1]] > chain[-1]:
         chain.append(int(target[chain[-1]]))
     return np.asarray(chain, dtype=np.int64)
 

@@ -152,6 +152,8 @@ def import_audio(
         raise ValueError(f"bitrate must be a positive number of bit/s; got {bitrate}")
     started = time.perf_counter()
     listed, failures = discover_sources(sources)
+    if failures and on_error == "raise":
+        raise ImportFailedError(str(failures[0]))
     user_meta = load_metadata(metadata) if metadata is not None else {}
     own_store = not isinstance(store, AACStore)
     st = AACStore.open(store, "a") if own_store else store  # type: ignore[arg-type]
@@ -173,14 +175,14 @@ def import_audio(
                         PendingRecording(src.id, outcome.encoded, outcome.source, dict(user_meta.get(src.id, {})))
                     )
                 except ValueError as e:
-                    _fail(failures, src, str(e), on_error)
+                    _fail(failures, src, str(e), on_error, writer)
                 else:
                     imported.append(src.id)
                     stats["seconds"] += outcome.encoded.num_samples / outcome.encoded.sample_rate
                     stats["bytes"] += len(outcome.encoded.adts)
                     stats["passthrough"] += outcome.encoded.passthrough
             else:
-                _fail(failures, src, outcome.reason, on_error)
+                _fail(failures, src, outcome.reason, on_error, writer)
             if (
                 writer.pending_bytes >= _COMMIT_BYTES
                 or len(writer) >= _COMMIT_RECORDINGS
@@ -219,10 +221,11 @@ class ImportFailedError(AACDataError, RuntimeError):
     """Raised by ``import_audio(..., on_error="raise")`` for the first failed source."""
 
 
-def _fail(failures: list[ImportFailure], src: Source, reason: str, on_error: str) -> None:
+def _fail(failures: list[ImportFailure], src: Source, reason: str, on_error: str, writer: StoreWriter) -> None:
     failures.append(ImportFailure(src.path, reason))
     log.warning("%s: %s", src.path, reason)
     if on_error == "raise":
+        writer.commit()  # what converted before the failure stays
         raise ImportFailedError(f"{src.path}: {reason}")
 
 
@@ -351,7 +354,7 @@ def discover_sources(
     found: list[Source] = []
     failures: list[ImportFailure] = []
     for s in sources:
-        _expand(os.fspath(s), found, failures, depth=0)
+        _expand(os.fspath(s), found, failures, depth=0, root=None)
     by_id: dict[str, Source] = {}
     unique: list[Source] = []
     for src in found:
@@ -364,9 +367,11 @@ def discover_sources(
     return unique, failures
 
 
-def _expand(path: str, found: list[Source], failures: list[ImportFailure], depth: int) -> None:
+def _expand(path: str, found: list[Source], failures: list[ImportFailure], depth: int, root: str | None) -> None:
+    """Add the files at ``path``; ids are relative to ``root`` (a list file's directory)
+    when ``path`` lies below it, else to ``path`` itself (a directory) or its parent."""
     if os.path.isdir(path):
-        root = Path(path)
+        base = Path(root) if root is not None and _is_below(path, root) else Path(path)
         seen: set[str] = set()
         for dirpath, dirnames, filenames in os.walk(path, followlinks=True):
             real = os.path.realpath(dirpath)
@@ -378,12 +383,12 @@ def _expand(path: str, found: list[Source], failures: list[ImportFailure], depth
             for name in sorted(filenames):
                 if Path(name).suffix.lower() in AUDIO_EXTENSIONS and not name.startswith("."):
                     full = os.path.join(dirpath, name)
-                    found.append(Source(full, PurePosixPath(*Path(full).relative_to(root).parts).as_posix()))
+                    found.append(Source(full, _relative_id(full, base)))
     elif Path(path).suffix.lower() in LIST_EXTENSIONS and os.path.isfile(path):
         if depth > 4:
             failures.append(ImportFailure(path, "list files nest too deeply"))
             return
-        base = os.path.dirname(path)
+        list_dir = os.path.dirname(path)
         try:
             lines = Path(path).read_text(encoding="utf-8").splitlines()
         except (OSError, UnicodeDecodeError) as e:
@@ -392,11 +397,22 @@ def _expand(path: str, found: list[Source], failures: list[ImportFailure], depth
         for line in lines:
             entry = line.split("#", 1)[0].strip()
             if entry:
-                _expand(os.path.join(base, entry), found, failures, depth + 1)
+                _expand(os.path.join(list_dir, entry), found, failures, depth + 1, root=list_dir)
     elif os.path.exists(path) or os.path.islink(path):
-        found.append(Source(path, Path(path).name))
+        rid = _relative_id(path, Path(root)) if root is not None and _is_below(path, root) else Path(path).name
+        found.append(Source(path, rid))
     else:
         failures.append(ImportFailure(path, "file not found"))
+
+
+def _is_below(path: str, root: str) -> bool:
+    rel = os.path.relpath(os.path.abspath(path), os.path.abspath(root))
+    return rel != os.curdir and not rel.startswith(os.pardir)
+
+
+def _relative_id(path: str, base: Path) -> str:
+    rel = os.path.relpath(os.path.abspath(path), os.path.abspath(base))
+    return PurePosixPath(*Path(rel).parts).as_posix()
 
 
 def load_metadata(metadata: str | os.PathLike[str] | Mapping[str, Mapping[str, Any]]) -> dict[str, dict[str, Any]]:

@@ -154,12 +154,7 @@ class AACStore:
         if mode == "r":
             if not os.path.exists(where):
                 raise StoreNotFoundError(f"no store at {where!r} (create one with `aacdata import SOURCES -o {where}`)")
-            try:
-                group = zarr.open_group(zarr.storage.LocalStore(where, read_only=True), mode="r")
-            except (GroupNotFoundError, FileNotFoundError):
-                raise StoreNotFoundError(f"{where!r} exists but is not a Zarr group (not an aacdata store)") from None
-            except (ValueError, json.JSONDecodeError, KeyError, TypeError) as e:
-                raise StoreFormatError(f"{where!r}: its zarr.json cannot be read ({e})") from None
+            group = _open_group(where, "r")
         else:
             group = _open_or_create(where)
         return cls(group, where=where, mode=mode, index_cache_bytes=index_cache_bytes)
@@ -564,15 +559,33 @@ def _disk_usage(root: str) -> dict[str, int]:
     return sizes
 
 
+def _open_group(where: str, mode: Literal["r", "r+"]) -> zarr.Group:
+    """Open the Zarr group at a local path, with errors that say what is there instead."""
+    if not os.path.isdir(where):
+        raise StoreFormatError(f"{where!r} is a file, not a store directory")
+    meta_path = os.path.join(where, "zarr.json")
+    if not os.path.exists(meta_path):
+        hint = " (a Zarr v2 store?)" if os.path.exists(os.path.join(where, ".zgroup")) else ""
+        raise StoreFormatError(f"{where!r} is a directory without zarr.json{hint}, not an aacdata store")
+    try:
+        with open(meta_path, "rb") as f:
+            node_type = json.load(f).get("node_type")
+    except (OSError, ValueError, AttributeError) as e:
+        raise StoreFormatError(f"{where!r}: its zarr.json cannot be read ({e})") from None
+    if node_type != "group":
+        raise StoreFormatError(f"{where!r} is a Zarr {node_type or 'node'}, not an aacdata store (a group)")
+    try:
+        return zarr.open_group(zarr.storage.LocalStore(where, read_only=mode == "r"), mode=mode)
+    except (GroupNotFoundError, FileNotFoundError, ValueError, KeyError, TypeError) as e:
+        raise StoreFormatError(f"{where!r}: the Zarr group cannot be opened ({e})") from None
+
+
 def _open_or_create(where: str) -> zarr.Group:
     if os.path.exists(where) and not os.path.isdir(where):
         raise StoreFormatError(f"{where!r} is a file, not a store directory; choose another output path")
     store = zarr.storage.LocalStore(where)
     if os.path.exists(os.path.join(where, "zarr.json")):
-        try:
-            group = zarr.open_group(store, mode="r+")
-        except (ValueError, json.JSONDecodeError, KeyError, TypeError) as e:
-            raise StoreFormatError(f"{where!r}: its zarr.json cannot be read ({e})") from None
+        group = _open_group(where, "r+")
         _layout.parse_root_attributes(group.attrs.asdict(), where)
         return group
     if os.path.isdir(where) and os.listdir(where):

@@ -296,11 +296,12 @@ def test_no_leaks_over_epochs(corpus: Path, persistent: bool) -> None:
     ds = AACSegmentDataset(corpus, window_samples=2000, num_channels=1, num_windows=64)
     loader = DataLoader(ds, batch_size=16, num_workers=2, persistent_workers=persistent)
     counts = []
-    for epoch in range(4):
+    for epoch in range(6):
         ds.set_epoch(epoch)
         for _ in loader:
             pass
         gc.collect()
         counts.append(_open_fds())
     del loader
-    assert counts[-1] <= counts[1], counts
+    # A leak of even one descriptor per epoch would add 4 over epochs 1..5.
+    assert counts[-1] - counts[1] <= 2, counts
