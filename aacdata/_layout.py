@@ -48,8 +48,14 @@ NUMERIC_COLUMNS: dict[str, str] = {
     "encoder_delay": "uint32",
     "bitrate": "uint32",
     "crc32": "uint32",
+    "flags": "uint32",
 }
-"""Numeric recording columns; ``crc32`` is zlib's CRC-32 of the recording's stored bytes."""
+"""Numeric recording columns; ``crc32`` is zlib's CRC-32 of the recording's stored bytes,
+``flags`` a bit set (:data:`FLAG_FRESH_DECODER`)."""
+
+FLAG_FRESH_DECODER = 1
+"""The stream uses PNS (passed through from a source): decode every window with a new
+decoder, since PNS noise depends on decoder state that flushing does not reset."""
 TEXT_COLUMNS = ("id", "source", "metadata")
 """String columns: the recording id and two JSON objects (source info, user metadata)."""
 

@@ -10,10 +10,12 @@ Two paths:
 
 from __future__ import annotations
 
+import collections
 import hashlib
 import logging
 import math
 import os
+import zlib
 from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any
@@ -30,9 +32,15 @@ ENCODER_OPTIONS = {"aac_pns": "0"}
 """Encoder options: PNS fills bands from a decoder-side random generator, which would
 break exact, repeatable reads (DESIGN.md)."""
 
+ENCODABLE_CHANNELS = (1, 2, 3, 4, 5, 6, 8)
+"""Channel counts stored: those with an ADTS channel configuration (1-7; 7 is 7.1)."""
+
 _PASSTHROUGH_FORMATS = ("mov", "mp4", "m4a", "aac")
 # Declared duration may exceed what decodes by this much before a file counts as truncated.
 _TRUNCATION_TOLERANCE = 0.02
+# Decoded frames held back until the container's end timestamp is known (end padding of
+# lossy codecs is at most a few frames).
+_END_HOLD_SAMPLES = 16_384
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +61,9 @@ class EncodedRecording:
     passthrough: bool
     source_format: str
     source_codec: str
+    random_noise: bool = False
+    """The stream uses PNS, whose decoded noise depends on decoder state: read each window
+    with a fresh decoder so that reads repeat exactly."""
 
     @property
     def num_frames(self) -> int:
@@ -97,6 +108,7 @@ def transcode(
     name = os.fspath(path)
     if os.path.isfile(name) and os.path.getsize(name) == 0:
         raise SourceError("file is empty (0 bytes)")
+    _check_wav_header(name)
     try:
         container = av.open(name, metadata_errors="ignore")
     except FileNotFoundError:
@@ -139,7 +151,7 @@ def _can_pass_through(stream: Any, fmt: str, sample_rate: int | None, num_channe
         return False
     if num_channels is not None and num_channels != cc.channels:
         return False
-    return cc.sample_rate in _adts.SAMPLE_RATES and cc.channels in _adts.CONFIG_BY_CHANNELS
+    return cc.sample_rate in _adts.SAMPLE_RATES and cc.channels in ENCODABLE_CHANNELS
 
 
 def _pass_through(container: Any, stream: Any, fmt: str) -> EncodedRecording:
@@ -196,11 +208,17 @@ def _pass_through(container: Any, stream: Any, fmt: str) -> EncodedRecording:
         num_samples = round(end_pts * tb * sr) - max(first, 0)
         adts, sizes = _adts.build_adts(payloads, sample_rate=sr, channel_config=asc.channel_config)
     capacity = len(payloads) * _adts.SAMPLES_PER_FRAME - delay
+    sizes = np.asarray(sizes, dtype=np.int64)
+    try:
+        noise = not decodes_repeatably(adts, sizes)
+    except av.FFmpegError as e:
+        raise SourceError(f"AAC stream does not decode ({_reason(e)})") from None
     if num_samples <= 0 or num_samples > capacity:
         raise _NotPassableError(f"container timing gives {num_samples} samples for {len(payloads)} frames")
     return EncodedRecording(
         adts=adts,
-        frame_sizes=np.asarray(sizes, dtype=np.int64),
+        frame_sizes=sizes,
+        random_noise=noise,
         num_samples=num_samples,
         sample_rate=sr,
         num_channels=channels,
@@ -209,6 +227,36 @@ def _pass_through(container: Any, stream: Any, fmt: str) -> EncodedRecording:
         source_format=fmt,
         source_codec="aac",
     )
+
+
+def decodes_repeatably(adts: bytes, sizes: np.ndarray, batch: int = 256) -> bool:
+    """Whether decoding the stream twice through one decoder gives the same samples.
+
+    It does not when frames use perceptual noise substitution: FFmpeg fills those bands
+    from a generator that ``flush_buffers()`` does not reset. The first frame is left out
+    of the comparison (a flushed decoder's first frame differs from a fresh one's).
+    """
+    ends = np.cumsum(sizes)
+    starts = ends - sizes
+    dec = av.CodecContext.create("aac", "r")
+    dec.thread_count = 1
+
+    def digests() -> list[int]:
+        out = []
+        for a in range(0, sizes.size, batch):
+            b = min(a + batch, sizes.size)
+            frames = dec.decode(av.Packet(adts[int(starts[a]) : int(ends[b - 1])]))
+            crc = 0
+            for k, frame in enumerate(frames):
+                if a + k > 0:
+                    for plane in frame.planes:
+                        crc = zlib.crc32(np.frombuffer(plane, np.float32, frame.samples), crc)
+            out.append(crc)
+        return out
+
+    first = digests()
+    dec.flush_buffers()
+    return digests() == first
 
 
 def _check_frames_decode(payloads: list[bytes], template: Any) -> None:
@@ -249,10 +297,10 @@ def _encode(
             f"sample rate {rate} Hz is not an AAC rate; pass sample_rate= one of "
             f"{', '.join(str(r) for r in sorted(_adts.SAMPLE_RATES))}"
         )
-    if channels not in _adts.CONFIG_BY_CHANNELS:
+    if channels not in ENCODABLE_CHANNELS:
         raise SourceError(
-            f"{channels} channels have no ADTS channel configuration; pass num_channels= one of "
-            f"{', '.join(str(c) for c in sorted(_adts.CONFIG_BY_CHANNELS))}"
+            f"{channels} channels have no ADTS channel configuration; "
+            f"pass num_channels= one of {', '.join(map(str, ENCODABLE_CHANNELS))}"
         )
     layout = _layout_for(channels)
     enc = av.CodecContext.create("aac", "w")
@@ -284,13 +332,36 @@ def _encode(
                     first_pts = p.pts
                 payloads.append(bytes(p))
 
+    # Decoders of lossy formats emit the encoder's end padding too; the container's last
+    # timestamp says where the audio ends. Hold back the last frames until that is known.
+    held: collections.deque[Any] = collections.deque()
+    held_samples = 0
+    decoded = 0
+    first_frame_pts: int | None = None
+    end_pts: int | None = None
     try:
-        for frame in container.decode(stream):
-            frame.pts = None
-            feed(resampler.resample(frame))
+        for packet in container.demux(stream):
+            if packet.pts is not None and packet.duration:
+                end_pts = max(end_pts or 0, packet.pts + packet.duration)
+            for frame in packet.decode():
+                if first_frame_pts is None:
+                    first_frame_pts = frame.pts
+                held.append(frame)
+                held_samples += frame.samples
+                while held and held_samples - held[0].samples >= _END_HOLD_SAMPLES:
+                    old = held.popleft()
+                    held_samples -= old.samples
+                    decoded += old.samples
+                    feed(_resample(resampler, old))
+        limit = _declared_length(stream, first_frame_pts, end_pts, src_rate)
+        for frame in held:
+            keep = frame.samples if limit is None else max(0, min(frame.samples, limit - decoded))
+            if keep:
+                feed(_resample(resampler, frame if keep == frame.samples else _head(frame, keep)))
+            decoded += keep
         feed(resampler.resample(None))
     except av.FFmpegError as e:
-        raise SourceError(f"decoding failed after {num_samples} samples ({_reason(e)})") from None
+        raise SourceError(f"decoding failed after {decoded} samples ({_reason(e)})") from None
     if num_samples == 0:
         raise SourceError("audio stream decodes to no samples (zero-length audio)")
     _check_not_truncated(container, stream, num_samples, rate, src_rate)
@@ -317,6 +388,55 @@ def _encode(
         source_format=fmt,
         source_codec=codec,
     )
+
+
+def _resample(resampler: Any, frame: Any) -> list[Any]:
+    frame.pts = None  # timestamps are counted on the output side
+    return list(resampler.resample(frame))
+
+
+def _head(frame: Any, keep: int) -> Any:
+    """The first ``keep`` samples of a decoded frame, as a new frame."""
+    data = frame.to_ndarray()
+    channels = len(frame.layout.channels)
+    data = data[:, :keep] if frame.format.is_planar else data[:, : keep * channels]
+    out = av.AudioFrame.from_ndarray(np.ascontiguousarray(data), format=frame.format.name, layout=frame.layout.name)
+    out.sample_rate = frame.sample_rate
+    return out
+
+
+def _declared_length(stream: Any, first_pts: int | None, end_pts: int | None, rate: int) -> int | None:
+    """Samples between the first decoded frame and the end of the last packet, if known."""
+    if first_pts is None or end_pts is None or not stream.time_base or rate <= 0:
+        return None
+    return max(0, round((end_pts - first_pts) * Fraction(stream.time_base) * rate))
+
+
+def _check_wav_header(path: str) -> None:
+    """A RIFF/WAVE file whose data chunk declares more bytes than the file holds is truncated
+    (FFmpeg's demuxer quietly clamps its duration to the file size)."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(12)
+            if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+                return
+            size = os.fstat(f.fileno()).st_size
+            pos = 12
+            while pos + 8 <= size:
+                f.seek(pos)
+                chunk = f.read(8)
+                length = int.from_bytes(chunk[4:8], "little")
+                if chunk[:4] == b"data":
+                    available = size - pos - 8
+                    if length not in (0, 0xFFFFFFFF) and length > available:
+                        raise SourceError(
+                            f"file is truncated: WAV header declares {length} bytes of audio, "
+                            f"the file holds {available}"
+                        )
+                    return
+                pos += 8 + length + (length & 1)
+    except OSError:
+        return  # unreadable files are reported when FFmpeg opens them
 
 
 def _check_not_truncated(container: Any, stream: Any, num_samples: int, rate: int, src_rate: int) -> None:

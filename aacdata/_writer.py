@@ -93,6 +93,7 @@ class StoreWriter:
                 ("encoder_delay", e.encoder_delay),
                 ("bitrate", e.bitrate),
                 ("crc32", zlib.crc32(e.adts)),
+                ("flags", _layout.FLAG_FRESH_DECODER if e.random_noise else 0),
                 ("id", p.id),
                 ("source", json.dumps(p.source, sort_keys=True)),
                 ("metadata", json.dumps(p.metadata, sort_keys=True) if p.metadata else ""),

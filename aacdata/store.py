@@ -346,11 +346,13 @@ class AACStore:
                 f"{self._where}: recording {self._ids[i]!r} needs frame {k1} but has {offsets.size - 1} frames"
             )
         data = self._bytes.read(int(offsets[kp]), int(offsets[k1 + 1]))
-        # Only a window that needs frame 0's own output (no priming: raw ADTS passthrough)
-        # needs a fresh decoder; flush_buffers() leaves the first frame slightly different.
-        ctx = (
-            self._decoders.get((int(t["sample_rate"][i]), int(t["num_channels"][i]))) if k0 else self._decoders.fresh()
-        )
+        # A window that needs frame 0's own output (no priming: raw ADTS passthrough) needs a
+        # fresh decoder, as flush_buffers() leaves the first frame slightly different; so does
+        # a stream with PNS, whose noise depends on decoder state.
+        if k0 == 0 or int(t["flags"][i]) & _layout.FLAG_FRESH_DECODER:
+            ctx = self._decoders.fresh()
+        else:
+            ctx = self._decoders.get((int(t["sample_rate"][i]), int(t["num_channels"][i])))
         decode_into(
             ctx,
             data,

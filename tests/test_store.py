@@ -39,8 +39,9 @@ def test_plain_directory_is_not_a_store(tmp_path: Path, content: str) -> None:
     path.mkdir()
     if content == "with_file":
         (path / "data.txt").write_text("hello")
-    with pytest.raises(aacdata.AACDataError) as info:
+    with pytest.raises(StoreFormatError) as info:
         AACStore.open(path)
+    assert isinstance(info.value, ValueError)
     assert str(path) in str(info.value)
     assert "not an aacdata store" in str(info.value)
 
