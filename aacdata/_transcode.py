@@ -105,7 +105,22 @@ def transcode(
         The file cannot be opened, has no audio stream, no samples, is truncated or
         does not decode; the message says which.
     """
-    name = os.fspath(path)
+    try:
+        return _transcode(
+            os.fspath(path), bitrate=bitrate, sample_rate=sample_rate, num_channels=num_channels, reencode=reencode
+        )
+    except SourceError:
+        raise
+    except MemoryError:
+        raise SourceError("out of memory while converting") from None
+    except (av.FFmpegError, OSError, ValueError, TypeError, IndexError, KeyError, OverflowError, RuntimeError) as e:
+        # Hostile or damaged input can make FFmpeg or PyAV fail anywhere; report it as this file's failure.
+        raise SourceError(f"cannot convert ({type(e).__name__}: {_reason(e)})") from e
+
+
+def _transcode(
+    name: str, *, bitrate: int, sample_rate: int | None, num_channels: int | None, reencode: bool
+) -> EncodedRecording:
     if os.path.isfile(name) and os.path.getsize(name) == 0:
         raise SourceError("file is empty (0 bytes)")
     _check_wav_header(name)
