@@ -21,6 +21,7 @@ from .errors import (
     StoreFormatError,
     StoreLockedError,
     StoreNotFoundError,
+    StoreWriteError,
     WindowError,
 )
 from .importer import ImportFailedError, ImportFailure, ImportReport, import_audio
@@ -43,6 +44,7 @@ __all__ = [
     "StoreFormatError",
     "StoreLockedError",
     "StoreNotFoundError",
+    "StoreWriteError",
     "VerifyReport",
     "WindowError",
     "__version__",

@@ -20,7 +20,7 @@ import numpy as np
 from . import _layout
 from ._adts import SAMPLES_PER_FRAME
 from ._transcode import EncodedRecording
-from .errors import StoreLockedError
+from .errors import StoreLockedError, StoreWriteError
 from .store import AACStore
 
 LOCK_FILE = "aacdata.lock"
@@ -68,8 +68,6 @@ class StoreWriter:
         if not self._pending:
             return
         base = self._counts
-        group = self._store._group
-        adts_arr, index_arr, columns = _layout.open_arrays(group, self._store.path)
         payload = b"".join(p.encoded.adts for p in self._pending)
         frame_sizes = np.concatenate([p.encoded.frame_sizes for p in self._pending]).astype(np.uint64)
         n_frames = frame_sizes.size
@@ -102,7 +100,25 @@ class StoreWriter:
             frame_pos += e.num_frames
             byte_pos += len(e.adts)
         new = _layout.Counts(base.num_recordings + len(self._pending), frame_pos, byte_pos)
+        try:
+            self._write(base, new, payload, rows, values)
+        except OSError as e:
+            reason = "the disk is full" if e.errno in (errno.ENOSPC, errno.EDQUOT) else (e.strerror or str(e))
+            raise StoreWriteError(
+                f"writing to {self._store.path!r} failed: {reason}. The store keeps its last commit "
+                f"({base.num_recordings} recordings); fix the cause and run the same import again to finish"
+            ) from e
+        for p in self._pending:
+            self.committed_ids[p.id] = str(p.source.get("checksum", ""))
+        self._counts = new
+        self._pending = []
+        self._pending_bytes = 0
 
+    def _write(
+        self, base: _layout.Counts, new: _layout.Counts, payload: bytes, rows: np.ndarray, values: dict[str, list[Any]]
+    ) -> None:
+        group = self._store._group
+        adts_arr, index_arr, columns = _layout.open_arrays(group, self._store.path)
         adts_arr.resize((new.num_bytes,))
         adts_arr[base.num_bytes : new.num_bytes] = np.frombuffer(payload, dtype=np.uint8)
         index_arr.resize((new.num_frames, 3))
@@ -114,12 +130,6 @@ class StoreWriter:
             column[base.num_recordings : new.num_recordings] = data
         # The commit point: readers see the new recordings only from here on.
         group.attrs[_layout.ATTRIBUTE] = _layout.root_attributes(new)
-
-        for p in self._pending:
-            self.committed_ids[p.id] = str(p.source.get("checksum", ""))
-        self._counts = new
-        self._pending = []
-        self._pending_bytes = 0
 
     def close(self) -> None:
         if self._lock is not None:

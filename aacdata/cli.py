@@ -59,6 +59,7 @@ def _parser() -> argparse.ArgumentParser:
     imp.add_argument("--workers", type=int, default=None, help="conversion processes (default: all cores)")
     imp.add_argument("--on-error", choices=("skip", "raise"), default="skip", help="skip failed files or stop")
     imp.add_argument("--metadata", default=None, metavar="FILE", help="per-id metadata, .csv (id column) or .jsonl")
+    imp.add_argument("--shard", default=None, metavar="K/N", help="import only part K of N (0-based) of the sources")
     imp.add_argument("--no-progress", action="store_true", help="no progress bar")
     imp.set_defaults(run=_cmd_import)
 
@@ -134,6 +135,7 @@ def _cmd_import(args: argparse.Namespace) -> int:
         on_error=args.on_error,
         progress=not args.no_progress,
         metadata=args.metadata,
+        shard=args.shard,
     )
     for failure in report.failed:
         print(f"failed: {failure}", file=sys.stderr)

@@ -20,11 +20,12 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
-from .errors import AACDataError, RecordingNotFoundError
+from .errors import AACDataError, CorruptDataError, DecodeError, RecordingNotFoundError
 from .store import DEFAULT_INDEX_CACHE_BYTES, AACStore
 
 StoreLike = str | os.PathLike[str] | AACStore
 _MASK = (1 << 64) - 1
+_MAX_REPLACEMENTS = 100
 
 
 def _mix(x: int) -> int:
@@ -95,6 +96,10 @@ class AACSegmentDataset(torch.utils.data.Dataset[Any]):
         Callable applied to each ``(C, T)`` tensor (e.g. a feature transform).
     index_cache_bytes
         Per-worker budget for cached index rows, per store.
+    on_error
+        ``"raise"``: a damaged window raises :class:`~aacdata.CorruptDataError` (or
+        :class:`~aacdata.DecodeError`); ``"skip"``: it is replaced by the next good
+        window of the plan and counted in :meth:`stats` as ``windows_replaced``.
 
     Items are float32 tensors ``(C, T)`` with values in [-1, 1], so the default
     ``collate_fn`` gives ``(B, C, T)``.
@@ -119,6 +124,7 @@ class AACSegmentDataset(torch.utils.data.Dataset[Any]):
         return_info: bool = False,
         transform: Callable[[torch.Tensor], Any] | None = None,
         index_cache_bytes: int = DEFAULT_INDEX_CACHE_BYTES,
+        on_error: Literal["raise", "skip"] = "raise",
     ) -> None:
         sources: list[StoreLike] = (
             list(store_or_path) if isinstance(store_or_path, (list, tuple)) else [store_or_path]  # type: ignore[list-item]
@@ -129,6 +135,8 @@ class AACSegmentDataset(torch.utils.data.Dataset[Any]):
         _choice("weighting", weighting, ("duration", "recording"))
         _choice("short", short, ("pad", "skip"))
         _choice("last", last, ("pad", "drop"))
+        _choice("on_error", on_error, ("raise", "skip"))
+        self.on_error = on_error
         if num_channels is not None and num_channels < 1:
             raise ValueError(f"num_channels must be >= 1; got {num_channels}")
         self.seed = int(seed)
@@ -308,7 +316,7 @@ class AACSegmentDataset(torch.utils.data.Dataset[Any]):
     # ------------------------------------------------------------------ reading
 
     def __getitem__(self, index: int) -> Any:
-        return self._item(self.window(index))
+        return self._item_or_next(index, self.window(index))
 
     def __getitems__(self, indices: Sequence[int]) -> list[Any]:
         """Batched fetch: reads grouped by store and recording, returned in request order."""
@@ -316,8 +324,27 @@ class AACSegmentDataset(torch.utils.data.Dataset[Any]):
         order = sorted(range(len(wins)), key=lambda j: (wins[j].recording, wins[j].start))
         out: list[Any] = [None] * len(wins)
         for j in order:
-            out[j] = self._item(wins[j])
+            out[j] = self._item_or_next(indices[j], wins[j])
         return out
+
+    def _item_or_next(self, index: int, window: Window) -> Any:
+        try:
+            return self._item(window)
+        except (CorruptDataError, DecodeError) as first:
+            if self.on_error == "raise":
+                raise
+            # Replace the damaged window by the next one of the plan that reads.
+            state = self._worker()
+            for step in range(1, min(self._length, _MAX_REPLACEMENTS + 1)):
+                try:
+                    item = self._item(self.window((index + step) % self._length))
+                except (CorruptDataError, DecodeError):
+                    continue
+                state.windows_replaced += 1
+                return item
+            raise CorruptDataError(
+                f"no readable window among the {_MAX_REPLACEMENTS} after index {index}: {first}"
+            ) from first
 
     def _item(self, w: Window) -> Any:
         state = self._worker()
@@ -370,7 +397,12 @@ class AACSegmentDataset(torch.utils.data.Dataset[Any]):
         """Counters of the calling process: windows served, decoders created, index
         cache hits and misses, bytes read (call it inside a worker for that worker's)."""
         state = self._worker()
-        out = {"pid": state.pid, "windows_served": state.windows_served, "stores_open": len(state.stores)}
+        out = {
+            "pid": state.pid,
+            "windows_served": state.windows_served,
+            "windows_replaced": state.windows_replaced,
+            "stores_open": len(state.stores),
+        }
         for store in state.stores.values():
             for k, v in store.cache_info().items():
                 out[k] = out.get(k, 0) + v
@@ -409,6 +441,7 @@ class _WorkerState:
         self.index_cache_bytes = index_cache_bytes
         self.stores: dict[int, AACStore] = {}
         self.windows_served = 0
+        self.windows_replaced = 0
 
     def store(self, i: int) -> AACStore:
         s = self.stores.get(i)

@@ -16,6 +16,7 @@ __all__ = [
     "StoreFormatError",
     "StoreLockedError",
     "StoreNotFoundError",
+    "StoreWriteError",
     "WindowError",
 ]
 
@@ -38,6 +39,10 @@ class StoreFormatError(AACDataError, ValueError):
 
 class StoreLockedError(AACDataError, BlockingIOError):
     """Another process is writing to the store."""
+
+
+class StoreWriteError(AACDataError, OSError):
+    """Writing to the store failed (disk full, permissions); the last commit stays intact."""
 
 
 class RecordingNotFoundError(AACDataError, KeyError):

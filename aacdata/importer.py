@@ -12,6 +12,7 @@ from __future__ import annotations
 import collections
 import concurrent.futures as cf
 import csv
+import hashlib
 import json
 import logging
 import multiprocessing
@@ -110,6 +111,7 @@ def import_audio(
     on_error: Literal["skip", "raise"] = "skip",
     progress: bool = True,
     metadata: str | os.PathLike[str] | Mapping[str, Mapping[str, Any]] | None = None,
+    shard: tuple[int, int] | str | None = None,
 ) -> ImportReport:
     """Convert audio files to AAC-LC and append them to a store (created if missing).
 
@@ -138,6 +140,11 @@ def import_audio(
     metadata
         Per-id user metadata: a mapping ``id -> dict``, or a ``.csv`` (column ``id``)
         or ``.jsonl`` (key ``id``) file.
+    shard
+        ``(k, n)`` or ``"k/n"``: import only part ``k`` of ``n`` (0-based) of the sources,
+        chosen by a stable hash of the recording id, so that ``n`` machines can convert
+        one corpus into ``n`` stores in parallel (read them together with
+        ``AACSegmentDataset([store_0, ..., store_n-1])``).
 
     Returns
     -------
@@ -152,6 +159,10 @@ def import_audio(
         raise ValueError(f"bitrate must be a positive number of bit/s; got {bitrate}")
     started = time.perf_counter()
     listed, failures = discover_sources(sources)
+    if shard is not None:
+        k, n = parse_shard(shard)
+        listed = [s for s in listed if shard_of(s.id, n) == k]
+        failures = [f for f in failures if shard_of(f.source, n) == k]
     if failures and on_error == "raise":
         raise ImportFailedError(str(failures[0]))
     user_meta = load_metadata(metadata) if metadata is not None else {}
@@ -343,6 +354,27 @@ def _convert_isolated(
 
 
 # ---------------------------------------------------------------------- sources
+
+
+def parse_shard(shard: tuple[int, int] | str) -> tuple[int, int]:
+    """``"k/n"`` or ``(k, n)`` -> ``(k, n)`` with ``0 <= k < n``."""
+    try:
+        if isinstance(shard, str):
+            k_text, n_text = shard.split("/")
+            k, n = int(k_text), int(n_text)
+        else:
+            k, n = (int(x) for x in shard)
+    except (ValueError, TypeError):
+        raise ValueError(f"shard must be 'K/N' or (K, N) with 0 <= K < N; got {shard!r}") from None
+    if not 0 <= k < n:
+        raise ValueError(f"shard must be 'K/N' or (K, N) with 0 <= K < N; got {shard!r}")
+    return k, n
+
+
+def shard_of(key: str, num_shards: int) -> int:
+    """The shard of a recording id: stable across runs, machines and Python versions."""
+    digest = hashlib.blake2b(key.encode("utf-8", "surrogateescape"), digest_size=8).digest()
+    return int.from_bytes(digest, "big") % num_shards
 
 
 def discover_sources(
