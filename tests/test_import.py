@@ -740,3 +740,41 @@ def test_second_writer_is_locked_out(tmp_path: Path, two_files: Path) -> None:
         writer.close()
     report = _import(two_files, store)
     assert report.imported == ("new.wav",)
+
+
+def test_disk_full_stops_with_a_clear_error_and_keeps_the_commit(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import errno
+
+    import zarr
+
+    src = tmp_path / "src"
+    for i in range(6):
+        make_file(src / f"{i}.wav", "tone", 4000 + i, seed=i)
+    monkeypatch.setattr(aacdata.importer, "_COMMIT_RECORDINGS", 2)
+    real_set = zarr.storage.LocalStore.set
+    calls = {"n": 0}
+
+    async def set_until_full(self: zarr.storage.LocalStore, key: str, value: object) -> None:
+        if "c/" in key:  # chunk writes of the second commit hit a full disk
+            calls["n"] += 1
+            if calls["n"] > 16:
+                raise OSError(errno.ENOSPC, "No space left on device")
+        await real_set(self, key, value)
+
+    monkeypatch.setattr(zarr.storage.LocalStore, "set", set_until_full)
+    with pytest.raises(aacdata.StoreWriteError, match="the disk is full") as info:
+        _import(src, tmp_path / "s.zarr")
+    assert isinstance(info.value, OSError)
+    assert "run the same import again" in str(info.value)
+    monkeypatch.setattr(zarr.storage.LocalStore, "set", real_set)
+    with AACStore.open(tmp_path / "s.zarr") as store:
+        committed = store.ids
+        assert 0 < len(committed) < 6
+        _check_consistent(store)
+    report = _import(src, tmp_path / "s.zarr")
+    assert set(report.skipped) == set(committed)
+    with AACStore.open(tmp_path / "s.zarr") as store:
+        assert sorted(store.ids) == [f"{i}.wav" for i in range(6)]
+        _check_consistent(store)
