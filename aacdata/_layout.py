@@ -5,6 +5,7 @@ A store holds a fixed number of arrays whatever the number of recordings::
     /            attributes["aacdata"]: format, codec, committed counts
     /adts        uint8  (num_bytes,)      every recording's ADTS frames back to back
     /index       uint64 (num_frames, 3)   [byte_offset, frame_size, sample_pos] per frame
+    /frame_crc   uint32 (num_frames,)     CRC-32 of each frame's bytes, checked on every read
     /recordings/<column>  1-D, one row per recording
 
 Only what the root attribute counts declare is committed; rows and bytes past them are
@@ -29,11 +30,12 @@ FORMAT_VERSION = 1
 ATTRIBUTE = "aacdata"
 ADTS = "adts"
 INDEX = "index"
+FRAME_CRC = "frame_crc"
 RECORDINGS = "recordings"
 
-ADTS_CHUNK_BYTES = 1 << 20
-"""1 MiB plain chunks: a window's bytes sit in one file (rarely two), and the padded
-last chunk stays small next to the payload of an hour of audio (~72 MB)."""
+ADTS_CHUNK_BYTES = 1 << 19
+"""512 KiB plain chunks: a window's bytes (~20 KB) sit in one file (rarely two), and the
+padded last chunk stays under 0.7 % of the payload of an hour of audio (~72 MB)."""
 INDEX_CHUNK_ROWS = 1 << 16
 RECORDING_CHUNK_ROWS = 1 << 14
 
@@ -127,6 +129,7 @@ def create_layout(group: zarr.Group) -> None:
         compressors=_INDEX_CODECS,
         fill_value=0,
     )
+    group.create_array(FRAME_CRC, shape=(0,), dtype="uint32", chunks=(INDEX_CHUNK_ROWS,), fill_value=0)
     rec = group.create_group(RECORDINGS)
     for name, dtype in NUMERIC_COLUMNS.items():
         rec.create_array(name, shape=(0,), dtype=dtype, chunks=(RECORDING_CHUNK_ROWS,), fill_value=0)
@@ -138,11 +141,22 @@ def create_layout(group: zarr.Group) -> None:
     group.attrs[ATTRIBUTE] = root_attributes(Counts())
 
 
-def open_arrays(group: zarr.Group, where: str) -> tuple[zarr.Array[Any], zarr.Array[Any], dict[str, zarr.Array[Any]]]:
-    """The ``/adts`` and ``/index`` arrays and the recording columns, checked."""
+@dataclass(frozen=True, slots=True)
+class Arrays:
+    """The arrays of a store."""
+
+    adts: zarr.Array[Any]
+    index: zarr.Array[Any]
+    frame_crc: zarr.Array[Any]
+    columns: dict[str, zarr.Array[Any]]
+
+
+def open_arrays(group: zarr.Group, where: str) -> Arrays:
+    """The arrays of a store, checked."""
     try:
         adts = group[ADTS]
         index = group[INDEX]
+        frame_crc = group[FRAME_CRC]
         rec = group[RECORDINGS]
         if not isinstance(rec, zarr.Group):
             raise StoreFormatError(f"{where}/{RECORDINGS} must be a group")
@@ -153,6 +167,8 @@ def open_arrays(group: zarr.Group, where: str) -> tuple[zarr.Array[Any], zarr.Ar
         raise StoreFormatError(f"{where}/{ADTS} must be a 1-D uint8 array")
     if not isinstance(index, zarr.Array) or index.ndim != 2 or index.shape[1] != 3:
         raise StoreFormatError(f"{where}/{INDEX} must be a uint64 array of shape (N, 3)")
+    if not isinstance(frame_crc, zarr.Array) or frame_crc.ndim != 1:
+        raise StoreFormatError(f"{where}/{FRAME_CRC} must be a 1-D uint32 array")
     if not all(isinstance(c, zarr.Array) and c.ndim == 1 for c in columns.values()):
         raise StoreFormatError(f"{where}/{RECORDINGS} columns must be 1-D arrays")
-    return adts, index, columns  # type: ignore[return-value]
+    return Arrays(adts, index, frame_crc, columns)  # type: ignore[arg-type]

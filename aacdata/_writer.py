@@ -118,11 +118,21 @@ class StoreWriter:
         self, base: _layout.Counts, new: _layout.Counts, payload: bytes, rows: np.ndarray, values: dict[str, list[Any]]
     ) -> None:
         group = self._store._group
-        adts_arr, index_arr, columns = _layout.open_arrays(group, self._store.path)
+        arrays = _layout.open_arrays(group, self._store.path)
+        adts_arr, index_arr, columns = arrays.adts, arrays.index, arrays.columns
         adts_arr.resize((new.num_bytes,))
         adts_arr[base.num_bytes : new.num_bytes] = np.frombuffer(payload, dtype=np.uint8)
         index_arr.resize((new.num_frames, 3))
         index_arr[base.num_frames : new.num_frames] = rows
+        view = memoryview(payload)
+        starts = (rows[:, 0] - base.num_bytes).tolist()
+        crcs = np.fromiter(
+            (zlib.crc32(view[a : a + n]) for a, n in zip(starts, rows[:, 1].tolist(), strict=True)),
+            dtype=np.uint32,
+            count=rows.shape[0],
+        )
+        arrays.frame_crc.resize((new.num_frames,))
+        arrays.frame_crc[base.num_frames : new.num_frames] = crcs
         for name, column in columns.items():
             column.resize((new.num_recordings,))
             dtype = _layout.NUMERIC_COLUMNS.get(name)

@@ -111,7 +111,13 @@ class AACStore:
         self._where = where
         self._mode = mode
         self.counts = _layout.parse_root_attributes(group.attrs.asdict(), where)
-        self._adts, self._index, self._columns = _layout.open_arrays(group, where)
+        arrays = _layout.open_arrays(group, where)
+        self._adts, self._index, self._frame_crc, self._columns = (
+            arrays.adts,
+            arrays.index,
+            arrays.frame_crc,
+            arrays.columns,
+        )
         n = self.counts.num_recordings
         self._table = {
             name: (np.asarray(self._columns[name][:n], dtype=np.int64) if n else np.zeros(0, np.int64))
@@ -123,7 +129,7 @@ class AACStore:
         self._check_table()
         self._bytes = ByteReader(self._adts, where)
         self._decoders = DecoderPool()
-        self._offsets: OrderedDict[int, np.ndarray] = OrderedDict()
+        self._offsets: OrderedDict[int, tuple[np.ndarray, np.ndarray]] = OrderedDict()
         self._offsets_bytes = 0
         self.index_cache_bytes = int(index_cache_bytes)
         self.index_cache_hits = 0
@@ -340,12 +346,13 @@ class AACStore:
         k0, k1 = d0 // SAMPLES_PER_FRAME, (d1 - 1) // SAMPLES_PER_FRAME
         # One pre-roll frame: the MDCT overlaps neighbours, so frame k needs k-1 decoded first.
         kp = max(k0 - 1, 0)
-        offsets = self._frame_offsets(i)
+        offsets, crcs = self._frame_offsets(i)
         if k1 + 1 >= offsets.size:
             raise CorruptDataError(
                 f"{self._where}: recording {self._ids[i]!r} needs frame {k1} but has {offsets.size - 1} frames"
             )
         data = self._bytes.read(int(offsets[kp]), int(offsets[k1 + 1]))
+        self._check_frames(i, data, offsets, crcs, kp, k1)
         # A window that needs frame 0's own output (no priming: raw ADTS passthrough) needs a
         # fresh decoder, as flush_buffers() leaves the first frame slightly different; so does
         # a stream with PNS, whose noise depends on decoder state.
@@ -363,8 +370,23 @@ class AACStore:
             what=f"{self._where}: recording {self._ids[i]!r} frames {kp}..{k1}",
         )
 
-    def _frame_offsets(self, i: int) -> np.ndarray:
-        """Absolute byte offsets of recording i's frames, plus its end: int64 ``(N + 1,)``."""
+    def _check_frames(self, i: int, data: bytes, offsets: np.ndarray, crcs: np.ndarray, first: int, last: int) -> None:
+        """Compare frames ``first..last`` (in ``data``) with their stored CRC-32s."""
+        view = memoryview(data)
+        base = int(offsets[first])
+        bounds = (offsets[first : last + 2] - base).tolist()
+        expected = crcs[first : last + 1].tolist()
+        for k in range(last - first + 1):
+            got = zlib.crc32(view[bounds[k] : bounds[k + 1]])
+            if got != expected[k]:
+                raise CorruptDataError(
+                    f"{self._where}: recording {self._ids[i]!r} frame {first + k} is damaged (CRC-32 {got:08x}, "
+                    f"stored {expected[k]:08x}); run `aacdata verify {self._where}`"
+                )
+
+    def _frame_offsets(self, i: int) -> tuple[np.ndarray, np.ndarray]:
+        """Absolute byte offsets of recording i's frames plus its end (int64 ``(N + 1,)``) and
+        the frames' stored CRC-32s (uint32 ``(N,)``)."""
         cached = self._offsets.get(i)
         if cached is not None:
             self._offsets.move_to_end(i)
@@ -373,6 +395,8 @@ class AACStore:
         self.index_cache_misses += 1
         rows = self.frame_index(i).astype(np.int64)
         nf = rows.shape[0]
+        frame_start = int(self._table["frame_start"][i])
+        crcs = np.asarray(self._frame_crc[frame_start : frame_start + nf], dtype=np.uint32)
         byte_start = int(self._table["byte_start"][i])
         offsets = np.empty(nf + 1, dtype=np.int64)
         offsets[:nf] = rows[:, 0]
@@ -387,12 +411,13 @@ class AACStore:
                 f"{self._where}: index rows of recording {self._ids[i]!r} are not contiguous frames "
                 f"of its {int(self._table['num_bytes'][i])} bytes; run `aacdata verify {self._where}`"
             )
-        self._offsets[i] = offsets
-        self._offsets_bytes += offsets.nbytes
+        entry = (offsets, crcs)
+        self._offsets[i] = entry
+        self._offsets_bytes += offsets.nbytes + crcs.nbytes
         while self._offsets_bytes > self.index_cache_bytes and len(self._offsets) > 1:
-            _, old = self._offsets.popitem(last=False)
-            self._offsets_bytes -= old.nbytes
-        return offsets
+            _, (old, old_crcs) = self._offsets.popitem(last=False)
+            self._offsets_bytes -= old.nbytes + old_crcs.nbytes
+        return entry
 
     def frame_index(self, rec: RecordingRef) -> np.ndarray:
         """The stored index rows of a recording: uint64 ``(num_frames, 3)``,
@@ -488,6 +513,18 @@ class AACStore:
                 | (rows[:, 2] != np.arange(nf) * SAMPLES_PER_FRAME)
             )[0])  # fmt: skip
             reasons.append(f"index row {bad} disagrees with the ADTS headers")
+        if len(frames) == nf and nf:
+            start = int(t["frame_start"][i])
+            stored = np.asarray(self._frame_crc[start : start + nf], dtype=np.uint32)
+            view = memoryview(data)
+            bad_frames = [
+                k
+                for k, (a, n) in enumerate(zip(frames.offsets.tolist(), frames.sizes.tolist(), strict=True))
+                if zlib.crc32(view[a : a + n]) != int(stored[k])
+            ]
+            if bad_frames:
+                shown = ", ".join(map(str, bad_frames[:5])) + (", ..." if len(bad_frames) > 5 else "")
+                reasons.append(f"{len(bad_frames)} frame(s) fail their CRC-32: {shown}")
         if frames.sample_rate != int(t["sample_rate"][i]):
             reasons.append(f"headers say {frames.sample_rate} Hz, table says {int(t['sample_rate'][i])} Hz")
         needed = int(t["encoder_delay"][i]) + int(t["num_samples"][i])

@@ -305,3 +305,30 @@ def test_no_leaks_over_epochs(corpus: Path, persistent: bool) -> None:
     del loader
     # A leak of even one descriptor per epoch would add 4 over epochs 1..5.
     assert counts[-1] - counts[1] <= 2, counts
+
+
+def test_on_error_skip_replaces_a_damaged_window(corpus: Path, tmp_path: Path) -> None:
+    import shutil
+
+    damaged = tmp_path / "damaged.zarr"
+    shutil.copytree(corpus, damaged)
+    store = AACStore.open(damaged)
+    rec = store.recording("b/noise.flac")
+    row = store.frame_index(rec)[10]
+    offset = int(row[0]) + int(row[1]) // 2
+    chunk = damaged / "adts" / "c" / str(offset // (1 << 19))
+    data = bytearray(chunk.read_bytes())
+    data[offset % (1 << 19)] ^= 0xFF
+    chunk.write_bytes(bytes(data))
+    bad_start = 10 * 1024 - rec.encoder_delay  # decoded frame 10 starts here
+    events = [("b/noise.flac", bad_start, 500), ("a/tone.wav", 0, 500)]
+    strict = AACSegmentDataset(damaged, windows=events)
+    with pytest.raises(aacdata.CorruptDataError, match=r"'b/noise.flac' frame 10 is damaged"):
+        strict[0]
+    skipping = AACSegmentDataset(damaged, windows=events, on_error="skip", return_info=True)
+    item = skipping[0]
+    assert item["id"] == "a/tone.wav"  # the next good window of the plan
+    np.testing.assert_array_equal(item["audio"].numpy(), AACStore.open(corpus).read("a/tone.wav", 0, 500))
+    assert skipping.stats()["windows_replaced"] == 1
+    assert skipping[1]["id"] == "a/tone.wav"
+    assert skipping.stats()["windows_replaced"] == 1

@@ -21,6 +21,7 @@ import pytest
 from conftest import EXTENSIONS, env_with_package, full_decode, make_file, peak_lag
 
 import aacdata
+import aacdata._writer
 from aacdata import AACStore, ImportFailedError, StoreLockedError
 from aacdata._adts import parse_adts
 from aacdata._synth import signal
@@ -754,15 +755,19 @@ def test_disk_full_stops_with_a_clear_error_and_keeps_the_commit(
         make_file(src / f"{i}.wav", "tone", 4000 + i, seed=i)
     monkeypatch.setattr(aacdata.importer, "_COMMIT_RECORDINGS", 2)
     real_set = zarr.storage.LocalStore.set
-    calls = {"n": 0}
+    real_write = aacdata._writer.StoreWriter._write
+    state = {"commits": 0}
+
+    def counting_write(self: aacdata._writer.StoreWriter, *args: object) -> None:
+        real_write(self, *args)  # type: ignore[arg-type]
+        state["commits"] += 1
 
     async def set_until_full(self: zarr.storage.LocalStore, key: str, value: object) -> None:
-        if "c/" in key:  # chunk writes of the second commit hit a full disk
-            calls["n"] += 1
-            if calls["n"] > 16:
-                raise OSError(errno.ENOSPC, "No space left on device")
+        if state["commits"] >= 1 and "c/" in key:  # the disk fills up after the first commit
+            raise OSError(errno.ENOSPC, "No space left on device")
         await real_set(self, key, value)
 
+    monkeypatch.setattr(aacdata._writer.StoreWriter, "_write", counting_write)
     monkeypatch.setattr(zarr.storage.LocalStore, "set", set_until_full)
     with pytest.raises(aacdata.StoreWriteError, match="the disk is full") as info:
         _import(src, tmp_path / "s.zarr")
