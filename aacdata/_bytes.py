@@ -8,6 +8,7 @@ Other stores are read through their byte-range interface, one request per chunk 
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 from collections import OrderedDict
@@ -58,22 +59,62 @@ class ByteReader:
         """The bytes ``[start, stop)``; raises :class:`CorruptDataError` if a chunk is missing."""
         if stop <= start:
             return b""
-        first, last = start // self._chunk, (stop - 1) // self._chunk
-        pieces = []
-        for ci in range(first, last + 1):
-            a = max(start, ci * self._chunk) - ci * self._chunk
-            b = min(stop, (ci + 1) * self._chunk) - ci * self._chunk
-            pieces.append(self._read_chunk(ci, a, b))
+        pieces = [self._read_chunk(ci, a, b) for ci, a, b in self._pieces(start, stop)]
         self.bytes_read += stop - start
         return pieces[0] if len(pieces) == 1 else b"".join(pieces)
+
+    def read_many(self, ranges: list[tuple[int, int]]) -> list[bytes]:
+        """Several byte ranges; a remote store gets all requests in flight at once."""
+        if self._local_root is not None or len(ranges) <= 1:
+            return [self.read(a, b) for a, b in ranges]
+        pieces = [self._pieces(a, b) for a, b in ranges]
+        flat = [p for ps in pieces for p in ps]
+
+        async def fetch_all() -> list[Any]:
+            return list(
+                await asyncio.gather(
+                    *(
+                        self._store.get(self.key(ci), default_buffer_prototype(), RangeByteRequest(a, b))
+                        for ci, a, b in flat
+                    )
+                )
+            )
+
+        buffers = iter(sync(fetch_all()))
+        out = []
+        for ps in pieces:
+            parts = [self._checked(next(buffers), ci, a, b) for ci, a, b in ps]
+            out.append(parts[0] if len(parts) == 1 else b"".join(parts))
+        self.bytes_read += sum(b - a for a, b in ranges)
+        return out
+
+    def _pieces(self, start: int, stop: int) -> list[tuple[int, int, int]]:
+        """``(chunk, start, stop)`` within each chunk that ``[start, stop)`` touches."""
+        if stop <= start:
+            return []
+        first, last = start // self._chunk, (stop - 1) // self._chunk
+        return [
+            (ci, max(start, ci * self._chunk) - ci * self._chunk, min(stop, (ci + 1) * self._chunk) - ci * self._chunk)
+            for ci in range(first, last + 1)
+        ]
+
+    def _checked(self, buf: Any, ci: int, a: int, b: int) -> bytes:
+        data = b"" if buf is None else buf.to_bytes()
+        if len(data) != b - a:
+            raise CorruptDataError(
+                f"{self._where}: chunk {self.key(ci)} is short: {len(data)} bytes at offset {a}, "
+                f"expected {b - a} (truncated or missing chunk?)"
+            )
+        return bytes(data)
 
     def _read_chunk(self, ci: int, a: int, b: int) -> bytes:
         if self._local_root is not None:
             fd = self._fd(ci)
             data = os.pread(fd, b - a, a)
         else:
-            buf = sync(self._store.get(self.key(ci), default_buffer_prototype(), RangeByteRequest(a, b)))
-            data = b"" if buf is None else buf.to_bytes()
+            return self._checked(
+                sync(self._store.get(self.key(ci), default_buffer_prototype(), RangeByteRequest(a, b))), ci, a, b
+            )
         if len(data) != b - a:
             raise CorruptDataError(
                 f"{self._where}: chunk {self.key(ci)} is short: {len(data)} bytes at offset {a}, "

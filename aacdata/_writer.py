@@ -11,11 +11,16 @@ from __future__ import annotations
 import errno
 import json
 import os
+import socket
+import time
 import zlib
 from dataclasses import dataclass
 from typing import IO, Any
 
 import numpy as np
+import zarr
+from zarr.core.buffer import default_buffer_prototype
+from zarr.core.sync import sync
 
 from . import _layout
 from ._adts import SAMPLES_PER_FRAME
@@ -41,7 +46,11 @@ class StoreWriter:
         if store.mode != "a":
             raise ValueError("open the store with mode='a' to import into it")
         self._store = store
-        self._lock = _acquire_lock(store.path)
+        zstore = store.zarr_store
+        if isinstance(zstore, zarr.storage.LocalStore):
+            self._lock: _Lock | None = _FileLock(str(zstore.root))
+        else:
+            self._lock = _ObjectLock(zstore, store.path)
         self._counts = store.counts
         self._pending: list[PendingRecording] = []
         self._pending_bytes = 0
@@ -154,19 +163,57 @@ def _source_column(store: AACStore) -> list[str]:
     return store._json_cache["source"]
 
 
-def _acquire_lock(path: str) -> IO[bytes] | None:
-    try:
-        import fcntl
-    except ImportError:  # pragma: no cover - Windows: no advisory locks
-        return None
-    f = open(os.path.join(path, LOCK_FILE), "ab")  # noqa: SIM115 - held for the writer's lifetime
-    try:
-        fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError as e:
-        f.close()
-        if e.errno in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
+class _Lock:
+    def close(self) -> None:
+        raise NotImplementedError
+
+
+class _FileLock(_Lock):
+    """An advisory ``flock`` on ``aacdata.lock``: released by the OS when the process dies."""
+
+    def __init__(self, path: str) -> None:
+        self._file: IO[bytes] | None = None
+        try:
+            import fcntl
+        except ImportError:  # pragma: no cover - Windows: no advisory locks
+            return
+        f = open(os.path.join(path, LOCK_FILE), "ab")  # noqa: SIM115 - held for the writer's lifetime
+        try:
+            fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as e:
+            f.close()
+            if e.errno in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
+                raise StoreLockedError(
+                    f"store {path!r} is being written by another import; wait for it to finish"
+                ) from None
+            raise
+        self._file = f
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+
+class _ObjectLock(_Lock):
+    """An ``aacdata.lock`` object created only if absent (a conditional put) and deleted on
+    close. A killed import leaves it behind: the error says how to remove it."""
+
+    def __init__(self, zstore: Any, where: str) -> None:
+        self._store: Any = None
+        owner = json.dumps({"host": socket.gethostname(), "pid": os.getpid(), "time": time.time()}).encode()
+        if sync(zstore.exists(LOCK_FILE)):
             raise StoreLockedError(
-                f"store {path!r} is being written by another import; wait for it to finish"
-            ) from None
-        raise
-    return f
+                f"store {where!r} is being written by another import (it holds {LOCK_FILE}); wait for it to "
+                f"finish, or, if no import is running (one was killed), delete {where}/{LOCK_FILE}"
+            )
+        sync(zstore.set_if_not_exists(LOCK_FILE, default_buffer_prototype().buffer.from_bytes(owner)))
+        held = sync(zstore.get(LOCK_FILE, default_buffer_prototype()))
+        if held is None or held.to_bytes() != owner:
+            raise StoreLockedError(f"store {where!r} was locked by another import at the same moment; try again")
+        self._store = zstore
+
+    def close(self) -> None:
+        if self._store is not None:
+            sync(self._store.delete(LOCK_FILE))
+            self._store = None

@@ -80,6 +80,12 @@ def _parser() -> argparse.ArgumentParser:
     exp.add_argument("out", help="output file: .aac, .wav (32-bit float, exact) or .flac (16-bit)")
     exp.set_defaults(run=_cmd_export)
 
+    cp = sub.add_parser("copy", help="copy a store, e.g. to object storage (s3://bucket/corpus.zarr)")
+    cp.add_argument("source", help="store to copy (path or URL)")
+    cp.add_argument("destination", help="new store location (path or URL)")
+    cp.add_argument("--no-progress", action="store_true", help="no progress bar")
+    cp.set_defaults(run=_cmd_copy)
+
     bench = sub.add_parser("bench", help="DataLoader throughput of random windows per worker count")
     bench.add_argument("store")
     bench.add_argument("--workers", default="0,1,2", help="comma-separated worker counts (default 0,1,2)")
@@ -242,6 +248,27 @@ def _export_pcm(store: Any, rec: Any, out: Path) -> None:
 
     audio = store.read(rec, 0, rec.num_samples)
     write_audio(out, np.asarray(audio), sample_rate=rec.sample_rate, float_wav=out.suffix.lower() == ".wav")
+
+
+def _cmd_copy(args: argparse.Namespace) -> int:
+    from ._copy import copy_store
+
+    bar = None
+    if not args.no_progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(unit="obj", desc="copy", dynamic_ncols=True)
+
+    def tick(done: int, total: int) -> None:
+        if bar is not None:
+            bar.total = total
+            bar.update(done - bar.n)
+
+    copied = copy_store(args.source, args.destination, progress=tick)
+    if bar is not None:
+        bar.close()
+    print(f"copied {_size(copied)} from {args.source} to {args.destination}")
+    return EXIT_OK
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:

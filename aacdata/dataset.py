@@ -100,6 +100,9 @@ class AACSegmentDataset(torch.utils.data.Dataset[Any]):
         ``"raise"``: a damaged window raises :class:`~aacdata.CorruptDataError` (or
         :class:`~aacdata.DecodeError`); ``"skip"``: it is replaced by the next good
         window of the plan and counted in :meth:`stats` as ``windows_replaced``.
+    storage_options
+        Object-store settings for URL stores (see :meth:`AACStore.open`); each worker
+        opens its own connection.
 
     Items are float32 tensors ``(C, T)`` with values in [-1, 1], so the default
     ``collate_fn`` gives ``(B, C, T)``.
@@ -125,6 +128,7 @@ class AACSegmentDataset(torch.utils.data.Dataset[Any]):
         transform: Callable[[torch.Tensor], Any] | None = None,
         index_cache_bytes: int = DEFAULT_INDEX_CACHE_BYTES,
         on_error: Literal["raise", "skip"] = "raise",
+        storage_options: Mapping[str, Any] | None = None,
     ) -> None:
         sources: list[StoreLike] = (
             list(store_or_path) if isinstance(store_or_path, (list, tuple)) else [store_or_path]  # type: ignore[list-item]
@@ -132,6 +136,7 @@ class AACSegmentDataset(torch.utils.data.Dataset[Any]):
         if not sources:
             raise ValueError("store_or_path is an empty list; give at least one store")
         self._paths = [s.path if isinstance(s, AACStore) else os.fspath(s) for s in sources]
+        self.storage_options = dict(storage_options) if storage_options is not None else None
         _choice("weighting", weighting, ("duration", "recording"))
         _choice("short", short, ("pad", "skip"))
         _choice("last", last, ("pad", "drop"))
@@ -233,7 +238,7 @@ class AACSegmentDataset(torch.utils.data.Dataset[Any]):
         ids: list[str] = []
         metas: list[str] = []
         for si, src in enumerate(sources):
-            store = src if isinstance(src, AACStore) else AACStore.open(src)
+            store = src if isinstance(src, AACStore) else AACStore.open(src, storage_options=self.storage_options)
             try:
                 n = len(store)
                 cols["store"].append(np.full(n, si, dtype=np.int32))
@@ -319,12 +324,25 @@ class AACSegmentDataset(torch.utils.data.Dataset[Any]):
         return self._item_or_next(index, self.window(index))
 
     def __getitems__(self, indices: Sequence[int]) -> list[Any]:
-        """Batched fetch: reads grouped by store and recording, returned in request order."""
+        """Batched fetch: the windows of each store are read together (their bytes fetched
+        concurrently from a remote store), decoders reused; items come in request order."""
         wins = [self.window(i) for i in indices]
-        order = sorted(range(len(wins)), key=lambda j: (wins[j].recording, wins[j].start))
         out: list[Any] = [None] * len(wins)
-        for j in order:
-            out[j] = self._item_or_next(indices[j], wins[j])
+        by_store: dict[int, list[int]] = {}
+        for j in sorted(range(len(wins)), key=lambda j: (wins[j].recording, wins[j].start)):
+            by_store.setdefault(int(self._store_of[wins[j].recording]), []).append(j)
+        state = self._worker()
+        for s, js in by_store.items():
+            requests = [(int(self._local[wins[j].recording]), wins[j].start, wins[j].num_samples) for j in js]
+            try:
+                audio = state.store(s).read_many(requests, pad=True)
+            except (CorruptDataError, DecodeError):
+                for j in js:  # find the damaged ones, window by window
+                    out[j] = self._item_or_next(indices[j], wins[j])
+                continue
+            for j, a in zip(js, audio, strict=True):
+                state.windows_served += 1
+                out[j] = self._finish(wins[j], a)
         return out
 
     def _item_or_next(self, index: int, window: Window) -> Any:
@@ -352,6 +370,9 @@ class AACSegmentDataset(torch.utils.data.Dataset[Any]):
         local = int(self._local[w.recording])
         audio = store.read(local, w.start, w.num_samples, pad=True)
         state.windows_served += 1
+        return self._finish(w, audio)
+
+    def _finish(self, w: Window, audio: np.ndarray) -> Any:
         tensor = torch.from_numpy(self._map_channels(audio, w.recording))
         if self.transform is not None:
             tensor = self.transform(tensor)
@@ -390,7 +411,7 @@ class AACSegmentDataset(torch.utils.data.Dataset[Any]):
     def _worker(self) -> _WorkerState:
         state = self._state
         if state is None or state.pid != os.getpid():
-            state = self._state = _WorkerState(self._paths, self.index_cache_bytes)
+            state = self._state = _WorkerState(self._paths, self.index_cache_bytes, self.storage_options)
         return state
 
     def stats(self) -> dict[str, int]:
@@ -435,8 +456,9 @@ def _choice(name: str, value: str, allowed: tuple[str, ...]) -> None:
 class _WorkerState:
     """Stores opened by one process, created lazily, never pickled."""
 
-    def __init__(self, paths: Sequence[str], index_cache_bytes: int) -> None:
+    def __init__(self, paths: Sequence[str], index_cache_bytes: int, storage_options: Mapping[str, Any] | None) -> None:
         self.pid = os.getpid()
+        self.storage_options = storage_options
         self.paths = list(paths)
         self.index_cache_bytes = index_cache_bytes
         self.stores: dict[int, AACStore] = {}
@@ -447,7 +469,9 @@ class _WorkerState:
         s = self.stores.get(i)
         if s is None:
             try:
-                s = self.stores[i] = AACStore.open(self.paths[i], index_cache_bytes=self.index_cache_bytes)
+                s = self.stores[i] = AACStore.open(
+                    self.paths[i], index_cache_bytes=self.index_cache_bytes, storage_options=self.storage_options
+                )
             except AACDataError as e:
                 raise type(e)(f"worker {self.pid} cannot open store {self.paths[i]!r}: {e}") from None
         return s

@@ -112,6 +112,7 @@ def import_audio(
     progress: bool = True,
     metadata: str | os.PathLike[str] | Mapping[str, Mapping[str, Any]] | None = None,
     shard: tuple[int, int] | str | None = None,
+    storage_options: Mapping[str, Any] | None = None,
 ) -> ImportReport:
     """Convert audio files to AAC-LC and append them to a store (created if missing).
 
@@ -123,7 +124,8 @@ def import_audio(
         to the list file; ``#`` starts a comment). A recording's id is its path relative
         to the source root, ``/``-separated (for a file given directly: its name).
     store
-        Path of the store, or an :class:`AACStore` opened with ``mode="a"``.
+        Path or object-store URL of the store (``s3://bucket/corpus.zarr``), or an
+        :class:`AACStore` opened with ``mode="a"``.
     bitrate
         AAC bit rate in bit/s for re-encoded sources.
     sample_rate, num_channels
@@ -145,6 +147,8 @@ def import_audio(
         chosen by a stable hash of the recording id, so that ``n`` machines can convert
         one corpus into ``n`` stores in parallel (read them together with
         ``AACSegmentDataset([store_0, ..., store_n-1])``).
+    storage_options
+        Object-store settings for a URL ``store`` (see :meth:`AACStore.open`).
 
     Returns
     -------
@@ -167,7 +171,7 @@ def import_audio(
         raise ImportFailedError(str(failures[0]))
     user_meta = load_metadata(metadata) if metadata is not None else {}
     own_store = not isinstance(store, AACStore)
-    st = AACStore.open(store, "a") if own_store else store  # type: ignore[arg-type]
+    st = AACStore.open(store, "a", storage_options=storage_options) if own_store else store  # type: ignore[arg-type]
     assert isinstance(st, AACStore)
     writer = StoreWriter(st)
     options = {"bitrate": int(bitrate), "sample_rate": sample_rate, "num_channels": num_channels, "reencode": reencode}

@@ -8,7 +8,7 @@ import operator
 import os
 import zlib
 from collections import OrderedDict
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
@@ -16,12 +16,14 @@ from typing import Any, Literal
 
 import numpy as np
 import zarr
+from zarr.core.sync import sync
 from zarr.errors import GroupNotFoundError
 
-from . import _layout
+from . import _layout, _remote
 from ._adts import SAMPLES_PER_FRAME, parse_adts
 from ._bytes import ByteReader
 from ._decoder import DecoderPool, decode_into
+from ._remote import StoreTarget
 from .errors import (
     AACDataError,
     CorruptDataError,
@@ -93,6 +95,30 @@ class VerifyReport:
         return f"VerifyReport(num_recordings={self.num_recordings}, num_bad={len(self.bad_ids)}, ok={self.ok})"
 
 
+@dataclass(frozen=True, slots=True)
+class _Plan:
+    """One window: its output, the part of it inside the recording, frames and bytes."""
+
+    recording: int
+    out: np.ndarray
+    target: np.ndarray
+    preroll_frame: int
+    first_frame: int
+    last_frame: int
+    skip: int
+    byte_start: int
+    byte_stop: int
+    offsets: np.ndarray
+    crcs: np.ndarray
+
+    @property
+    def num_frames(self) -> int:
+        return self.last_frame - self.preroll_frame + 1 if self.byte_stop > self.byte_start else 0
+
+
+_NO_FRAMES = np.zeros(1, dtype=np.int64)
+_NO_CRCS = np.zeros(0, dtype=np.uint32)
+
 RecordingRef = int | str | Recording
 """A recording, given by index, by id or as a :class:`Recording`."""
 
@@ -140,30 +166,57 @@ class AACStore:
     @classmethod
     def open(
         cls,
-        path: str | os.PathLike[str],
+        path_or_url: StoreTarget,
         mode: Literal["r", "a"] = "r",
         *,
+        storage_options: Mapping[str, Any] | None = None,
         index_cache_bytes: int = DEFAULT_INDEX_CACHE_BYTES,
     ) -> AACStore:
         """Open a store; mode ``"a"`` creates an empty one where none exists.
 
+        Parameters
+        ----------
+        path_or_url
+            A local directory, an object-store URL (``s3://bucket/corpus.zarr``; needs
+            ``aacdata[s3]``) or a zarr ``Store``.
+        mode
+            ``"r"`` read-only, ``"a"`` append (what :func:`aacdata.import_audio` uses).
+        storage_options
+            Object-store settings (for S3: ``endpoint``, ``access_key_id``,
+            ``secret_access_key``, ``region``, ...); without them, the standard AWS
+            environment variables are used.
+        index_cache_bytes
+            Budget for cached index rows in this process.
+
         Raises
         ------
         StoreNotFoundError
-            ``mode="r"`` and nothing is at ``path``.
+            ``mode="r"`` and nothing is at ``path_or_url``.
         StoreFormatError
-            ``path`` holds something that is not an aacdata store of a known version.
+            It holds something that is not an aacdata store of a known version.
         """
         if mode not in ("r", "a"):
             raise ValueError(f"mode must be 'r' (read) or 'a' (append); got {mode!r}")
-        where = os.fspath(path)
-        if mode == "r":
-            if not os.path.exists(where):
-                raise StoreNotFoundError(f"no store at {where!r} (create one with `aacdata import SOURCES -o {where}`)")
-            group = _open_group(where, "r")
+        where = _remote.describe(path_or_url)
+        if _remote.is_local(path_or_url):
+            local = _remote.local_path(path_or_url)
+            if mode == "r":
+                if not os.path.exists(local):
+                    raise StoreNotFoundError(
+                        f"no store at {where!r} (create one with `aacdata import SOURCES -o {where}`)"
+                    )
+                group = _open_group(local, "r")
+            else:
+                group = _open_or_create(local)
         else:
-            group = _open_or_create(where)
+            zstore = _remote.open_store(path_or_url, read_only=mode == "r", storage_options=storage_options)
+            group = _open_remote_group(zstore, where, mode)
         return cls(group, where=where, mode=mode, index_cache_bytes=index_cache_bytes)
+
+    @property
+    def zarr_store(self) -> Any:
+        """The zarr ``Store`` underneath (for copying, or for tools that speak Zarr)."""
+        return self._group.store
 
     def _check_table(self) -> None:
         t, c = self._table, self.counts
@@ -312,6 +365,25 @@ class AACStore:
         >>> store.read("birds/0042.flac", 16_000, 32_000).shape     # doctest: +SKIP
         (1, 32000)
         """
+        plan = self._plan(rec, start, num_samples, pad)
+        if plan.num_frames:
+            self._decode(plan, self._bytes.read(plan.byte_start, plan.byte_stop))
+        return plan.out
+
+    def read_many(self, requests: Iterable[tuple[RecordingRef, int, int]], *, pad: bool = False) -> list[np.ndarray]:
+        """:meth:`read` for each ``(rec, start, num_samples)``, in order.
+
+        The byte ranges of all windows are fetched first, concurrently where the store is
+        remote (one request per window in flight together), then decoded in order.
+        """
+        plans = [self._plan(rec, start, n, pad) for rec, start, n in requests]
+        todo = [p for p in plans if p.num_frames]
+        for plan, data in zip(todo, self._bytes.read_many([(p.byte_start, p.byte_stop) for p in todo]), strict=True):
+            self._decode(plan, data)
+        return [p.out for p in plans]
+
+    def _plan(self, rec: RecordingRef, start: int, num_samples: int, pad: bool) -> _Plan:
+        """Validate a window, allocate its output and find the frames and bytes it needs."""
         i = self.index_of(rec)
         start = operator.index(start)
         num_samples = operator.index(num_samples)
@@ -331,16 +403,8 @@ class AACStore:
             out = np.empty((channels, num_samples), dtype=np.float32)
         else:
             out = np.zeros((channels, num_samples), dtype=np.float32)
-        if hi > lo:
-            self._decode(i, lo, hi, out[:, lo - start : hi - start])
-        return out
-
-    def read_many(self, requests: Iterable[tuple[RecordingRef, int, int]], *, pad: bool = False) -> list[np.ndarray]:
-        """:meth:`read` for each ``(rec, start, num_samples)``, in order."""
-        return [self.read(rec, start, n, pad=pad) for rec, start, n in requests]
-
-    def _decode(self, i: int, lo: int, hi: int, out: np.ndarray) -> None:
-        t = self._table
+        if hi <= lo:
+            return _Plan(i, out, out, 0, 0, 0, 0, 0, 0, _NO_FRAMES, _NO_CRCS)
         delay = int(t["encoder_delay"][i])
         d0, d1 = lo + delay, hi + delay
         k0, k1 = d0 // SAMPLES_PER_FRAME, (d1 - 1) // SAMPLES_PER_FRAME
@@ -351,8 +415,15 @@ class AACStore:
             raise CorruptDataError(
                 f"{self._where}: recording {self._ids[i]!r} needs frame {k1} but has {offsets.size - 1} frames"
             )
-        data = self._bytes.read(int(offsets[kp]), int(offsets[k1 + 1]))
-        self._check_frames(i, data, offsets, crcs, kp, k1)
+        return _Plan(
+            i, out, out[:, lo - start : hi - start], kp, k0, k1, d0 - k0 * SAMPLES_PER_FRAME,
+            int(offsets[kp]), int(offsets[k1 + 1]), offsets, crcs,
+        )  # fmt: skip
+
+    def _decode(self, plan: _Plan, data: bytes) -> None:
+        i, kp, k0, k1 = plan.recording, plan.preroll_frame, plan.first_frame, plan.last_frame
+        t = self._table
+        self._check_frames(i, data, plan.offsets, plan.crcs, kp, k1)
         # A window that needs frame 0's own output (no priming: raw ADTS passthrough) needs a
         # fresh decoder, as flush_buffers() leaves the first frame slightly different; so does
         # a stream with PNS, whose noise depends on decoder state.
@@ -363,10 +434,10 @@ class AACStore:
         decode_into(
             ctx,
             data,
-            num_frames=k1 - kp + 1,
+            num_frames=plan.num_frames,
             preroll=k0 - kp,
-            skip=d0 - k0 * SAMPLES_PER_FRAME,
-            out=out,
+            skip=plan.skip,
+            out=plan.target,
             what=f"{self._where}: recording {self._ids[i]!r} frames {kp}..{k1}",
         )
 
@@ -619,6 +690,24 @@ def _open_group(where: str, mode: Literal["r", "r+"]) -> zarr.Group:
         raise StoreFormatError(f"{where!r}: the Zarr group cannot be opened ({e})") from None
 
 
+def _open_remote_group(zstore: Any, where: str, mode: str) -> zarr.Group:
+    try:
+        exists = sync(zstore.exists("zarr.json"))
+    except Exception as e:  # noqa: BLE001 - any client error: name the store and the cause
+        raise StoreNotFoundError(f"cannot reach store {where!r} ({type(e).__name__}: {e})") from None
+    if not exists:
+        if mode == "r":
+            raise StoreNotFoundError(f"no store at {where!r} (create one with `aacdata import SOURCES -o {where}`)")
+        group = zarr.open_group(zstore, mode="w")
+        _layout.create_layout(group)
+        return group
+    try:
+        group = zarr.open_group(zstore, mode="r" if mode == "r" else "r+")
+    except (GroupNotFoundError, FileNotFoundError, ValueError, KeyError, TypeError) as e:
+        raise StoreFormatError(f"{where!r}: the Zarr group cannot be opened ({e})") from None
+    return group
+
+
 def _open_or_create(where: str) -> zarr.Group:
     if os.path.exists(where) and not os.path.isdir(where):
         raise StoreFormatError(f"{where!r} is a file, not a store directory; choose another output path")
@@ -632,8 +721,3 @@ def _open_or_create(where: str) -> zarr.Group:
     group = zarr.open_group(store, mode="w")
     _layout.create_layout(group)
     return group
-
-
-def resolve_requests(store: AACStore, requests: Sequence[tuple[RecordingRef, int, int]]) -> list[tuple[int, int, int]]:
-    """Requests with recordings resolved to store indices."""
-    return [(store.index_of(r), int(s), int(n)) for r, s, n in requests]
