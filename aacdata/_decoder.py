@@ -89,12 +89,15 @@ def decode_into(
         a = max(0, -pos)
         b = min(n, total - pos)
         if b > a:
-            planes = frame.planes
-            if len(planes) < channels or n != SAMPLES_PER_FRAME:
+            # Check the layout before touching .planes: a damaged frame can declare any
+            # channel count, and PyAV then reads past the frame's data pointers.
+            got = frame.layout.nb_channels
+            if got != channels or n != SAMPLES_PER_FRAME or frame.format.name != "fltp":
                 raise DecodeError(
-                    f"{what}: decoded frame has {len(planes)} planes of {n} samples; "
-                    f"expected {channels} of {SAMPLES_PER_FRAME}"
+                    f"{what}: decoded frame has {got} channels of {n} {frame.format.name} samples; "
+                    f"expected {channels} of {SAMPLES_PER_FRAME} fltp"
                 )
+            planes = frame.planes
             for c in range(channels):
                 out[c, pos + a : pos + b] = np.frombuffer(planes[c], np.float32, n)[a:b]
         pos += n

@@ -15,6 +15,7 @@ the garbage of an interrupted import, which the next import overwrites.
 from __future__ import annotations
 
 import warnings
+import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -73,7 +74,10 @@ class Counts:
     num_bytes: int = 0
 
 
-def root_attributes(counts: Counts) -> dict[str, Any]:
+def root_attributes(counts: Counts, column_crc32: Mapping[str, int] | None = None) -> dict[str, Any]:
+    """The ``aacdata`` root attribute: format, committed counts, and a CRC-32 of each
+    recordings column over its committed rows (so that a lost or damaged table chunk,
+    which Zarr would read back as fill values, is noticed)."""
     return {
         "format_version": FORMAT_VERSION,
         "codec": "aac-lc",
@@ -83,7 +87,32 @@ def root_attributes(counts: Counts) -> dict[str, Any]:
         "num_recordings": counts.num_recordings,
         "num_frames": counts.num_frames,
         "num_bytes": counts.num_bytes,
+        "column_crc32": dict(column_crc32 or dict.fromkeys((*NUMERIC_COLUMNS, *TEXT_COLUMNS), 0)),
     }
+
+
+def column_crc32(name: str, values: Any, start: int = 0) -> int:
+    """CRC-32 of recordings-column values, continuing from ``start`` (for appended rows).
+
+    Numbers are hashed as their stored little-endian bytes, strings as UTF-8 each
+    followed by a NUL byte.
+    """
+    dtype = NUMERIC_COLUMNS.get(name)
+    if dtype is not None:
+        return zlib.crc32(np.asarray(values, dtype=np.dtype(dtype).newbyteorder("<")).tobytes(), start)
+    crc = start
+    for text in values:
+        crc = zlib.crc32(str(text).encode("utf-8") + b"\0", crc)
+    return crc
+
+
+def stored_column_crc32(attrs: Mapping[str, Any]) -> dict[str, int]:
+    """The per-column CRC-32s recorded at the last commit (empty for a store without them)."""
+    meta = attrs.get(ATTRIBUTE)
+    crcs = meta.get("column_crc32") if isinstance(meta, Mapping) else None
+    if not isinstance(crcs, Mapping):
+        return {}
+    return {str(k): int(v) for k, v in crcs.items() if isinstance(v, int)}
 
 
 def parse_root_attributes(attrs: Mapping[str, Any], where: str) -> Counts:
@@ -110,8 +139,17 @@ def parse_root_attributes(attrs: Mapping[str, Any], where: str) -> Counts:
     return counts
 
 
-def create_layout(group: zarr.Group) -> None:
-    """Create the empty arrays of a new store and its attribute (counts at zero)."""
+def create_layout(store: Any) -> zarr.Group:
+    """Create a new, empty store: the root group with its attribute first (in one write of
+    ``zarr.json``), then the arrays. A process killed in between leaves a store whose
+    counts are zero and some arrays missing, which :func:`complete_layout` finishes."""
+    group = zarr.open_group(store, mode="w", attributes={ATTRIBUTE: root_attributes(Counts())})
+    complete_layout(group)
+    return group
+
+
+def complete_layout(group: zarr.Group) -> None:
+    """Create the arrays of an empty store (again, if a creation was interrupted)."""
     group.create_array(
         ADTS,
         shape=(0,),
@@ -120,6 +158,7 @@ def create_layout(group: zarr.Group) -> None:
         compressors=None,
         fill_value=0,
         chunk_key_encoding={"name": "default", "separator": "/"},
+        overwrite=True,
     )
     group.create_array(
         INDEX,
@@ -128,9 +167,10 @@ def create_layout(group: zarr.Group) -> None:
         chunks=(INDEX_CHUNK_ROWS, 3),
         compressors=_INDEX_CODECS,
         fill_value=0,
+        overwrite=True,
     )
-    group.create_array(FRAME_CRC, shape=(0,), dtype="uint32", chunks=(INDEX_CHUNK_ROWS,), fill_value=0)
-    rec = group.create_group(RECORDINGS)
+    group.create_array(FRAME_CRC, shape=(0,), dtype="uint32", chunks=(INDEX_CHUNK_ROWS,), fill_value=0, overwrite=True)
+    rec = group.create_group(RECORDINGS, overwrite=True)
     for name, dtype in NUMERIC_COLUMNS.items():
         rec.create_array(name, shape=(0,), dtype=dtype, chunks=(RECORDING_CHUNK_ROWS,), fill_value=0)
     with warnings.catch_warnings():
@@ -138,7 +178,6 @@ def create_layout(group: zarr.Group) -> None:
         warnings.simplefilter("ignore")
         for name in TEXT_COLUMNS:
             rec.create_array(name, shape=(0,), dtype=str, chunks=(RECORDING_CHUNK_ROWS,), fill_value="")
-    group.attrs[ATTRIBUTE] = root_attributes(Counts())
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,18 +190,31 @@ class Arrays:
     columns: dict[str, zarr.Array[Any]]
 
 
-def open_arrays(group: zarr.Group, where: str) -> Arrays:
-    """The arrays of a store, checked."""
+class IncompleteStoreError(StoreFormatError):
+    """A node of the layout is missing (for an empty store: its creation was interrupted)."""
+
+
+def open_arrays(group: zarr.Group, where: str, counts: Counts | None = None) -> Arrays:
+    """The arrays of a store, checked (and, given the counts, long enough to hold them)."""
+    node = ADTS
     try:
         adts = group[ADTS]
+        node = INDEX
         index = group[INDEX]
+        node = FRAME_CRC
         frame_crc = group[FRAME_CRC]
+        node = RECORDINGS
         rec = group[RECORDINGS]
         if not isinstance(rec, zarr.Group):
             raise StoreFormatError(f"{where}/{RECORDINGS} must be a group")
-        columns = {name: rec[name] for name in (*NUMERIC_COLUMNS, *TEXT_COLUMNS)}
-    except KeyError as e:
-        raise StoreFormatError(f"{where} lacks the node {e}; the store is incomplete") from None
+        columns = {}
+        for name in (*NUMERIC_COLUMNS, *TEXT_COLUMNS):
+            node = f"{RECORDINGS}/{name}"
+            columns[name] = rec[name]
+    except KeyError:
+        raise IncompleteStoreError(f"{where} lacks the node {node!r}; the store is incomplete") from None
+    except (ValueError, TypeError, AttributeError) as e:  # unreadable zarr.json of a node
+        raise StoreFormatError(f"{where}/{node}/zarr.json is damaged ({type(e).__name__}: {e})") from None
     if not isinstance(adts, zarr.Array) or adts.dtype != np.uint8 or adts.ndim != 1:
         raise StoreFormatError(f"{where}/{ADTS} must be a 1-D uint8 array")
     if not isinstance(index, zarr.Array) or index.ndim != 2 or index.shape[1] != 3:
@@ -171,4 +223,13 @@ def open_arrays(group: zarr.Group, where: str) -> Arrays:
         raise StoreFormatError(f"{where}/{FRAME_CRC} must be a 1-D uint32 array")
     if not all(isinstance(c, zarr.Array) and c.ndim == 1 for c in columns.values()):
         raise StoreFormatError(f"{where}/{RECORDINGS} columns must be 1-D arrays")
+    if counts is not None:
+        needed: list[tuple[str, Any, int]] = [(ADTS, adts, counts.num_bytes), (INDEX, index, counts.num_frames)]
+        needed.append((FRAME_CRC, frame_crc, counts.num_frames))
+        needed += [(f"{RECORDINGS}/{n}", c, counts.num_recordings) for n, c in columns.items()]
+        for name, array, rows in needed:
+            if array.shape[0] < rows:
+                raise StoreFormatError(
+                    f"{where}/{name} holds {array.shape[0]} rows but {rows} are committed; the store is damaged"
+                )
     return Arrays(adts, index, frame_crc, columns)  # type: ignore[arg-type]

@@ -113,7 +113,10 @@ def transcode(
         raise
     except MemoryError:
         raise SourceError("out of memory while converting") from None
-    except (av.FFmpegError, OSError, ValueError, TypeError, IndexError, KeyError, OverflowError, RuntimeError) as e:
+    except (
+        av.FFmpegError, OSError, ValueError, TypeError, IndexError, KeyError, OverflowError, RuntimeError,
+        AttributeError,
+    ) as e:  # fmt: skip
         # Hostile or damaged input can make FFmpeg or PyAV fail anywhere; report it as this file's failure.
         raise SourceError(f"cannot convert ({type(e).__name__}: {_reason(e)})") from e
 
@@ -136,6 +139,8 @@ def _transcode(
         if not container.streams.audio:
             raise SourceError("no audio stream")
         stream = container.streams.audio[0]
+        if stream.codec_context is None:
+            raise SourceError("the audio stream's codec is unknown to FFmpeg")
         fmt = container.format.name
         codec = stream.codec_context.name
         if not reencode and _can_pass_through(stream, fmt, sample_rate, num_channels):
@@ -225,7 +230,7 @@ def _pass_through(container: Any, stream: Any, fmt: str) -> EncodedRecording:
     capacity = len(payloads) * _adts.SAMPLES_PER_FRAME - delay
     sizes = np.asarray(sizes, dtype=np.int64)
     try:
-        noise = not decodes_repeatably(adts, sizes)
+        noise = not decodes_repeatably(adts, sizes, channels)
     except av.FFmpegError as e:
         raise SourceError(f"AAC stream does not decode ({_reason(e)})") from None
     if num_samples <= 0 or num_samples > capacity:
@@ -244,7 +249,7 @@ def _pass_through(container: Any, stream: Any, fmt: str) -> EncodedRecording:
     )
 
 
-def decodes_repeatably(adts: bytes, sizes: np.ndarray, batch: int = 256) -> bool:
+def decodes_repeatably(adts: bytes, sizes: np.ndarray, channels: int, batch: int = 256) -> bool:
     """Whether decoding the stream twice through one decoder gives the same samples.
 
     It does not when frames use perceptual noise substitution: FFmpeg fills those bands
@@ -263,6 +268,10 @@ def decodes_repeatably(adts: bytes, sizes: np.ndarray, batch: int = 256) -> bool
             frames = dec.decode(av.Packet(adts[int(starts[a]) : int(ends[b - 1])]))
             crc = 0
             for k, frame in enumerate(frames):
+                if frame.layout.nb_channels != channels or frame.samples != _adts.SAMPLES_PER_FRAME:
+                    raise _NotPassableError(
+                        f"frame {a + k} decodes to {frame.layout.nb_channels} channels of {frame.samples} samples"
+                    )
                 if a + k > 0:
                     for plane in frame.planes:
                         crc = zlib.crc32(memoryview(plane)[: 4 * frame.samples], crc)
@@ -359,6 +368,11 @@ def _encode(
             if packet.pts is not None and packet.duration:
                 end_pts = max(end_pts or 0, packet.pts + packet.duration)
             for frame in packet.decode():
+                if frame.layout.nb_channels != src_channels:
+                    raise SourceError(
+                        f"decoded audio changes from {src_channels} to {frame.layout.nb_channels} channels "
+                        f"after {decoded + held_samples} samples (damaged file?)"
+                    )
                 if first_frame_pts is None:
                     first_frame_pts = frame.pts
                 held.append(frame)

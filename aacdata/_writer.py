@@ -52,6 +52,7 @@ class StoreWriter:
         else:
             self._lock = _ObjectLock(zstore, store.path)
         self._counts = store.counts
+        self._column_crc32 = dict(store._column_crc32)
         self._pending: list[PendingRecording] = []
         self._pending_bytes = 0
         self.committed_ids: dict[str, str] = {}  # id -> source checksum, committed so far
@@ -147,8 +148,10 @@ class StoreWriter:
             dtype = _layout.NUMERIC_COLUMNS.get(name)
             data = np.asarray(values[name], dtype=dtype) if dtype else np.asarray(values[name], dtype=object)
             column[base.num_recordings : new.num_recordings] = data
+        column_crcs = {n: _layout.column_crc32(n, values[n], self._column_crc32.get(n, 0)) for n in values}
         # The commit point: readers see the new recordings only from here on.
-        group.attrs[_layout.ATTRIBUTE] = _layout.root_attributes(new)
+        group.attrs[_layout.ATTRIBUTE] = _layout.root_attributes(new, column_crcs)
+        self._column_crc32 = column_crcs
 
     def close(self) -> None:
         if self._lock is not None:

@@ -136,8 +136,20 @@ class AACStore:
         self._group = group
         self._where = where
         self._mode = mode
-        self.counts = _layout.parse_root_attributes(group.attrs.asdict(), where)
-        arrays = _layout.open_arrays(group, where)
+        attrs = group.attrs.asdict()
+        self.counts = _layout.parse_root_attributes(attrs, where)
+        self._column_crc32 = _layout.stored_column_crc32(attrs)
+        try:
+            arrays = _layout.open_arrays(group, where, self.counts)
+        except _layout.IncompleteStoreError:
+            if self.counts != _layout.Counts():
+                raise
+            if mode != "a":
+                raise StoreFormatError(
+                    f"{where!r} is an empty store whose creation was interrupted; run the import again"
+                ) from None
+            _layout.complete_layout(group)  # a creation that was killed half-way
+            arrays = _layout.open_arrays(group, where, self.counts)
         self._adts, self._index, self._frame_crc, self._columns = (
             arrays.adts,
             arrays.index,
@@ -153,6 +165,7 @@ class AACStore:
         self._id_to_index: dict[str, int] | None = None
         self._json_cache: dict[str, list[str]] = {}
         self._check_table()
+        self._check_column_crcs(("id", *_layout.NUMERIC_COLUMNS))
         self._bytes = ByteReader(self._adts, where)
         self._decoders = DecoderPool()
         self._offsets: OrderedDict[int, tuple[np.ndarray, np.ndarray]] = OrderedDict()
@@ -217,6 +230,25 @@ class AACStore:
     def zarr_store(self) -> Any:
         """The zarr ``Store`` underneath (for copying, or for tools that speak Zarr)."""
         return self._group.store
+
+    def _check_column_crcs(self, names: Iterable[str]) -> None:
+        """Compare recordings columns with the CRC-32s of the last commit."""
+        for name in names:
+            expected = self._column_crc32.get(name)
+            if expected is None:
+                continue
+            if name in _layout.NUMERIC_COLUMNS:
+                values: Any = self._table[name]
+            elif name == "id":
+                values = self._ids
+            else:
+                self._json(name, 0) if len(self) else None
+                values = self._json_cache.get(name, [])
+            if _layout.column_crc32(name, values) != expected:
+                raise StoreFormatError(
+                    f"{self._where}: recordings column {name!r} does not match its checksum (a lost or "
+                    "damaged chunk); the store is damaged"
+                )
 
     def _check_table(self) -> None:
         t, c = self._table, self.counts
@@ -548,6 +580,10 @@ class AACStore:
         ``progress``, if given, is called with the number of recordings checked so far.
         """
         problems: list[tuple[str, str]] = []
+        try:
+            self._check_column_crcs(_layout.TEXT_COLUMNS)
+        except StoreFormatError as e:
+            problems.append(("(store)", str(e)))
         for i in range(len(self)):
             rid = self._ids[i]
             try:
@@ -618,7 +654,7 @@ class AACStore:
             except av.FFmpegError as e:
                 return [f"frames {a}..{b - 1} do not decode ({e})"]
             if len(decoded) != b - a or any(
-                f.samples != SAMPLES_PER_FRAME or len(f.planes) < channels for f in decoded
+                f.samples != SAMPLES_PER_FRAME or f.layout.nb_channels != channels for f in decoded
             ):
                 return [f"frames {a}..{b - 1} decode to {len(decoded)} frames, not {b - a} of {channels} channels"]
         return []
@@ -698,9 +734,7 @@ def _open_remote_group(zstore: Any, where: str, mode: str) -> zarr.Group:
     if not exists:
         if mode == "r":
             raise StoreNotFoundError(f"no store at {where!r} (create one with `aacdata import SOURCES -o {where}`)")
-        group = zarr.open_group(zstore, mode="w")
-        _layout.create_layout(group)
-        return group
+        return _layout.create_layout(zstore)
     try:
         group = zarr.open_group(zstore, mode="r" if mode == "r" else "r+")
     except (GroupNotFoundError, FileNotFoundError, ValueError, KeyError, TypeError) as e:
@@ -718,6 +752,4 @@ def _open_or_create(where: str) -> zarr.Group:
         return group
     if os.path.isdir(where) and os.listdir(where):
         raise StoreFormatError(f"{where!r} is a non-empty directory without zarr.json; choose a new path for the store")
-    group = zarr.open_group(store, mode="w")
-    _layout.create_layout(group)
-    return group
+    return _layout.create_layout(store)

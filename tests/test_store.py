@@ -98,7 +98,7 @@ def test_counts_past_the_table(store_path: Path, tmp_path: Path) -> None:
     path = tmp_path / "copy.zarr"
     shutil.copytree(store_path, path)
     _edit_root_attrs(path, num_recordings=len(STORE_IDS) + 1)
-    with pytest.raises(StoreFormatError, match=f"fewer than {len(STORE_IDS) + 1} committed rows"):
+    with pytest.raises(StoreFormatError, match=f"holds {len(STORE_IDS)} rows but {len(STORE_IDS) + 1} are committed"):
         AACStore.open(path)
 
 
