@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from . import __version__
-from .errors import AACDataError
+from .errors import AACDataError, CorruptDataError, StoreFormatError
 
 log = logging.getLogger("aacdata")
 
@@ -201,7 +201,12 @@ def _cmd_info(args: argparse.Namespace) -> int:
 def _cmd_verify(args: argparse.Namespace) -> int:
     from .store import AACStore
 
-    with AACStore.open(args.store) as store:
+    try:
+        store = AACStore.open(args.store, check_table=False)
+    except (StoreFormatError, CorruptDataError) as e:
+        print(f"damaged: {e}")
+        return EXIT_FAILED
+    with store:
         bar = None
         if not args.no_progress:
             from tqdm.auto import tqdm
@@ -215,6 +220,8 @@ def _cmd_verify(args: argparse.Namespace) -> int:
         report = store.verify(decode=not args.no_decode, progress=tick)
         if bar is not None:
             bar.close()
+    for problem in report.store_problems:
+        print(f"damaged: {problem}")
     for rid, reason in report.problems:
         print(f"bad: {rid}: {reason}")
     print(f"{report.num_recordings - len(report.bad_ids)} of {report.num_recordings} recordings ok")

@@ -78,21 +78,27 @@ class Recording:
 
 @dataclass(frozen=True, slots=True)
 class VerifyReport:
-    """Outcome of :meth:`AACStore.verify`: ``problems`` holds ``(id, reason)`` pairs."""
+    """Outcome of :meth:`AACStore.verify`: ``problems`` holds ``(id, reason)`` pairs for
+    damaged recordings, ``store_problems`` what is wrong with the store as a whole (e.g. a
+    recordings column that fails its checksum)."""
 
     num_recordings: int
     problems: tuple[tuple[str, str], ...]
+    store_problems: tuple[str, ...] = ()
 
     @property
     def ok(self) -> bool:
-        return not self.problems
+        return not self.problems and not self.store_problems
 
     @property
     def bad_ids(self) -> tuple[str, ...]:
         return tuple(dict.fromkeys(i for i, _ in self.problems))
 
     def __repr__(self) -> str:
-        return f"VerifyReport(num_recordings={self.num_recordings}, num_bad={len(self.bad_ids)}, ok={self.ok})"
+        return (
+            f"VerifyReport(num_recordings={self.num_recordings}, num_bad={len(self.bad_ids)}, "
+            f"store_problems={len(self.store_problems)}, ok={self.ok})"
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,7 +138,9 @@ class AACStore:
     its own (the dataset does this lazily).
     """
 
-    def __init__(self, group: zarr.Group, *, where: str, mode: str, index_cache_bytes: int) -> None:
+    def __init__(
+        self, group: zarr.Group, *, where: str, mode: str, index_cache_bytes: int, check_table: bool = True
+    ) -> None:
         self._group = group
         self._where = where
         self._mode = mode
@@ -165,7 +173,9 @@ class AACStore:
         self._id_to_index: dict[str, int] | None = None
         self._json_cache: dict[str, list[str]] = {}
         self._check_table()
-        self._check_column_crcs(("id", *_layout.NUMERIC_COLUMNS))
+        self._table_problems = self._column_problems(("id", *_layout.NUMERIC_COLUMNS))
+        if check_table and self._table_problems:
+            raise StoreFormatError(f"{self._table_problems[0]} (`aacdata verify {where}` reports what it can)")
         self._bytes = ByteReader(self._adts, where)
         self._decoders = DecoderPool()
         self._offsets: OrderedDict[int, tuple[np.ndarray, np.ndarray]] = OrderedDict()
@@ -184,6 +194,7 @@ class AACStore:
         *,
         storage_options: Mapping[str, Any] | None = None,
         index_cache_bytes: int = DEFAULT_INDEX_CACHE_BYTES,
+        check_table: bool = True,
     ) -> AACStore:
         """Open a store; mode ``"a"`` creates an empty one where none exists.
 
@@ -200,6 +211,9 @@ class AACStore:
             environment variables are used.
         index_cache_bytes
             Budget for cached index rows in this process.
+        check_table
+            Refuse a store whose recordings table disagrees with its checksums
+            (``False``: open it anyway, for :meth:`verify` to report what it can).
 
         Raises
         ------
@@ -224,15 +238,16 @@ class AACStore:
         else:
             zstore = _remote.open_store(path_or_url, read_only=mode == "r", storage_options=storage_options)
             group = _open_remote_group(zstore, where, mode)
-        return cls(group, where=where, mode=mode, index_cache_bytes=index_cache_bytes)
+        return cls(group, where=where, mode=mode, index_cache_bytes=index_cache_bytes, check_table=check_table)
 
     @property
     def zarr_store(self) -> Any:
         """The zarr ``Store`` underneath (for copying, or for tools that speak Zarr)."""
         return self._group.store
 
-    def _check_column_crcs(self, names: Iterable[str]) -> None:
-        """Compare recordings columns with the CRC-32s of the last commit."""
+    def _column_problems(self, names: Iterable[str]) -> list[str]:
+        """Recordings columns that disagree with the CRC-32s of the last commit."""
+        problems = []
         for name in names:
             expected = self._column_crc32.get(name)
             if expected is None:
@@ -245,10 +260,11 @@ class AACStore:
                 self._json(name, 0) if len(self) else None
                 values = self._json_cache.get(name, [])
             if _layout.column_crc32(name, values) != expected:
-                raise StoreFormatError(
+                problems.append(
                     f"{self._where}: recordings column {name!r} does not match its checksum (a lost or "
                     "damaged chunk); the store is damaged"
                 )
+        return problems
 
     def _check_table(self) -> None:
         t, c = self._table, self.counts
@@ -580,10 +596,11 @@ class AACStore:
         ``progress``, if given, is called with the number of recordings checked so far.
         """
         problems: list[tuple[str, str]] = []
+        store_problems = [*self._table_problems]
         try:
-            self._check_column_crcs(_layout.TEXT_COLUMNS)
-        except StoreFormatError as e:
-            problems.append(("(store)", str(e)))
+            store_problems += self._column_problems(("source", "metadata"))
+        except CorruptDataError as e:
+            store_problems.append(str(e))
         for i in range(len(self)):
             rid = self._ids[i]
             try:
@@ -592,7 +609,7 @@ class AACStore:
                 problems.append((rid, str(e)))
             if progress is not None:
                 progress(i + 1)
-        return VerifyReport(num_recordings=len(self), problems=tuple(problems))
+        return VerifyReport(num_recordings=len(self), problems=tuple(problems), store_problems=tuple(store_problems))
 
     def _verify_one(self, i: int, decode: bool) -> list[str]:
         t = self._table

@@ -24,6 +24,7 @@ from hypothesis import strategies as st
 import aacdata
 from aacdata import AACStore
 from aacdata._adts import CHANNELS_BY_CONFIG, SAMPLE_RATES, AdtsFrames, parse_adts, parse_audio_specific_config
+from aacdata._layout import column_crc32
 from aacdata.cli import main
 from aacdata.errors import CorruptDataError
 
@@ -574,6 +575,11 @@ def hostile_store(tmp_path: Path) -> tuple[Path, list[str]]:
     ids = ["../../../../escape.wav", "/tmp/abs/escape.wav", "a/../../b.aac", "line\nbreak", "-rf"]
     column = zarr.open_array(store_path / "recordings" / "id", mode="r+")
     column[:] = np.asarray(ids, dtype=object)
+    # A crafted store is consistent: its table checksum matches the hostile ids.
+    group = zarr.open_group(store_path, mode="r+")
+    meta = dict(group.attrs["aacdata"])
+    meta["column_crc32"] = {**meta["column_crc32"], "id": column_crc32("id", ids)}
+    group.attrs["aacdata"] = meta
     return store_path, ids
 
 
