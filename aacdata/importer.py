@@ -133,7 +133,8 @@ def import_audio(
     reencode
         Re-encode AAC-LC sources too instead of passing their frames through.
     workers
-        Conversion processes (``None``: all cores; ``0`` or ``1``: in this process).
+        Conversion processes (``None``: all cores). A file that crashes the decoder then
+        fails alone. ``0`` converts in this process (no such protection).
     on_error
         ``"skip"``: record the failure and go on; ``"raise"``: commit what is done and
         raise the first failure.
@@ -313,11 +314,13 @@ def _convert_all(
     n_workers = (os.cpu_count() or 1) if workers is None else int(workers)
     if n_workers < 0:
         raise ValueError(f"workers must be >= 0; got {workers}")
-    n_workers = min(n_workers, len(sources))
-    if n_workers <= 1:
+    if not sources:
+        return
+    if n_workers == 0:  # in this process: no protection against a crash inside FFmpeg
         for src in sources:
             yield src, _convert_one(src.path, committed.get(src.id), options)
         return
+    n_workers = min(n_workers, len(sources))
     methods = multiprocessing.get_all_start_methods()
     ctx = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
     todo = collections.deque(sources)
@@ -394,6 +397,11 @@ def discover_sources(
     by_id: dict[str, Source] = {}
     unique: list[Source] = []
     for src in found:
+        try:
+            src.id.encode("utf-8")
+        except UnicodeEncodeError:
+            failures.append(ImportFailure(src.path, "the file name is not valid UTF-8; rename the file"))
+            continue
         other = by_id.get(src.id)
         if other is None:
             by_id[src.id] = src

@@ -124,17 +124,20 @@ def _run_and_kill(src: Path, store: Path, delay: float) -> bool:
 
 
 def _creation_interrupted(store: Path) -> bool:
-    """The kill landed while the store was being created: zarr.json without the aacdata attribute.
+    """The kill landed while the store was being created: nothing committed, arrays missing.
 
-    BUG (reported): such a directory can neither be opened nor imported into again
-    (StoreFormatError "not an aacdata store (no 'aacdata' attribute)"), so a kill in the first
-    ~25 ms of an import bricks the output path. Remove this check when that is fixed.
+    Such a store refuses to be read (it holds nothing) and the next import completes it.
     """
+    if not (store / "zarr.json").exists():
+        return True
     try:
-        meta = json.loads((store / "zarr.json").read_text())
-    except (OSError, ValueError):
+        AACStore.open(store)
+    except StoreFormatError as e:
+        message = str(e)
+    else:
         return False
-    return "aacdata" not in meta.get("attributes", {})
+    assert "creation was interrupted; run the import again" in message
+    return True
 
 
 def _check_after_kill(store: Path, ref: Reference) -> tuple[str, ...]:
@@ -142,8 +145,7 @@ def _check_after_kill(store: Path, ref: Reference) -> tuple[str, ...]:
     if not store.exists() or not any(store.iterdir()):
         return ()  # killed before the store was created
     if _creation_interrupted(store):
-        shutil.rmtree(store)
-        return ()
+        return ()  # killed while creating the store: the rerun must finish it
     with AACStore.open(store) as st:
         report = st.verify()
         assert report.ok, report.problems

@@ -384,14 +384,7 @@ _FUZZ_SEEDS = {
 
 # Failures that are known aacdata bugs, reported and left out of the assertion until fixed:
 # (outcome, text that identifies it). Remove an entry once its bug is fixed.
-_KNOWN_BUGS = (
-    # _transcode.py: `codec = stream.codec_context.name` where PyAV gives the stream no codec
-    # context (an unknown codec after damage to the container's sample description).
-    ("unexpected", "AttributeError: 'NoneType' object has no attribute 'name'"),
-    # _transcode.py decodes_repeatably: a damaged AAC frame whose PCE declares many channels
-    # decodes to a frame whose `frame.planes` reads past the AVFrame's data pointers: SIGSEGV.
-    ("crashed", "in decodes_repeatably"),
-)
+_KNOWN_BUGS: tuple[tuple[str, str], ...] = ()  # (status, text in the error) of bugs not fixed yet
 
 
 @pytest.fixture(scope="module")

@@ -783,3 +783,21 @@ def test_disk_full_stops_with_a_clear_error_and_keeps_the_commit(
     with AACStore.open(tmp_path / "s.zarr") as store:
         assert sorted(store.ids) == [f"{i}.wav" for i in range(6)]
         _check_consistent(store)
+
+
+def test_file_name_that_is_not_utf8_fails_alone(tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    make_file(src / "good.wav", "tone", 3000)
+    bad_name = os.fsdecode(b"bad\xff.wav")
+    make_file(src / bad_name, "tone", 3000)
+    report = _import(src, tmp_path / "s.zarr")
+    assert report.imported == ("good.wav",)
+    assert [f.reason for f in report.failed] == ["the file name is not valid UTF-8; rename the file"]
+    with AACStore.open(tmp_path / "s.zarr") as store:
+        _check_consistent(store)
+
+
+def test_default_workers_isolate_a_single_file(tmp_path: Path) -> None:
+    path, _ = make_file(tmp_path / "one.wav", "tone", 3000)
+    report = aacdata.import_audio(path, tmp_path / "s.zarr", progress=False)  # workers=None: a process pool
+    assert report.imported == ("one.wav",)
