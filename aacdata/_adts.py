@@ -63,50 +63,49 @@ class AdtsFrames:
 
 
 def parse_adts(data: bytes | bytearray | memoryview | np.ndarray) -> AdtsFrames:
-    """Find every frame of an ADTS stream, vectorised.
+    """Find every frame of an ADTS stream and check its headers.
 
     The stream must start with a frame and consist of whole frames back to back, all
     with the same object type, sample rate and channel configuration and one raw data
-    block each.
+    block each. Offsets follow from the 13-bit frame lengths (a chain walked in one tight
+    loop, ~0.25 µs per frame); every header field is then checked vectorised.
 
     Raises
     ------
     CorruptDataError
         When the bytes are not such a stream; the message gives the first bad offset.
     """
-    buf = np.frombuffer(data, dtype=np.uint8) if not isinstance(data, np.ndarray) else data
+    buf = np.frombuffer(data, dtype=np.uint8) if not isinstance(data, np.ndarray) else data.reshape(-1)
     n = int(buf.size)
     empty = np.zeros(0, dtype=np.int64)
     if n == 0:
         return AdtsFrames(empty, empty, AOT_LC, 0, 0)
     if n < _HEADER_SIZE:
         raise CorruptDataError(f"ADTS stream of {n} bytes is shorter than one frame header")
-    # Candidates: 12-bit sync word 0xFFF with layer 00, and room for a header.
-    ff = np.flatnonzero(buf[: n - _HEADER_SIZE + 1] == 0xFF)
-    cand = ff[(buf[ff + 1] & 0xF6) == 0xF0].astype(np.int64)
-    if cand.size == 0 or cand[0] != 0:
+    offsets, stop = _walk(buf.data, n)
+    synced = (buf[offsets] == 0xFF) & ((buf[offsets + 1] & 0xF6) == 0xF0)
+    if not synced[0]:
         raise CorruptDataError("ADTS stream does not start with a sync word at byte 0")
-    lengths = (
-        ((buf[cand + 3].astype(np.int64) & 0x03) << 11)
-        | (buf[cand + 4].astype(np.int64) << 3)
-        | (buf[cand + 5].astype(np.int64) >> 5)
-    )
-    frames = _follow_chain(cand, lengths)
-    offsets = cand[frames]
-    sizes = lengths[frames]
+    lost = np.flatnonzero(~synced)
+    if lost.size:
+        at, before = int(offsets[lost[0]]), int(offsets[lost[0] - 1])
+        raise CorruptDataError(
+            f"ADTS stream has no frame at byte {at}, where the frame at byte {before} "
+            f"(length field {_length_at(buf, before)}) ends: sync lost"
+        )
+    if stop < 0:  # the walk met a length shorter than a header
+        at = int(offsets[-1])
+        raise CorruptDataError(f"ADTS frame at byte {at} has length {_length_at(buf, at)}")
+    sizes = np.diff(np.append(offsets, stop))
     header_sizes = np.where((buf[offsets + 1] & 0x01) == 0, 9, 7)
-    ends = offsets + sizes
     bad = np.flatnonzero(sizes < header_sizes)
     if bad.size:
         at = int(offsets[bad[0]])
         raise CorruptDataError(f"ADTS frame at byte {at} has length {int(sizes[bad[0]])}")
-    gaps = np.flatnonzero(offsets[1:] != ends[:-1])
-    if gaps.size:
-        at = int(ends[gaps[0]])
-        raise CorruptDataError(f"ADTS stream has no frame at byte {at}: sync lost")
-    if int(ends[-1]) != n:
+    if stop != n:
         raise CorruptDataError(
-            f"ADTS stream of {n} bytes ends inside the frame at byte {int(offsets[-1])} (frame length {int(sizes[-1])})"
+            f"ADTS stream of {n} bytes ends inside the frame at byte {int(offsets[-1])} "
+            f"(frame length {_length_at(buf, int(offsets[-1]))})"
         )
     b2 = buf[offsets + 2].astype(np.int64)
     b3 = buf[offsets + 3].astype(np.int64)
@@ -133,33 +132,24 @@ def parse_adts(data: bytes | bytearray | memoryview | np.ndarray) -> AdtsFrames:
     )
 
 
-def _follow_chain(cand: np.ndarray, lengths: np.ndarray) -> np.ndarray:
-    """Indices of the candidates reachable from the first one by following lengths.
+def _walk(b: memoryview, n: int) -> tuple[np.ndarray, int]:
+    """Offsets of the frames chained by their length fields from byte 0, and where the
+    chain stops (``n`` for a whole stream; -1 where a length is shorter than a header)."""
+    out: list[int] = []
+    append = out.append
+    p = 0
+    last = n - _HEADER_SIZE
+    while p <= last:
+        append(p)
+        length = ((b[p + 3] & 0x03) << 11) | (b[p + 4] << 3) | (b[p + 5] >> 5)
+        if length < _HEADER_SIZE:
+            return np.asarray(out, dtype=np.int64), -1
+        p += length
+    return np.asarray(out, dtype=np.int64), p
 
-    Sync words also occur by chance inside payloads. A true frame is the first one or
-    the successor of a true frame; iterating "keep what a kept candidate points to"
-    removes one link of every false chain per round. False chains are short in real
-    data; a hostile input with long ones falls back to a plain walk.
-    """
-    nxt = cand + lengths
-    pos = np.searchsorted(cand, nxt)
-    pos_clipped = np.minimum(pos, cand.size - 1)
-    # A length shorter than a header cannot lead anywhere (and 0 would point to itself).
-    has_next = (pos < cand.size) & (cand[pos_clipped] == nxt) & (lengths >= _HEADER_SIZE)
-    target = np.where(has_next, pos_clipped, -1)
-    alive = np.ones(cand.size, dtype=bool)
-    for _ in range(16):
-        pointed = np.zeros(cand.size, dtype=bool)
-        pointed[0] = True
-        t = target[alive]
-        pointed[t[t >= 0]] = True
-        if np.array_equal(pointed, alive):
-            return np.flatnonzero(alive)
-        alive = pointed
-    chain = [0]
-    while target[chain[-1]] > chain[-1]:
-        chain.append(int(target[chain[-1]]))
-    return np.asarray(chain, dtype=np.int64)
+
+def _length_at(buf: np.ndarray, at: int) -> int:
+    return ((int(buf[at + 3]) & 0x03) << 11) | (int(buf[at + 4]) << 3) | (int(buf[at + 5]) >> 5)
 
 
 def adts_headers(payload_sizes: np.ndarray, *, sample_rate: int, channel_config: int) -> np.ndarray:

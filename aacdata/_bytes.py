@@ -22,7 +22,19 @@ from zarr.core.sync import sync
 
 from .errors import CorruptDataError
 
-_MAX_OPEN_FILES = 64
+
+def _max_open_files() -> int:
+    """Chunk files kept open per process: 512, or a quarter of the descriptor limit."""
+    try:
+        import resource
+
+        soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    except (ImportError, OSError, ValueError):  # pragma: no cover - no resource module
+        return 64
+    return 512 if soft == resource.RLIM_INFINITY else max(16, min(512, soft // 4))
+
+
+_MAX_OPEN_FILES = _max_open_files()
 
 
 class ByteReader:

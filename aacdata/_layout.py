@@ -37,7 +37,9 @@ RECORDINGS = "recordings"
 ADTS_CHUNK_BYTES = 1 << 19
 """512 KiB plain chunks: a window's bytes (~20 KB) sit in one file (rarely two), and the
 padded last chunk stays under 0.7 % of the payload of an hour of audio (~72 MB)."""
-INDEX_CHUNK_ROWS = 1 << 16
+INDEX_CHUNK_ROWS = 1 << 14
+"""Rows per chunk of ``/index`` and ``/frame_crc`` (~6 minutes of 44.1 kHz audio): small
+enough that reading the rows of one recording decompresses little around them."""
 RECORDING_CHUNK_ROWS = 1 << 14
 
 NUMERIC_COLUMNS: dict[str, str] = {

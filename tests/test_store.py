@@ -258,7 +258,7 @@ def test_verify_ok(small_store: AACStore) -> None:
     seen: list[int] = []
     assert small_store.verify(decode=False, progress=seen.append).ok
     assert seen == list(range(1, len(STORE_IDS) + 1))
-    assert repr(report) == f"VerifyReport(num_recordings={len(STORE_IDS)}, num_bad=0, ok=True)"
+    assert repr(report) == f"VerifyReport(num_recordings={len(STORE_IDS)}, num_bad=0, store_problems=0, ok=True)"
 
 
 def _copy_and_flip(store_path: Path, tmp_path: Path, rid: str, where: str) -> tuple[Path, aacdata.Recording]:
@@ -284,7 +284,7 @@ def test_verify_finds_a_flipped_payload_byte(store_path: Path, tmp_path: Path, r
     assert not report.ok
     assert report.bad_ids == (rid,)
     assert any("checksum mismatch" in reason for _, reason in report.problems)
-    assert repr(report) == f"VerifyReport(num_recordings={len(STORE_IDS)}, num_bad=1, ok=False)"
+    assert repr(report) == f"VerifyReport(num_recordings={len(STORE_IDS)}, num_bad=1, store_problems=0, ok=False)"
 
 
 def test_verify_finds_a_damaged_header(store_path: Path, tmp_path: Path) -> None:
