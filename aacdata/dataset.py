@@ -19,11 +19,12 @@ from typing import Any, Literal
 
 import numpy as np
 import torch
+from zarr.abc.store import Store
 
 from .errors import AACDataError, CorruptDataError, DecodeError, RecordingNotFoundError
 from .store import DEFAULT_INDEX_CACHE_BYTES, AACStore
 
-StoreLike = str | os.PathLike[str] | AACStore
+StoreLike = str | os.PathLike[str] | AACStore | Store
 _MASK = (1 << 64) - 1
 _MAX_REPLACEMENTS = 100
 
@@ -59,8 +60,9 @@ class AACSegmentDataset(torch.utils.data.Dataset[Any]):
     Parameters
     ----------
     store_or_path
-        A store path, an :class:`AACStore`, or a list of them (read as one corpus, the
-        recordings of each store following those of the previous one).
+        A store path or URL, an :class:`AACStore`, a zarr ``Store`` (it must pickle, for
+        workers), or a list of them (read as one corpus, the recordings of each store
+        following those of the previous one).
     window_seconds, window_samples
         Window length; give one. Seconds are converted at the corpus sample rate.
     num_windows
@@ -135,7 +137,10 @@ class AACSegmentDataset(torch.utils.data.Dataset[Any]):
         )
         if not sources:
             raise ValueError("store_or_path is an empty list; give at least one store")
-        self._paths = [s.path if isinstance(s, AACStore) else os.fspath(s) for s in sources]
+        # Where each worker opens the stores: a path or URL, or a (picklable) zarr Store.
+        self._paths: list[str | Store] = [
+            s.target if isinstance(s, AACStore) else s if isinstance(s, Store) else os.fspath(s) for s in sources
+        ]
         self.storage_options = dict(storage_options) if storage_options is not None else None
         _choice("weighting", weighting, ("duration", "recording"))
         _choice("short", short, ("pad", "skip"))
@@ -456,7 +461,9 @@ def _choice(name: str, value: str, allowed: tuple[str, ...]) -> None:
 class _WorkerState:
     """Stores opened by one process, created lazily, never pickled."""
 
-    def __init__(self, paths: Sequence[str], index_cache_bytes: int, storage_options: Mapping[str, Any] | None) -> None:
+    def __init__(
+        self, paths: Sequence[str | Store], index_cache_bytes: int, storage_options: Mapping[str, Any] | None
+    ) -> None:
         self.pid = os.getpid()
         self.storage_options = storage_options
         self.paths = list(paths)

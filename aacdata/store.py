@@ -16,6 +16,7 @@ from typing import Any, Literal
 
 import numpy as np
 import zarr
+from zarr.abc.store import Store
 from zarr.core.sync import sync
 from zarr.errors import GroupNotFoundError
 
@@ -143,6 +144,8 @@ class AACStore:
     ) -> None:
         self._group = group
         self._where = where
+        self.target: str | Store = where
+        """What to pass to :meth:`open` to open this store again (in another process)."""
         self._mode = mode
         attrs = group.attrs.asdict()
         self.counts = _layout.parse_root_attributes(attrs, where)
@@ -241,7 +244,9 @@ class AACStore:
         else:
             zstore = _remote.open_store(path_or_url, read_only=mode == "r", storage_options=storage_options)
             group = _open_remote_group(zstore, where, mode)
-        return cls(group, where=where, mode=mode, index_cache_bytes=index_cache_bytes, check_table=check_table)
+        store = cls(group, where=where, mode=mode, index_cache_bytes=index_cache_bytes, check_table=check_table)
+        store.target = path_or_url if isinstance(path_or_url, Store) else where
+        return store
 
     @property
     def zarr_store(self) -> Any:

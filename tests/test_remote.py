@@ -187,3 +187,17 @@ def test_read_many_keeps_requests_in_flight(local_store: Path) -> None:
         for (r, s, n), a in zip(requests, got, strict=True):
             np.testing.assert_array_equal(a, plain.read(r, s, n))
     assert elapsed < 16 * 0.02 / 2, elapsed  # sequential requests would take >= 0.32 s
+
+
+def test_dataset_over_a_latency_store_with_workers(local_store: Path) -> None:
+    """A zarr Store object (here zarr's LatencyStore wrapper) travels to the workers."""
+    from zarr.testing.store import LatencyStore
+
+    slow = LatencyStore(zarr.storage.LocalStore(local_store, read_only=True), get_latency=0.005)
+    plain = AACSegmentDataset(local_store, window_samples=2000, num_channels=1, num_windows=24, seed=2)
+    wrapped = AACSegmentDataset(slow, window_samples=2000, num_channels=1, num_windows=24, seed=2)
+    expected = torch.stack([plain[i] for i in range(24)])
+    got = torch.cat(list(torch.utils.data.DataLoader(wrapped, batch_size=6, num_workers=2)))
+    assert torch.equal(got, expected)
+    reopened = AACSegmentDataset(AACStore.open(slow), window_samples=2000, num_channels=1, num_windows=24, seed=2)
+    assert torch.equal(reopened[5], expected[5])
