@@ -80,6 +80,12 @@ def _parser() -> argparse.ArgumentParser:
     exp.add_argument("out", help="output file: .aac, .wav (32-bit float, exact) or .flac (16-bit)")
     exp.set_defaults(run=_cmd_export)
 
+    rep = sub.add_parser("repair", help="copy every intact recording into a new store, list the damaged ones")
+    rep.add_argument("store", help="damaged store")
+    rep.add_argument("-o", "--output", required=True, metavar="NEW_STORE", help="new store (must not hold recordings)")
+    rep.add_argument("--no-progress", action="store_true", help="no progress bar")
+    rep.set_defaults(run=_cmd_repair)
+
     cp = sub.add_parser("copy", help="copy a store, e.g. to object storage (s3://bucket/corpus.zarr)")
     cp.add_argument("source", help="store to copy (path or URL)")
     cp.add_argument("destination", help="new store location (path or URL)")
@@ -255,6 +261,31 @@ def _export_pcm(store: Any, rec: Any, out: Path) -> None:
 
     audio = store.read(rec, 0, rec.num_samples)
     write_audio(out, np.asarray(audio), sample_rate=rec.sample_rate, float_wav=out.suffix.lower() == ".wav")
+
+
+def _cmd_repair(args: argparse.Namespace) -> int:
+    from ._repair import rebuild_store
+
+    bar = None
+    if not args.no_progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(unit="rec", desc="repair", dynamic_ncols=True)
+
+    def tick(done: int, total: int) -> None:
+        if bar is not None:
+            bar.total = total
+            bar.update(done - bar.n)
+
+    report = rebuild_store(args.store, args.output, progress=tick)
+    if bar is not None:
+        bar.close()
+    for rid, reason in report.dropped:
+        print(f"dropped: {rid}: {reason}")
+    print(f"kept {len(report.kept)} recordings in {args.output}; dropped {len(report.dropped)}")
+    if report.dropped:
+        print("import the dropped recordings again from their sources into the new store")
+    return EXIT_OK if not report.dropped else EXIT_FAILED
 
 
 def _cmd_copy(args: argparse.Namespace) -> int:
