@@ -38,3 +38,27 @@ def test_convert_corpus_runs(tmp_path: Path, capsys: pytest.CaptureFixture[str])
     assert "6 recordings in" in out
     assert "ok=True" in out
     assert (store / "zarr.json").is_file()
+
+
+def test_train_distributed_two_ranks(tmp_path: Path) -> None:
+    import os
+    import socket
+    import subprocess
+
+    from aacdata import import_audio
+    from aacdata._synth import make_corpus
+
+    make_corpus(tmp_path / "corpus", seconds=20, num_files=4, sample_rates=(16_000,))
+    import_audio(tmp_path / "corpus", tmp_path / "s.zarr", workers=0, progress=False)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**os.environ, "PYTHONPATH": str(EXAMPLES.parent)}
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(port)]
+    command += [str(EXAMPLES / "train_distributed.py"), str(tmp_path / "s.zarr"), "--epochs", "1"]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=300, env=env, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    lines = sorted(line for line in done.stdout.splitlines() if line.startswith("rank "))
+    # 256 windows per epoch, split evenly between the two ranks
+    assert lines[0].startswith("rank 0/2 epoch 0: 128 windows")
+    assert lines[1].startswith("rank 1/2 epoch 0: 128 windows")
