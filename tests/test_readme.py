@@ -47,17 +47,29 @@ def test_readme_commands_and_python_samples_run(tmp_path: Path) -> None:
                 continue
             for line in block.splitlines():
                 command = line.split("#")[0].strip()
-                if not command.startswith(".venv/bin/aacdata "):
+                if command.startswith(".venv/bin/aacdata "):
+                    args = [sys.executable, "-m", "aacdata", *shlex.split(command)[1:]]
+                    if args[3] == "bench":
+                        args += ["--batches", "3"]
+                elif command.startswith(".venv/bin/torchrun "):
+                    args = [sys.executable, "-m", "torch.distributed.run", "--master_port", str(_free_port())]
+                    args += [str(README.parent / a) if a.endswith(".py") else a for a in shlex.split(command)[1:]]
+                else:
                     continue  # make and pip lines are exercised by CI itself
-                args = [sys.executable, "-m", "aacdata", *shlex.split(command)[1:]]
-                if args[3] == "bench":
-                    args += ["--batches", "3"]
                 done = subprocess.run(args, env=env, capture_output=True, text=True, timeout=300)
                 assert done.returncode == 0, f"{command}\n{done.stdout}\n{done.stderr}"
     finally:
         os.chdir(cwd)
     assert python_blocks >= 3
     assert (tmp_path / "demo-output" / "music.wav").is_file()
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
 
 @pytest.fixture(autouse=True)
