@@ -21,7 +21,8 @@ from typing import Any
 
 import numpy as np
 
-from aacdata import AACDataError, AACStore, _synth
+import aacdata
+from aacdata import AACDataError, AACStore, _adts, _synth
 
 # ---------------------------------------------------------------------- timing
 
@@ -96,11 +97,15 @@ class Contention:
     ``/proc/stat``; 0 where unavailable).
     """
 
-    def __init__(self) -> None:
+    def __init__(self, ours: Sequence[int] = ()) -> None:
+        self._ours = tuple(ours)  # other processes that are part of the measurement (a local S3 server)
         self.start()
 
     def start(self) -> None:
-        self._t, self._busy, self._own = time.monotonic(), _system_busy(), _own_cpu()
+        self._t, self._busy, self._own = time.monotonic(), _system_busy(), self._own_cpu()
+
+    def _own_cpu(self) -> float:
+        return _own_cpu() + sum(process_cpu(pid) for pid in self._ours)
 
     def cores(self) -> float:
         dt = time.monotonic() - self._t
@@ -108,7 +113,7 @@ class Contention:
             return 0.0
         busy = _system_busy()
         assert busy is not None
-        return max(0.0, (busy - self._busy) - (_own_cpu() - self._own)) / dt
+        return max(0.0, (busy - self._busy) - (self._own_cpu() - self._own)) / dt
 
     def note(self, when: str = "meanwhile") -> str:
         c = self.cores()
@@ -130,6 +135,30 @@ def _own_cpu() -> float:
     me = resource.getrusage(resource.RUSAGE_SELF)
     kids = resource.getrusage(resource.RUSAGE_CHILDREN)
     return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
+
+
+def process_cpu(pid: int) -> float:
+    """Seconds of CPU used by a running process (user + system, threads included; 0 if gone)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def memory_kib(pid: int | str = "self") -> dict[str, int]:
+    """``VmRSS`` (resident now) and ``VmHWM`` (peak resident) of a process, in KiB (Linux)."""
+    out = {}
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                key, _, value = line.partition(":")
+                if key in ("VmRSS", "VmHWM"):
+                    out[key] = int(value.split()[0])
+    except OSError:
+        pass
+    return out
 
 
 # ---------------------------------------------------------------------- synthetic audio
@@ -254,6 +283,124 @@ def disk_usage(root: Path, sub: str | None = None) -> tuple[int, int]:
             apparent += st.st_size
             allocated += st.st_blocks * 512
     return apparent, allocated
+
+
+# ---------------------------------------------------------------------- stores built from ADTS
+
+
+def build_short_speech(workdir: Path, num: int, seed: int) -> tuple[Path, Path]:
+    """Two stores of 16 kHz mono speech-like audio at 32 kbit/s: one recording of 120 s,
+    and ``num`` recordings of 3-5 s each (cached under ``workdir / f"many-{num}"``).
+
+    The short recordings are raw ADTS (.aac) files cut at frame boundaries from one encoded
+    stream, so making 10,000 of them costs one encode; they import as passthrough
+    (``workers=2``). The single recording is that whole stream, imported the same way.
+    """
+    root = workdir / f"many-{num}"
+    params = {"num": num, "seed": seed, "aacdata": aacdata_fingerprint()}
+    one, many = root / "one.zarr", root / "many.zarr"
+    if cached(root, params, check_stores(one, many)):
+        return one, many
+    t0 = time.perf_counter()
+    rate, frame = 16_000, _adts.SAMPLES_PER_FRAME
+    source = _synth.write_audio(
+        root / "one" / "speech.aac",
+        _synth.signal("speech", 120 * rate, sample_rate=rate, num_channels=1, seed=seed),
+        sample_rate=rate,
+        bitrate=32_000,
+    )
+    data = source.read_bytes()
+    frames = _adts.parse_adts(data)
+    ends = np.append(frames.offsets, len(data))
+    rng = np.random.default_rng(seed)
+    lo, hi = -(-3 * rate // frame), 5 * rate // frame  # 3 s .. 5 s in whole frames
+    for i in range(num):
+        n = int(rng.integers(lo, hi + 1))
+        k = int(rng.integers(0, len(frames) - n))
+        path = root / "many" / f"{i // 100:03d}" / f"{i:05d}.aac"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data[ends[k] : ends[k + n]])
+    for src, dst in ((root / "one", one), (root / "many", many)):
+        report = aacdata.import_audio(src, dst, workers=2, progress=False)
+        if not report.ok:
+            raise RuntimeError(f"import into {dst} failed: {report.failed[:3]}")
+    mark_built(root, params)
+    print(f"built the 1- and {num:,}-recording stores in {time.perf_counter() - t0:.0f} s")
+    return one, many
+
+
+MUSIC_RATE = 44_100
+
+
+def music_segment(workdir: Path, *, seconds: float = 30.0, seed: int = 0, bitrate: int = 160_000) -> bytes:
+    """``seconds`` of music-like 44.1 kHz stereo audio encoded once as ADTS (cached)."""
+    root = workdir / "segment"
+    params = {"seconds": seconds, "seed": seed, "bitrate": bitrate, "aacdata": aacdata_fingerprint()}
+    path = root / "music.aac"
+    if not cached(root, params):
+        audio = _synth.signal("music", round(seconds * MUSIC_RATE), sample_rate=MUSIC_RATE, num_channels=2, seed=seed)
+        _synth.write_audio(path, audio, sample_rate=MUSIC_RATE, bitrate=bitrate)
+        mark_built(root, params)
+    return path.read_bytes()
+
+
+def build_repeated_stores(
+    root: Path, segment: bytes, stores: Mapping[str, Sequence[float]], seed: int
+) -> dict[str, Path]:
+    """Stores of long 44.1 kHz stereo recordings made by concatenating one encoded ADTS
+    segment (concatenated ADTS streams are one valid stream), imported as passthrough with
+    ``workers=2`` (cached under ``root``).
+
+    ``stores`` maps a store name to the minimum duration in seconds of each recording; a
+    seeded random number of extra frames (less than one segment) is added to each, so
+    lengths differ. Costs no encoding: mostly the import's own work (two decodes of every
+    stream to detect PNS, checksums, writing).
+    """
+    frames = _adts.parse_adts(segment)
+    ends = np.append(frames.offsets, len(segment)).astype(np.int64)
+    n_seg = len(frames)
+    rng = np.random.default_rng(seed)
+    plan = {
+        name: [-(-round(s * MUSIC_RATE) // _adts.SAMPLES_PER_FRAME) + int(rng.integers(n_seg)) for s in seconds]
+        for name, seconds in stores.items()
+    }
+    params = {"frames": plan, "segment": hashlib.sha1(segment).hexdigest()[:12], "aacdata": aacdata_fingerprint()}
+    paths = {name: root / f"{name}.zarr" for name in stores}
+    if cached(root, params, check_stores(*paths.values())):
+        return paths
+    t0 = time.perf_counter()
+    for name, counts in plan.items():
+        src = root / f"{name}-src"
+        for i, count in enumerate(counts):
+            q, r = divmod(count, n_seg)
+            path = src / f"r{i:03d}.aac"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with open(path, "wb") as f:
+                for _ in range(q):
+                    f.write(segment)
+                f.write(segment[: ends[r]])
+        report = aacdata.import_audio(src, paths[name], workers=2, progress=False)
+        if not report.ok or len(report.imported) != len(counts):
+            raise RuntimeError(f"import into {paths[name]} failed: {report} {report.failed[:3]}")
+        shutil.rmtree(src)  # the store holds the same bytes
+        hours = sum(counts) * _adts.SAMPLES_PER_FRAME / MUSIC_RATE / 3600
+        print(f"built {paths[name].name}: {len(counts)} recordings, {hours:.2f} h, {report.realtime_factor:.0f}x rt")
+    mark_built(root, params)
+    print(f"built {', '.join(stores)} in {time.perf_counter() - t0:.0f} s")
+    return paths
+
+
+def warm_page_cache(path: Path) -> tuple[int, float]:
+    """Read every file under ``path`` once (so timed reads find them in the page cache);
+    returns ``(bytes, seconds)``."""
+    t0 = time.perf_counter()
+    total = 0
+    for dirpath, _dirs, files in os.walk(path):
+        for name in files:
+            with open(os.path.join(dirpath, name), "rb") as f:
+                while block := f.read(1 << 22):
+                    total += len(block)
+    return total, time.perf_counter() - t0
 
 
 def header(title: str, argv: Sequence[str]) -> None:

@@ -31,6 +31,7 @@ from _common import (
     SegmentPool,
     Summary,
     aacdata_fingerprint,
+    build_short_speech,
     cached,
     check_stores,
     header,
@@ -481,44 +482,9 @@ def bench_loader(corpus: Corpus, cfg: Config, seed: int) -> list[str]:
 
 
 def build_many(workdir: Path, cfg: Config, seed: int) -> tuple[Path, Path]:
-    """Two stores of 16 kHz mono speech-like audio at 32 kbit/s: one recording of 120 s,
-    and ``cfg.num_many`` recordings of 3-5 s each.
-
-    The short recordings are raw ADTS (.aac) files cut at frame boundaries from one encoded
-    stream, so making 10,000 of them costs one encode; they import as passthrough
-    (``workers=2``). The single recording is that whole stream, imported the same way.
-    """
-    root = workdir / f"many-{cfg.num_many}"
-    params = {"num": cfg.num_many, "seed": seed, "aacdata": aacdata_fingerprint()}
-    one, many = root / "one.zarr", root / "many.zarr"
-    if cached(root, params, check_stores(one, many)):
-        return one, many
-    t0 = time.perf_counter()
-    rate = 16_000
-    source = _synth.write_audio(
-        root / "one" / "speech.aac",
-        _synth.signal("speech", 120 * rate, sample_rate=rate, num_channels=1, seed=seed),
-        sample_rate=rate,
-        bitrate=32_000,
-    )
-    data = source.read_bytes()
-    frames = _adts.parse_adts(data)
-    ends = np.append(frames.offsets, len(data))
-    rng = np.random.default_rng(seed)
-    lo, hi = -(-3 * rate // FRAME), 5 * rate // FRAME  # 3 s .. 5 s in whole frames
-    for i in range(cfg.num_many):
-        n = int(rng.integers(lo, hi + 1))
-        k = int(rng.integers(0, len(frames) - n))
-        path = root / "many" / f"{i // 100:03d}" / f"{i:05d}.aac"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(data[ends[k] : ends[k + n]])
-    for src, dst in ((root / "one", one), (root / "many", many)):
-        report = aacdata.import_audio(src, dst, workers=2, progress=False)
-        if not report.ok:
-            raise RuntimeError(f"import into {dst} failed: {report.failed[:3]}")
-    mark_built(root, params)
-    print(f"built the 1- and {cfg.num_many}-recording stores in {time.perf_counter() - t0:.0f} s")
-    return one, many
+    """The stores of 1 recording (120 s) and of ``cfg.num_many`` of 3-5 s, 16 kHz mono
+    (``_common.build_short_speech``, shared with bench_scale.py)."""
+    return build_short_speech(workdir, cfg.num_many, seed)
 
 
 def bench_many(workdir: Path, cfg: Config, seed: int) -> list[str]:
