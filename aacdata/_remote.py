@@ -60,8 +60,12 @@ def open_store(target: StoreTarget, *, read_only: bool, storage_options: Mapping
     url = os.fspath(target)
     if urlparse(url).scheme == "memory":
         raise StoreNotFoundError(f"{url!r}: pass a zarr MemoryStore object for in-memory stores")
+    options = dict(storage_options or {})
+    # fsspec caches filesystems by their arguments; a cached one keeps the endpoint and
+    # credentials of the environment it was created in.
+    options.setdefault("skip_instance_cache", True)
     try:
-        return zarr.storage.FsspecStore.from_url(url, storage_options=dict(storage_options or {}), read_only=read_only)
+        return zarr.storage.FsspecStore.from_url(url, storage_options=options, read_only=read_only)
     except ImportError as e:
         raise StoreNotFoundError(
             f"{url!r} is an object-store URL; install the object-storage extra: pip install 'aacdata[s3]' ({e})"

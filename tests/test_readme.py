@@ -38,6 +38,7 @@ def test_readme_commands_and_python_samples_run(tmp_path: Path) -> None:
     namespace: dict[str, object] = {}
     python_blocks = 0
     cwd = os.getcwd()
+    saved_environ = dict(os.environ)
     os.chdir(tmp_path)
     try:
         for language, block in re.findall(r"```(sh|python)\n(.*?)```", README.read_text(), flags=re.S):
@@ -60,6 +61,8 @@ def test_readme_commands_and_python_samples_run(tmp_path: Path) -> None:
                 assert done.returncode == 0, f"{command}\n{done.stdout}\n{done.stderr}"
     finally:
         os.chdir(cwd)
+        os.environ.clear()
+        os.environ.update(saved_environ)
     assert python_blocks >= 3
     assert (tmp_path / "demo-output" / "music.wav").is_file()
 
