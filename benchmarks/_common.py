@@ -102,10 +102,10 @@ class Contention:
         self.start()
 
     def start(self) -> None:
-        self._t, self._busy, self._own = time.monotonic(), _system_busy(), self._own_cpu()
+        self._t, self._busy, self._own = time.monotonic(), _system_busy(), self._ours_cpu()
 
-    def _own_cpu(self) -> float:
-        return _own_cpu() + sum(process_cpu(pid) for pid in self._ours)
+    def _ours_cpu(self) -> float:
+        return own_cpu() + sum(process_cpu(pid) for pid in self._ours)
 
     def cores(self) -> float:
         dt = time.monotonic() - self._t
@@ -113,7 +113,7 @@ class Contention:
             return 0.0
         busy = _system_busy()
         assert busy is not None
-        return max(0.0, (busy - self._busy) - (self._own_cpu() - self._own)) / dt
+        return max(0.0, (busy - self._busy) - (self._ours_cpu() - self._own)) / dt
 
     def note(self, when: str = "meanwhile") -> str:
         c = self.cores()
@@ -131,7 +131,8 @@ def _system_busy() -> float | None:
     return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
 
 
-def _own_cpu() -> float:
+def own_cpu() -> float:
+    """Seconds of CPU used by this process (all threads) and its reaped children."""
     me = resource.getrusage(resource.RUSAGE_SELF)
     kids = resource.getrusage(resource.RUSAGE_CHILDREN)
     return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
@@ -384,7 +385,9 @@ def build_repeated_stores(
             raise RuntimeError(f"import into {paths[name]} failed: {report} {report.failed[:3]}")
         shutil.rmtree(src)  # the store holds the same bytes
         hours = sum(counts) * _adts.SAMPLES_PER_FRAME / MUSIC_RATE / 3600
-        print(f"built {paths[name].name}: {len(counts)} recordings, {hours:.2f} h, {report.realtime_factor:.0f}x rt")
+        print(
+            f"built {paths[name].name}: {len(counts)} recordings, {hours:.2f} h, {report.realtime_factor:.0f}x realtime"
+        )
     mark_built(root, params)
     print(f"built {', '.join(stores)} in {time.perf_counter() - t0:.0f} s")
     return paths
