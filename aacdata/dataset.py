@@ -19,6 +19,7 @@ from typing import Any, Literal
 
 import numpy as np
 import torch
+import zarr
 from zarr.abc.store import Store
 
 from .errors import AACDataError, CorruptDataError, DecodeError, RecordingNotFoundError
@@ -137,6 +138,14 @@ class AACSegmentDataset(torch.utils.data.Dataset[Any]):
         )
         if not sources:
             raise ValueError("store_or_path is an empty list; give at least one store")
+        for s in sources:
+            if isinstance(s, zarr.storage.FsspecStore) or (
+                isinstance(s, AACStore) and isinstance(s.target, zarr.storage.FsspecStore)
+            ):
+                raise ValueError(
+                    "pass the store's URL (and storage_options=) rather than an FsspecStore object: each "
+                    "DataLoader worker must open its own connection"
+                )
         # Where each worker opens the stores: a path or URL, or a (picklable) zarr Store.
         self._paths: list[str | Store] = [
             s.target if isinstance(s, AACStore) else s if isinstance(s, Store) else os.fspath(s) for s in sources

@@ -201,3 +201,11 @@ def test_dataset_over_a_latency_store_with_workers(local_store: Path) -> None:
     assert torch.equal(got, expected)
     reopened = AACSegmentDataset(AACStore.open(slow), window_samples=2000, num_channels=1, num_windows=24, seed=2)
     assert torch.equal(reopened[5], expected[5])
+
+
+def test_dataset_refuses_a_client_store_object(local_store: Path, bucket: str) -> None:
+    url = f"s3://{bucket}/obj.zarr"
+    copy_store(local_store, url)
+    client_store = zarr.storage.FsspecStore.from_url(url, read_only=True)
+    with pytest.raises(ValueError, match="pass the store's URL"):
+        AACSegmentDataset(client_store, window_samples=100)
