@@ -44,6 +44,8 @@ index rows, ~0.5 ms per 16384 frames: ~10 ms for a 30-minute recording); on top 
 to 32 decoded index chunks (~15 MB) are kept."""
 
 _VERIFY_BATCH_FRAMES = 256
+_ENTRY_OVERHEAD = 1024
+"""Bytes counted per cached recording beyond its arrays (Python objects, measured ~1 KiB)."""
 
 
 @dataclass(frozen=True, slots=True, eq=True)
@@ -545,10 +547,10 @@ class AACStore:
             )
         entry = (offsets, crcs)
         self._offsets[i] = entry
-        self._offsets_bytes += offsets.nbytes + crcs.nbytes
+        self._offsets_bytes += offsets.nbytes + crcs.nbytes + _ENTRY_OVERHEAD
         while self._offsets_bytes > self.index_cache_bytes and len(self._offsets) > 1:
             _, (old, old_crcs) = self._offsets.popitem(last=False)
-            self._offsets_bytes -= old.nbytes + old_crcs.nbytes
+            self._offsets_bytes -= old.nbytes + old_crcs.nbytes + _ENTRY_OVERHEAD
         return entry
 
     def frame_index(self, rec: RecordingRef) -> np.ndarray:
