@@ -10,7 +10,7 @@ import argparse
 import json
 import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -122,6 +122,29 @@ def _table(rows: list[tuple[str, str]]) -> str:
     return "\n".join(f"  {k.ljust(width)}  {v}" for k, v in rows)
 
 
+class _Progress:
+    """A tqdm bar driven by ``tick(done, total)`` callbacks; nothing when disabled."""
+
+    def __init__(self, desc: str, unit: str, *, enabled: bool) -> None:
+        self._bar: Any = None
+        if enabled:
+            from tqdm.auto import tqdm
+
+            self._bar = tqdm(unit=unit, desc=desc, dynamic_ncols=True)
+
+    def __enter__(self) -> Callable[[int, int], None]:
+        return self.tick
+
+    def tick(self, done: int, total: int) -> None:
+        if self._bar is not None:
+            self._bar.total = total
+            self._bar.update(done - self._bar.n)
+
+    def __exit__(self, *exc: object) -> None:
+        if self._bar is not None:
+            self._bar.close()
+
+
 def _size(n: float) -> str:
     for unit in ("B", "KB", "MB", "GB", "TB"):
         if abs(n) < 1000 or unit == "TB":
@@ -212,20 +235,9 @@ def _cmd_verify(args: argparse.Namespace) -> int:
     except (StoreFormatError, CorruptDataError) as e:
         print(f"damaged: {e}")
         return EXIT_FAILED
-    with store:
-        bar = None
-        if not args.no_progress:
-            from tqdm.auto import tqdm
-
-            bar = tqdm(total=len(store), unit="rec", desc="verify", dynamic_ncols=True)
-
-        def tick(done: int) -> None:
-            if bar is not None:
-                bar.update(done - bar.n)
-
-        report = store.verify(decode=not args.no_decode, progress=tick)
-        if bar is not None:
-            bar.close()
+    with store, _Progress("verify", "rec", enabled=not args.no_progress) as tick:
+        total = len(store)
+        report = store.verify(decode=not args.no_decode, progress=lambda done: tick(done, total))
     for problem in report.store_problems:
         print(f"damaged: {problem}")
     for rid, reason in report.problems:
@@ -266,20 +278,8 @@ def _export_pcm(store: Any, rec: Any, out: Path) -> None:
 def _cmd_repair(args: argparse.Namespace) -> int:
     from ._repair import rebuild_store
 
-    bar = None
-    if not args.no_progress:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(unit="rec", desc="repair", dynamic_ncols=True)
-
-    def tick(done: int, total: int) -> None:
-        if bar is not None:
-            bar.total = total
-            bar.update(done - bar.n)
-
-    report = rebuild_store(args.store, args.output, progress=tick)
-    if bar is not None:
-        bar.close()
+    with _Progress("repair", "rec", enabled=not args.no_progress) as tick:
+        report = rebuild_store(args.store, args.output, progress=tick)
     for rid, reason in report.dropped:
         print(f"dropped: {rid}: {reason}")
     print(f"kept {len(report.kept)} recordings in {args.output}; dropped {len(report.dropped)}")
@@ -291,20 +291,8 @@ def _cmd_repair(args: argparse.Namespace) -> int:
 def _cmd_copy(args: argparse.Namespace) -> int:
     from ._copy import copy_store
 
-    bar = None
-    if not args.no_progress:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(unit="obj", desc="copy", dynamic_ncols=True)
-
-    def tick(done: int, total: int) -> None:
-        if bar is not None:
-            bar.total = total
-            bar.update(done - bar.n)
-
-    copied = copy_store(args.source, args.destination, progress=tick)
-    if bar is not None:
-        bar.close()
+    with _Progress("copy", "obj", enabled=not args.no_progress) as tick:
+        copied = copy_store(args.source, args.destination, progress=tick)
     print(f"copied {_size(copied)} from {args.source} to {args.destination}")
     return EXIT_OK
 
