@@ -95,7 +95,7 @@ class ByteReader:
         buffers = iter(sync(fetch_all()))
         out = []
         for ps in pieces:
-            parts = [self._checked(next(buffers), ci, a, b) for ci, a, b in ps]
+            parts = [self._checked(_to_bytes(next(buffers)), ci, a, b) for ci, a, b in ps]
             out.append(parts[0] if len(parts) == 1 else b"".join(parts))
         self.bytes_read += sum(b - a for a, b in ranges)
         return out
@@ -110,29 +110,20 @@ class ByteReader:
             for ci in range(first, last + 1)
         ]
 
-    def _checked(self, buf: Any, ci: int, a: int, b: int) -> bytes:
-        data = b"" if buf is None else buf.to_bytes()
+    def _checked(self, data: bytes, ci: int, a: int, b: int) -> bytes:
         if len(data) != b - a:
             raise CorruptDataError(
                 f"{self._where}: chunk {self.key(ci)} is short: {len(data)} bytes at offset {a}, "
                 f"expected {b - a} (truncated or missing chunk?)"
             )
-        return bytes(data)
+        return data
 
     def _read_chunk(self, ci: int, a: int, b: int) -> bytes:
         if self._local_root is not None:
-            fd = self._fd(ci)
-            data = os.pread(fd, b - a, a)
+            data = os.pread(self._fd(ci), b - a, a)
         else:
-            return self._checked(
-                sync(self._store.get(self.key(ci), default_buffer_prototype(), RangeByteRequest(a, b))), ci, a, b
-            )
-        if len(data) != b - a:
-            raise CorruptDataError(
-                f"{self._where}: chunk {self.key(ci)} is short: {len(data)} bytes at offset {a}, "
-                f"expected {b - a} (truncated chunk file?)"
-            )
-        return data
+            data = _to_bytes(sync(self._store.get(self.key(ci), default_buffer_prototype(), RangeByteRequest(a, b))))
+        return self._checked(data, ci, a, b)
 
     def _fd(self, ci: int) -> int:
         if self._pid != os.getpid():
@@ -166,3 +157,8 @@ class ByteReader:
     def __del__(self) -> None:
         with contextlib.suppress(Exception):  # interpreter shutdown: nothing left to report to
             self.close()
+
+
+def _to_bytes(buf: Any) -> bytes:
+    """A zarr Buffer (or None for a missing object) as bytes."""
+    return b"" if buf is None else bytes(buf.to_bytes())

@@ -56,7 +56,7 @@ class StoreWriter:
         self._pending: list[PendingRecording] = []
         self._pending_bytes = 0
         self.committed_ids: dict[str, str] = {}  # id -> source checksum, committed so far
-        metas = [json.loads(s) if s else {} for s in store._json_cache.get("source") or _source_column(store)]
+        metas = [json.loads(s) if s else {} for s in store.text_column("source")]
         for rid, meta in zip(store.ids, metas, strict=True):
             self.committed_ids[rid] = str(meta.get("checksum", ""))
 
@@ -157,13 +157,6 @@ class StoreWriter:
         if self._lock is not None:
             self._lock.close()
             self._lock = None
-
-
-def _source_column(store: AACStore) -> list[str]:
-    if not len(store):
-        return []
-    store._json("source", 0)
-    return store._json_cache["source"]
 
 
 class _Lock:

@@ -260,7 +260,7 @@ class AACSegmentDataset(torch.utils.data.Dataset[Any]):
                 for name in ("num_samples", "sample_rate", "num_channels"):
                     cols[name].append(store.column(name))
                 ids.extend(store.ids)
-                metas.extend(store.metadata_column())
+                metas.extend(store.text_column("metadata"))
             finally:
                 if store is not src:
                     store.close()

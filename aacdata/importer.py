@@ -292,8 +292,6 @@ def _convert_one(path: str, existing_checksum: str | None, options: dict[str, An
         encoded = transcode(path, **options)
     except SourceError as e:
         return _Failed(str(e))
-    except MemoryError:
-        return _Failed("out of memory while converting")
     info = {
         "path": path,
         "checksum": checksum,

@@ -271,8 +271,7 @@ class AACStore:
             elif name == "id":
                 values = self._ids
             else:
-                self._json(name, 0) if len(self) else None
-                values = self._json_cache.get(name, [])
+                values = self.text_column(name)
             if _layout.column_crc32(name, values) != expected:
                 problems.append(
                     f"{self._where}: recordings column {name!r} does not match its checksum (a lost or "
@@ -381,12 +380,16 @@ class AACStore:
             metadata=MappingProxyType(self._json("metadata", i)),
         )
 
-    def _json(self, column: str, i: int) -> dict[str, Any]:
+    def text_column(self, column: str) -> list[str]:
+        """A JSON text column (``"source"`` or ``"metadata"``), one string per recording,
+        loaded on first use."""
         values = self._json_cache.get(column)
         if values is None:
-            n = len(self)
-            values = self._json_cache[column] = _strings(self._columns[column], n)
-        text = values[i]
+            values = self._json_cache[column] = _strings(self._columns[column], len(self))
+        return values
+
+    def _json(self, column: str, i: int) -> dict[str, Any]:
+        text = self.text_column(column)[i]
         if not text:
             return {}
         try:
@@ -394,11 +397,6 @@ class AACStore:
         except json.JSONDecodeError:
             raise CorruptDataError(f"{self._where}: recording {self._ids[i]!r} has damaged {column} JSON") from None
         return obj if isinstance(obj, dict) else {}
-
-    def metadata_column(self) -> list[str]:
-        """The raw JSON text of every recording's user metadata, in store order."""
-        self._json("metadata", 0) if len(self) else None
-        return list(self._json_cache.get("metadata", []))
 
     # ------------------------------------------------------------------ reading
 
@@ -505,17 +503,14 @@ class AACStore:
 
     def _check_frames(self, i: int, data: bytes, offsets: np.ndarray, crcs: np.ndarray, first: int, last: int) -> None:
         """Compare frames ``first..last`` (in ``data``) with their stored CRC-32s."""
-        view = memoryview(data)
-        base = int(offsets[first])
-        bounds = (offsets[first : last + 2] - base).tolist()
-        expected = crcs[first : last + 1].tolist()
-        for k in range(last - first + 1):
-            got = zlib.crc32(view[bounds[k] : bounds[k + 1]])
-            if got != expected[k]:
-                raise CorruptDataError(
-                    f"{self._where}: recording {self._ids[i]!r} frame {first + k} is damaged (CRC-32 {got:08x}, "
-                    f"stored {expected[k]:08x}); run `aacdata verify {self._where}`"
-                )
+        bounds = offsets[first : last + 2] - int(offsets[first])
+        bad = _frames_failing_crc(data, bounds, crcs[first : last + 1], stop_at_first=True)
+        if bad:
+            k, got = bad[0]
+            raise CorruptDataError(
+                f"{self._where}: recording {self._ids[i]!r} frame {first + k} is damaged (CRC-32 {got:08x}, "
+                f"stored {int(crcs[first + k]):08x}); run `aacdata verify {self._where}`"
+            )
 
     def _frame_offsets(self, i: int) -> tuple[np.ndarray, np.ndarray]:
         """Absolute byte offsets of recording i's frames plus its end (int64 ``(N + 1,)``) and
@@ -657,12 +652,8 @@ class AACStore:
         if len(frames) == nf and nf:
             start = int(t["frame_start"][i])
             stored = np.asarray(self._frame_crc[start : start + nf], dtype=np.uint32)
-            view = memoryview(data)
-            bad_frames = [
-                k
-                for k, (a, n) in enumerate(zip(frames.offsets.tolist(), frames.sizes.tolist(), strict=True))
-                if zlib.crc32(view[a : a + n]) != int(stored[k])
-            ]
+            bounds = np.append(frames.offsets, frames.offsets[-1] + frames.sizes[-1])
+            bad_frames = [k for k, _ in _frames_failing_crc(data, bounds, stored)]
             if bad_frames:
                 shown = ", ".join(map(str, bad_frames[:5])) + (", ..." if len(bad_frames) > 5 else "")
                 reasons.append(f"{len(bad_frames)} frame(s) fail their CRC-32: {shown}")
@@ -716,6 +707,23 @@ class AACStore:
             "sample_rates": sorted({int(x) for x in t["sample_rate"]}),
             "channel_counts": sorted({int(x) for x in t["num_channels"]}),
         }
+
+
+def _frames_failing_crc(
+    data: bytes, bounds: np.ndarray, expected: np.ndarray, *, stop_at_first: bool = False
+) -> list[tuple[int, int]]:
+    """``(k, crc)`` of the frames ``data[bounds[k]:bounds[k + 1]]`` whose CRC-32 is not
+    ``expected[k]``."""
+    view = memoryview(data)
+    edges = bounds.tolist()
+    bad = []
+    for k, want in enumerate(expected.tolist()):
+        got = zlib.crc32(view[edges[k] : edges[k + 1]])
+        if got != want:
+            bad.append((k, got))
+            if stop_at_first:
+                break
+    return bad
 
 
 class _ChunkCache:
