@@ -12,6 +12,7 @@ __all__ = [
     "CorruptDataError",
     "DecodeError",
     "RecordingNotFoundError",
+    "RemoteStoreError",
     "SourceError",
     "StoreFormatError",
     "StoreLockedError",
@@ -63,3 +64,9 @@ class DecodeError(AACDataError, RuntimeError):
 
 class CorruptDataError(AACDataError, ValueError):
     """Stored bytes or index rows disagree with each other or with their checksum."""
+
+
+class RemoteStoreError(AACDataError, OSError):
+    """An object store could not be reached or answered with an error (timeout, connection
+    lost, bucket gone) after the retries: an outage, not damage to the store. Datasets never
+    skip it with ``on_error="skip"``."""
