@@ -10,7 +10,7 @@ from zarr.core.buffer import default_buffer_prototype
 from zarr.core.sync import sync
 
 from . import _remote
-from ._writer import LOCK_FILE
+from ._lock import LOCK_FILE
 from .errors import StoreFormatError, StoreNotFoundError
 from .store import AACStore
 

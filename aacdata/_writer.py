@@ -10,25 +10,22 @@ from __future__ import annotations
 
 import errno
 import json
-import os
-import socket
-import time
+import logging
 import zlib
 from dataclasses import dataclass
-from typing import IO, Any
+from typing import Any
 
 import numpy as np
 import zarr
-from zarr.core.buffer import default_buffer_prototype
-from zarr.core.sync import sync
 
-from . import _layout
+from . import _layout, _lock
 from ._adts import SAMPLES_PER_FRAME
+from ._lock import WriteLock
 from ._transcode import EncodedRecording
-from .errors import StoreLockedError, StoreWriteError
+from .errors import AACDataError, StoreLockedError, StoreWriteError
 from .store import AACStore
 
-LOCK_FILE = "aacdata.lock"
+log = logging.getLogger("aacdata")
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,25 +37,39 @@ class PendingRecording:
 
 
 class StoreWriter:
-    """Appends recordings to a store opened with mode ``"a"``; holds its write lock."""
+    """Appends recordings to a store opened with mode ``"a"``; holds its write lock.
 
-    def __init__(self, store: AACStore) -> None:
+    Everything the writer needs of the store (counts, checksums, committed ids) is read
+    after the lock is taken, and the counts are read again before every commit: a store
+    object opened earlier may show a state that another import has since moved past.
+    """
+
+    def __init__(self, store: AACStore, *, lock: WriteLock | None = None, break_lock: bool = False) -> None:
         if store.mode != "a":
             raise ValueError("open the store with mode='a' to import into it")
-        self._store = store
-        zstore = store.zarr_store
-        if isinstance(zstore, zarr.storage.LocalStore):
-            self._lock: _Lock | None = _FileLock(str(zstore.root))
-        else:
-            self._lock = _ObjectLock(zstore, store.path)
-        self._counts = store.counts
-        self._column_crc32 = dict(store._column_crc32)
+        self._own_lock = lock is None
+        self._lock: WriteLock | None = (
+            lock if lock is not None else _lock.acquire(store.zarr_store, store.path, break_lock=break_lock)
+        )
+        try:
+            self._store = store.reopen()
+            group = self._open_group()
+            self._counts = self._store.counts
+            self._column_crc32 = _layout.stored_column_crc32(group.attrs.asdict())
+            self.committed_ids = _committed_checksums(self._store)
+        except BaseException:
+            self.close()
+            raise
         self._pending: list[PendingRecording] = []
         self._pending_bytes = 0
-        self.committed_ids: dict[str, str] = {}  # id -> source checksum, committed so far
-        metas = [json.loads(s) if s else {} for s in store.text_column("source")]
-        for rid, meta in zip(store.ids, metas, strict=True):
-            self.committed_ids[rid] = str(meta.get("checksum", ""))
+
+    @property
+    def counts(self) -> _layout.Counts:
+        """The committed counts as of the last commit."""
+        return self._counts
+
+    def _open_group(self) -> zarr.Group:
+        return zarr.open_group(self._store.zarr_store, mode="r+")
 
     @property
     def pending_bytes(self) -> int:
@@ -127,7 +138,16 @@ class StoreWriter:
     def _write(
         self, base: _layout.Counts, new: _layout.Counts, payload: bytes, rows: np.ndarray, values: dict[str, list[Any]]
     ) -> None:
-        group = self._store._group
+        assert self._lock is not None, "the writer is closed"
+        self._lock.check()
+        group = self._open_group()
+        now = _layout.parse_root_attributes(group.attrs.asdict(), self._store.path)
+        if now != base:
+            raise StoreLockedError(
+                f"store {self._store.path!r} was changed by another writer while this import held its lock "
+                f"(committed counts {now}, expected {base}; was the lock broken?). Nothing more is written; "
+                "run the import again to add what is missing"
+            )
         arrays = _layout.open_arrays(group, self._store.path)
         adts_arr, index_arr, columns = arrays.adts, arrays.index, arrays.columns
         adts_arr.resize((new.num_bytes,))
@@ -154,62 +174,30 @@ class StoreWriter:
         self._column_crc32 = column_crcs
 
     def close(self) -> None:
-        if self._lock is not None:
-            self._lock.close()
-            self._lock = None
+        store = getattr(self, "_store", None)
+        if store is not None:
+            store.close()
+        lock, self._lock = self._lock, None
+        if lock is not None and self._own_lock:
+            lock.release()
 
 
-class _Lock:
-    def close(self) -> None:
-        raise NotImplementedError
-
-
-class _FileLock(_Lock):
-    """An advisory ``flock`` on ``aacdata.lock``: released by the OS when the process dies."""
-
-    def __init__(self, path: str) -> None:
-        self._file: IO[bytes] | None = None
+def _committed_checksums(store: AACStore) -> dict[str, str]:
+    """Recording id -> source checksum of every committed recording; ``""`` where the
+    checksum cannot be read (a damaged ``source`` column or row)."""
+    try:
+        texts: list[str] = store.text_column("source")
+    except AACDataError as e:
+        log.warning(
+            "%s: the source column cannot be read (%s); committed ids are not compared by checksum", store.path, e
+        )
+        texts = [""] * len(store)
+    out: dict[str, str] = {}
+    for rid, text in zip(store.ids, texts, strict=True):
         try:
-            import fcntl
-        except ImportError:  # pragma: no cover - Windows: no advisory locks
-            return
-        f = open(os.path.join(path, LOCK_FILE), "ab")  # noqa: SIM115 - held for the writer's lifetime
-        try:
-            fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as e:
-            f.close()
-            if e.errno in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
-                raise StoreLockedError(
-                    f"store {path!r} is being written by another import; wait for it to finish"
-                ) from None
-            raise
-        self._file = f
-
-    def close(self) -> None:
-        if self._file is not None:
-            self._file.close()
-            self._file = None
-
-
-class _ObjectLock(_Lock):
-    """An ``aacdata.lock`` object created only if absent (a conditional put) and deleted on
-    close. A killed import leaves it behind: the error says how to remove it."""
-
-    def __init__(self, zstore: Any, where: str) -> None:
-        self._store: Any = None
-        owner = json.dumps({"host": socket.gethostname(), "pid": os.getpid(), "time": time.time()}).encode()
-        if sync(zstore.exists(LOCK_FILE)):
-            raise StoreLockedError(
-                f"store {where!r} is being written by another import (it holds {LOCK_FILE}); wait for it to "
-                f"finish, or, if no import is running (one was killed), delete {where}/{LOCK_FILE}"
-            )
-        sync(zstore.set_if_not_exists(LOCK_FILE, default_buffer_prototype().buffer.from_bytes(owner)))
-        held = sync(zstore.get(LOCK_FILE, default_buffer_prototype()))
-        if held is None or held.to_bytes() != owner:
-            raise StoreLockedError(f"store {where!r} was locked by another import at the same moment; try again")
-        self._store = zstore
-
-    def close(self) -> None:
-        if self._store is not None:
-            sync(self._store.delete(LOCK_FILE))
-            self._store = None
+            meta = json.loads(text) if text else {}
+        except ValueError:
+            meta = {}
+        checksum = meta.get("checksum") if isinstance(meta, dict) else None
+        out[rid] = checksum if isinstance(checksum, str) else ""
+    return out

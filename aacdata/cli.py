@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from . import __version__
-from .errors import AACDataError, CorruptDataError, StoreFormatError
+from .errors import AACDataError, CorruptDataError, ImportInterruptedError, StoreFormatError
 
 log = logging.getLogger("aacdata")
 
@@ -35,6 +35,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     try:
         return int(args.run(args))
+    except ImportInterruptedError as e:
+        print(f"aacdata {args.command}: {e}", file=sys.stderr)
+        return 128 + e.signum
     except (AACDataError, ValueError) as e:
         print(f"aacdata {args.command}: error: {e}", file=sys.stderr)
         return EXIT_USAGE
@@ -61,6 +64,11 @@ def _parser() -> argparse.ArgumentParser:
     imp.add_argument("--metadata", default=None, metavar="FILE", help="per-id metadata, .csv (id column) or .jsonl")
     imp.add_argument("--shard", default=None, metavar="K/N", help="import only part K of N (0-based) of the sources")
     imp.add_argument("--no-progress", action="store_true", help="no progress bar")
+    imp.add_argument(
+        "--break-lock",
+        action="store_true",
+        help="take over an object store's write lease although it has not expired (only if its import is gone)",
+    )
     imp.set_defaults(run=_cmd_import)
 
     info = sub.add_parser("info", help="summarise a store")
@@ -171,6 +179,7 @@ def _cmd_import(args: argparse.Namespace) -> int:
         progress=not args.no_progress,
         metadata=args.metadata,
         shard=args.shard,
+        break_lock=args.break_lock,
     )
     for failure in report.failed:
         print(f"failed: {failure}", file=sys.stderr)

@@ -11,6 +11,7 @@ __all__ = [
     "AACDataError",
     "CorruptDataError",
     "DecodeError",
+    "ImportInterruptedError",
     "RecordingNotFoundError",
     "RemoteStoreError",
     "SourceError",
@@ -70,3 +71,13 @@ class RemoteStoreError(AACDataError, OSError):
     """An object store could not be reached or answered with an error (timeout, connection
     lost, bucket gone) after the retries: an outage, not damage to the store. Datasets never
     skip it with ``on_error="skip"``."""
+
+
+class ImportInterruptedError(AACDataError, RuntimeError):
+    """An import stopped by SIGINT (Ctrl-C) or SIGTERM. What was converted completely is
+    committed and the lock released; running the same import again finishes it.
+    ``signum`` is the signal's number (the CLI exits with ``128 + signum``)."""
+
+    def __init__(self, message: str, *, signum: int) -> None:
+        super().__init__(message)
+        self.signum = signum

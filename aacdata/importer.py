@@ -11,21 +11,26 @@ from __future__ import annotations
 
 import collections
 import concurrent.futures as cf
+import contextlib
 import csv
+import ctypes
 import hashlib
 import json
 import logging
 import multiprocessing
 import os
+import signal
+import sys
+import threading
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Generator, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any, Literal
 
 from ._transcode import EncodedRecording, file_checksum, transcode
 from ._writer import PendingRecording, StoreWriter
-from .errors import AACDataError, SourceError
+from .errors import AACDataError, ImportInterruptedError, SourceError
 from .store import AACStore
 
 log = logging.getLogger("aacdata")
@@ -113,6 +118,7 @@ def import_audio(
     metadata: str | os.PathLike[str] | Mapping[str, Mapping[str, Any]] | None = None,
     shard: tuple[int, int] | str | None = None,
     storage_options: Mapping[str, Any] | None = None,
+    break_lock: bool = False,
 ) -> ImportReport:
     """Convert audio files to AAC-LC and append them to a store (created if missing).
 
@@ -150,6 +156,10 @@ def import_audio(
         ``AACSegmentDataset([store_0, ..., store_n-1])``).
     storage_options
         Object-store settings for a URL ``store`` (see :meth:`AACStore.open`).
+    break_lock
+        Take over the write lock of an object store even though its lease has not expired
+        (only when you know the import holding it is gone). Local locks need no breaking:
+        the operating system releases them when their process dies.
 
     Returns
     -------
@@ -157,6 +167,11 @@ def import_audio(
 
     Running the same import again skips what is committed (same id, same source
     checksum) and finishes the rest; an id already committed with other content fails.
+
+    One import writes to a store at a time (others get :class:`StoreLockedError`).
+    SIGINT (Ctrl-C) and SIGTERM stop an import cleanly: what is converted is committed,
+    the lock released, and :class:`ImportInterruptedError` raised. Conversion processes
+    never outlive the importing process.
     """
     if on_error not in ("skip", "raise"):
         raise ValueError(f"on_error must be 'skip' or 'raise'; got {on_error!r}")
@@ -174,15 +189,36 @@ def import_audio(
     own_store = not isinstance(store, AACStore)
     st = AACStore.open(store, "a", storage_options=storage_options) if own_store else store  # type: ignore[arg-type]
     assert isinstance(st, AACStore)
-    writer = StoreWriter(st)
+    try:
+        # The lock first, then everything read for writing (counts, committed ids).
+        writer = StoreWriter(st, break_lock=break_lock)
+    except BaseException:
+        if own_store:
+            st.close()
+        raise
     options = {"bitrate": int(bitrate), "sample_rate": sample_rate, "num_channels": num_channels, "reencode": reencode}
     imported: list[str] = []
     skipped: list[str] = []
+    unknown = [s for s in listed if writer.committed_ids.get(s.id) == ""]
+    if unknown:
+        # The id is committed but its source checksum is lost (a damaged source column):
+        # the content cannot be compared, so the recording is kept as it is.
+        log.warning(
+            "%d sources have ids already in the store whose source checksum cannot be read (e.g. %r); "
+            "they are skipped without comparing their content",
+            len(unknown),
+            unknown[0].id,
+        )
+        skipped.extend(s.id for s in unknown)
+        listed = [s for s in listed if writer.committed_ids.get(s.id) != ""]
     stats = {"seconds": 0.0, "bytes": 0, "passthrough": 0}
     bar = _progress_bar(len(listed), progress)
     last_commit = time.monotonic()
+    signals = _StopSignals()
+    outcomes = _convert_all(listed, writer.committed_ids, options, workers)
     try:
-        for src, outcome in _convert_all(listed, writer.committed_ids, options, workers):
+        signals.install()
+        for src, outcome in outcomes:
             if isinstance(outcome, _Skipped):
                 skipped.append(src.id)
             elif isinstance(outcome, _Converted):
@@ -204,7 +240,7 @@ def import_audio(
                 or len(writer) >= _COMMIT_RECORDINGS
                 or (len(writer) and time.monotonic() - last_commit >= _COMMIT_SECONDS)
             ):
-                writer.commit()
+                signals.commit(writer)
                 last_commit = time.monotonic()
             if bar is not None:
                 elapsed = time.perf_counter() - started
@@ -214,8 +250,21 @@ def import_audio(
                     refresh=False,
                 )
                 bar.update(1)
-        writer.commit()
+        signals.commit(writer)
+    except _Stop as stop:
+        signals.hold()  # a second Ctrl-C must not cut the final commit short
+        outcomes.close()  # stops the conversion processes
+        writer.commit()  # what is converted completely is kept
+        counts = writer.counts
+        raise ImportInterruptedError(
+            f"import into {st.path!r} interrupted by {signal.Signals(stop.signum).name}: {len(imported)} recordings "
+            f"were added ({counts.num_recordings} in the store now) and are committed; run the same import again "
+            "to convert the rest",
+            signum=stop.signum,
+        ) from None
     finally:
+        outcomes.close()
+        signals.restore()
         if bar is not None:
             bar.close()
         writer.close()
@@ -235,6 +284,58 @@ def import_audio(
 
 class ImportFailedError(AACDataError, RuntimeError):
     """Raised by ``import_audio(..., on_error="raise")`` for the first failed source."""
+
+
+class _Stop(BaseException):
+    """Raised in the importing thread by SIGINT/SIGTERM (a BaseException, so that no
+    ``except Exception`` on the way swallows it)."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+class _StopSignals:
+    """SIGINT and SIGTERM turned into :class:`_Stop` while an import runs in the main
+    thread, held back while a commit is being written (a commit is never half done by
+    a signal; a store stays consistent anyway, but the writer's state must match it)."""
+
+    _SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self) -> None:
+        self._previous: dict[int, Any] = {}
+        self._deferred = False
+        self._received: int | None = None
+
+    def install(self) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            return  # signals reach only the main thread: nothing to install
+        for sig in self._SIGNALS:
+            self._previous[sig] = signal.signal(sig, self._handle)
+
+    def restore(self) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+        self._previous.clear()
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self._received is None:
+            self._received = signum
+        if not self._deferred:
+            raise _Stop(signum)
+
+    def hold(self) -> None:
+        """From now on, signals are only noted."""
+        self._deferred = True
+
+    def commit(self, writer: StoreWriter) -> None:
+        self._deferred = True
+        try:
+            writer.commit()
+        finally:
+            self._deferred = False
+        if self._received is not None:
+            raise _Stop(self._received)
 
 
 def _fail(failures: list[ImportFailure], src: Source, reason: str, on_error: str, writer: StoreWriter) -> None:
@@ -307,7 +408,7 @@ def _convert_all(
     committed: Mapping[str, str],
     options: dict[str, Any],
     workers: int | None,
-) -> Iterable[tuple[Source, _Converted | _Skipped | _Failed]]:
+) -> Generator[tuple[Source, _Converted | _Skipped | _Failed], None, None]:
     """Outcomes in source order; at most a few conversions in flight per worker."""
     n_workers = (os.cpu_count() or 1) if workers is None else int(workers)
     if n_workers < 0:
@@ -324,7 +425,7 @@ def _convert_all(
     todo = collections.deque(sources)
     queue: collections.deque[tuple[Source, cf.Future[Any]]] = collections.deque()
     while todo or queue:
-        with cf.ProcessPoolExecutor(max_workers=n_workers, mp_context=ctx) as pool:
+        with _pool(n_workers, ctx) as pool:
             broken = False
             while (todo or queue) and not broken:
                 while todo and len(queue) < 2 * n_workers:
@@ -350,12 +451,58 @@ def _convert_all(
 def _convert_isolated(
     src: Source, existing: str | None, options: dict[str, Any], ctx: Any
 ) -> _Converted | _Skipped | _Failed:
-    with cf.ProcessPoolExecutor(max_workers=1, mp_context=ctx) as pool:
+    with _pool(1, ctx) as pool:
         try:
             result: _Converted | _Skipped | _Failed = pool.submit(_convert_one, src.path, existing, options).result()
         except cf.process.BrokenProcessPool:
             return _Failed("the conversion process crashed on this file")
     return result
+
+
+@contextlib.contextmanager
+def _pool(n_workers: int, ctx: Any) -> Iterator[cf.ProcessPoolExecutor]:
+    """A process pool whose processes die with this one, and are stopped at once (not
+    waited for) when the import ends early."""
+    pool = cf.ProcessPoolExecutor(
+        max_workers=n_workers, mp_context=ctx, initializer=_conversion_process_init, initargs=(os.getpid(),)
+    )
+    try:
+        yield pool
+    except BaseException:
+        # Conversions still running would otherwise be waited for by shutdown(); the
+        # executor offers no public way to stop a running task, so its processes are ended.
+        for process in list(getattr(pool, "_processes", {}).values()):
+            process.terminate()
+        pool.shutdown(wait=True, cancel_futures=True)
+        raise
+    pool.shutdown(wait=True)
+
+
+def _conversion_process_init(parent: int) -> None:
+    """Runs first in each conversion process: leave interrupts to the importing process,
+    and exit as soon as it is gone (else a killed import would leave its conversion
+    processes blocked on their pipes forever)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    if sys.platform.startswith("linux"):
+        try:
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+        except (OSError, AttributeError):
+            pass  # the watcher below still notices
+    if os.getppid() != parent:  # the parent died before this line
+        os._exit(1)
+    threading.Thread(target=_exit_with_parent, args=(parent,), name="aacdata-parent-watch", daemon=True).start()
+
+
+_PR_SET_PDEATHSIG = 1
+
+
+def _exit_with_parent(parent: int) -> None:
+    while True:
+        time.sleep(0.5)
+        if os.getppid() != parent:
+            os._exit(1)
 
 
 # ---------------------------------------------------------------------- sources

@@ -20,7 +20,7 @@ from zarr.abc.store import Store
 from zarr.core.sync import sync
 from zarr.errors import GroupNotFoundError
 
-from . import _layout, _remote
+from . import _layout, _lock, _remote
 from ._adts import SAMPLES_PER_FRAME, parse_adts
 from ._bytes import ByteReader
 from ._decoder import DecoderPool, decode_into
@@ -246,12 +246,30 @@ class AACStore:
                     )
                 group = _open_group(local, "r")
             else:
-                group = _open_or_create(local)
+                if os.path.isfile(os.path.join(local, "zarr.json")):
+                    group = _open_or_create(local)
+                else:
+                    # Creation happens under the write lock, so that two imports racing to
+                    # create a store do not build the layout over each other.
+                    with _lock.acquire(zarr.storage.LocalStore(local), where):
+                        group = _open_or_create(local)
         else:
             zstore = _remote.open_store(path_or_url, read_only=mode == "r", storage_options=storage_options)
-            group = _open_remote_group(zstore, where, mode)
+            if mode == "a" and not _remote_exists(zstore, where):
+                with _lock.acquire(zstore, where):
+                    group = _open_remote_group(zstore, where, mode)
+            else:
+                group = _open_remote_group(zstore, where, mode)
         store = cls(group, where=where, mode=mode, index_cache_bytes=index_cache_bytes, check_table=check_table)
         store.target = path_or_url if isinstance(path_or_url, Store) else where
+        return store
+
+    def reopen(self) -> AACStore:
+        """A new :class:`AACStore` on the same location and mode, reading the committed
+        state as it is now (an open store keeps the state it saw when it was opened)."""
+        group = zarr.open_group(self._group.store, mode="r" if self._mode == "r" else "r+")
+        store = AACStore(group, where=self._where, mode=self._mode, index_cache_bytes=self.index_cache_bytes)
+        store.target = self.target
         return store
 
     @property
@@ -821,6 +839,13 @@ def _open_remote_group(zstore: Any, where: str, mode: str) -> zarr.Group:
     return group
 
 
+def _remote_exists(zstore: Any, where: str) -> bool:
+    try:
+        return bool(sync(zstore.exists("zarr.json")))
+    except Exception:  # noqa: BLE001 - opening the group reports the client error with its cause
+        return True
+
+
 def _open_or_create(where: str) -> zarr.Group:
     if os.path.exists(where) and not os.path.isdir(where):
         raise StoreFormatError(f"{where!r} is a file, not a store directory; choose another output path")
@@ -829,6 +854,6 @@ def _open_or_create(where: str) -> zarr.Group:
         group = _open_group(where, "r+")
         _layout.parse_root_attributes(group.attrs.asdict(), where)
         return group
-    if os.path.isdir(where) and os.listdir(where):
+    if os.path.isdir(where) and set(os.listdir(where)) - {_lock.LOCK_FILE}:
         raise StoreFormatError(f"{where!r} is a non-empty directory without zarr.json; choose a new path for the store")
     return _layout.create_layout(store)
