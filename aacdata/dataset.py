@@ -22,6 +22,7 @@ import torch
 import zarr
 from zarr.abc.store import Store
 
+from ._epoch import SharedEpoch
 from .errors import AACDataError, CorruptDataError, DecodeError, RecordingNotFoundError
 from .store import DEFAULT_INDEX_CACHE_BYTES, AACStore
 
@@ -159,7 +160,8 @@ class AACSegmentDataset(torch.utils.data.Dataset[Any]):
         if num_channels is not None and num_channels < 1:
             raise ValueError(f"num_channels must be >= 1; got {num_channels}")
         self.seed = int(seed)
-        self.epoch = 0
+        # Shared with the DataLoader workers, persistent ones included (see _epoch).
+        self._epoch = SharedEpoch(0)
         self.return_info = bool(return_info)
         self.transform = transform
         self.num_channels = num_channels
@@ -307,9 +309,19 @@ class AACSegmentDataset(torch.utils.data.Dataset[Any]):
     def __len__(self) -> int:
         return self._length
 
+    @property
+    def epoch(self) -> int:
+        """The epoch whose random windows items read (see :meth:`set_epoch`)."""
+        return self._epoch.get()
+
     def set_epoch(self, epoch: int) -> None:
-        """Draw new random windows: window ``i`` of epoch ``e`` depends on ``(seed, e, i)``."""
-        self.epoch = int(epoch)
+        """Draw new random windows: window ``i`` of epoch ``e`` depends on ``(seed, e, i)``.
+
+        Call it before iterating the DataLoader for the epoch. It reaches the DataLoader's
+        workers too, also with ``persistent_workers=True`` (whose copies of the dataset
+        live across epochs), for every start method.
+        """
+        self._epoch.set(int(epoch))
 
     def window(self, index: int) -> Window:
         """The window that item ``index`` reads (this epoch)."""

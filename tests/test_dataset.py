@@ -332,3 +332,25 @@ def test_on_error_skip_replaces_a_damaged_window(corpus: Path, tmp_path: Path) -
     assert skipping.stats()["windows_replaced"] == 1
     assert skipping[1]["id"] == "a/tone.wav"
     assert skipping.stats()["windows_replaced"] == 1
+
+
+def _epoch_windows(ds: AACSegmentDataset, loader: DataLoader[object]) -> list[tuple[int, int]]:
+    return [(int(r), int(s)) for b in loader for r, s in zip(b["recording"], b["start"], strict=True)]
+
+
+@pytest.mark.parametrize("method", ["fork", "spawn", "forkserver"])
+def test_set_epoch_reaches_persistent_workers(corpus: Path, method: str) -> None:
+    # Invariant: with persistent workers, epoch e reads exactly the windows of epoch e
+    # without them (the plan's windows for (seed, e, i)), whatever the start method.
+    ds = AACSegmentDataset(corpus, window_samples=2000, num_channels=1, num_windows=24, return_info=True, seed=5)
+    loader = DataLoader(
+        ds, batch_size=4, num_workers=2, persistent_workers=True, multiprocessing_context=method, prefetch_factor=2
+    )
+    seen = []
+    for epoch in range(3):
+        ds.set_epoch(epoch)
+        expected = [(ds.window(i).recording, ds.window(i).start) for i in range(len(ds))]
+        got = _epoch_windows(ds, loader)
+        assert got == expected, f"epoch {epoch} read other windows than the plan's"
+        seen.append(got)
+    assert seen[0] != seen[1] != seen[2]  # the epochs differ
