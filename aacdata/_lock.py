@@ -224,13 +224,20 @@ class _Lease(WriteLock):
         current = self._get()
         if current is not None:
             gone = _local_process_gone(current)
-            expired = float(current.get("expires", 0) or 0) < time.time()
+            expires = current.get("expires")
+            # A record without an expiry (damaged, or written by hand) never expires by itself.
+            timed = isinstance(expires, (int, float)) and not isinstance(expires, bool)
+            expired = timed and float(expires) < time.time()
             if not (gone or expired or break_lock):
-                left = float(current.get("expires", 0) or 0) - time.time()
+                lease = (
+                    f"; its lease runs {float(expires) - time.time():.0f} s more and is renewed while it runs"
+                    if timed
+                    else ""
+                )
                 raise StoreLockedError(
-                    f"store {where!r} is being written by another import ({describe_holder(current)}; its lease "
-                    f"runs {max(left, 0):.0f} s more and is renewed while it runs); wait for it to finish, or, if "
-                    "you know it is gone, rerun with --break-lock (import_audio(..., break_lock=True))"
+                    f"store {where!r} is being written by another import ({describe_holder(current)}{lease}); "
+                    f"wait for it to finish, or, if you know it is gone, rerun with --break-lock "
+                    f"(import_audio(..., break_lock=True)) or delete {where}/{LOCK_FILE}"
                 )
             reason = "broken on request" if break_lock else "its process is gone" if gone else "its lease expired"
             log.warning("%s: taking over the lock of %s (%s)", where, describe_holder(current), reason)
