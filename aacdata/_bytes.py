@@ -4,6 +4,11 @@ For a local store the chunk files are read directly with ``os.pread``: ``/adts``
 codec but ``bytes``, so chunk ``i`` holds bytes ``[i * chunk, (i + 1) * chunk)`` as they
 are, in ``adts/c/<i>``. That costs ~10 µs per window against ~500 µs for zarr slicing.
 Other stores are read through their byte-range interface, one request per chunk touched.
+
+A committed chunk that is absent or short is damage (:class:`CorruptDataError`). An object
+store that cannot be reached, or that is gone altogether, is an outage: its
+:class:`~aacdata._remote.RemoteStore` raises :class:`~aacdata.errors.RemoteStoreError`
+before a missing chunk gets here.
 """
 
 from __future__ import annotations
@@ -95,7 +100,7 @@ class ByteReader:
         buffers = iter(sync(fetch_all()))
         out = []
         for ps in pieces:
-            parts = [self._checked(_to_bytes(next(buffers)), ci, a, b) for ci, a, b in ps]
+            parts = [self._checked(next(buffers), ci, a, b) for ci, a, b in ps]
             out.append(parts[0] if len(parts) == 1 else b"".join(parts))
         self.bytes_read += sum(b - a for a, b in ranges)
         return out
@@ -110,19 +115,27 @@ class ByteReader:
             for ci in range(first, last + 1)
         ]
 
-    def _checked(self, data: bytes, ci: int, a: int, b: int) -> bytes:
+    def _checked(self, buf: Any, ci: int, a: int, b: int) -> bytes:
+        """The bytes of a chunk read (a zarr Buffer, ``bytes``, or None for an absent object)."""
+        if buf is None:
+            raise CorruptDataError(
+                f"{self._where}: chunk {self.key(ci)} is missing from the store although the store holds "
+                f"committed bytes in it; the store is damaged (`aacdata verify {self._where}` lists what is lost)"
+            )
+        data = buf if isinstance(buf, bytes) else bytes(buf.to_bytes())
         if len(data) != b - a:
             raise CorruptDataError(
                 f"{self._where}: chunk {self.key(ci)} is short: {len(data)} bytes at offset {a}, "
-                f"expected {b - a} (truncated or missing chunk?)"
+                f"expected {b - a} (a truncated chunk); the store is damaged"
             )
         return data
 
     def _read_chunk(self, ci: int, a: int, b: int) -> bytes:
+        data: Any
         if self._local_root is not None:
             data = os.pread(self._fd(ci), b - a, a)
         else:
-            data = _to_bytes(sync(self._store.get(self.key(ci), default_buffer_prototype(), RangeByteRequest(a, b))))
+            data = sync(self._store.get(self.key(ci), default_buffer_prototype(), RangeByteRequest(a, b)))
         return self._checked(data, ci, a, b)
 
     def _fd(self, ci: int) -> int:
@@ -157,8 +170,3 @@ class ByteReader:
     def __del__(self) -> None:
         with contextlib.suppress(Exception):  # interpreter shutdown: nothing left to report to
             self.close()
-
-
-def _to_bytes(buf: Any) -> bytes:
-    """A zarr Buffer (or None for a missing object) as bytes."""
-    return b"" if buf is None else bytes(buf.to_bytes())

@@ -824,10 +824,14 @@ def _open_group(where: str, mode: Literal["r", "r+"]) -> zarr.Group:
 
 
 def _open_remote_group(zstore: Any, where: str, mode: str) -> zarr.Group:
+    # An outage is a RemoteStoreError (from _remote.RemoteStore, or here for other Store
+    # objects), never "no store here": a caller may create a store where none is found.
     try:
         exists = sync(zstore.exists("zarr.json"))
-    except Exception as e:  # noqa: BLE001 - any client error: name the store and the cause
-        raise StoreNotFoundError(f"cannot reach store {where!r} ({type(e).__name__}: {e})") from None
+    except AACDataError:
+        raise
+    except Exception as e:  # any client error: name the store and the cause
+        raise _remote.remote_error(where, "checking", "zarr.json", e) from e
     if not exists:
         if mode == "r":
             raise StoreNotFoundError(f"no store at {where!r} (create one with `aacdata import SOURCES -o {where}`)")
