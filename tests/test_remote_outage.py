@@ -111,7 +111,7 @@ def server() -> Iterator[MotoProcess]:
         yield moto
     finally:
         if moto.proc.poll() is None:
-            moto.proc.send_signal(signal.SIGCONT)  # a stopped process cannot act on SIGKILL's cleanup
+            moto.proc.send_signal(signal.SIGCONT)  # a failed test may leave it paused
             moto.kill()
 
 
