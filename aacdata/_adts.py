@@ -25,6 +25,21 @@ SAMPLE_RATES: tuple[int, ...] = (
 CHANNELS_BY_CONFIG: dict[int, int] = {1: 1, 2: 2, 3: 3, 4: 4, 5: 5, 6: 6, 7: 8}
 CONFIG_BY_CHANNELS: dict[int, int] = {v: k for k, v in CHANNELS_BY_CONFIG.items()}
 
+Elements = tuple[tuple[int, int], ...]
+"""Syntactic elements of a channel group, in order: ``(is_cpe, instance_tag)`` each."""
+
+PCE_LAYOUTS: dict[int, tuple[Elements, Elements, Elements]] = {
+    6: (((1, 0), (0, 0)), ((1, 1),), ((0, 1),)),
+    7: (((1, 0), (0, 0)), ((1, 1),), ((1, 2),)),
+    8: (((1, 0), (0, 0)), ((1, 1),), ((1, 2), (0, 1))),
+    16: (((1, 0), (0, 0), (1, 1), (0, 1)), ((1, 2), (1, 3)), ((1, 4), (0, 2), (1, 5), (0, 3))),
+}
+"""Front, side and back elements of the full-band layouts that need a program config
+element (PCE), as FFmpeg's AAC encoder writes them for ``6.0``, ``7.0``, ``octagonal``
+and ``hexadecagonal``. Stored as ``channel_config = 0``; a decoder learns the layout
+from :func:`audio_specific_config` (reads) or from a PCE in frame 0 (stand-alone
+streams, :func:`program_config_element`)."""
+
 AOT_LC = 2
 _HEADER_SIZE = 7
 _MAX_FRAME_SIZE = (1 << 13) - 1
@@ -158,7 +173,7 @@ def adts_headers(payload_sizes: np.ndarray, *, sample_rate: int, channel_config:
         sr_index = SAMPLE_RATES.index(sample_rate)
     except ValueError:
         raise CorruptDataError(f"sample rate {sample_rate} Hz cannot be signalled in ADTS") from None
-    if channel_config not in CHANNELS_BY_CONFIG:
+    if channel_config != 0 and channel_config not in CHANNELS_BY_CONFIG:
         raise CorruptDataError(f"ADTS channel configuration {channel_config} is not supported")
     sizes = np.asarray(payload_sizes, dtype=np.int64) + _HEADER_SIZE
     if sizes.size and int(sizes.max()) > _MAX_FRAME_SIZE:
@@ -244,3 +259,127 @@ def parse_audio_specific_config(extradata: bytes) -> AudioSpecificConfig:
             if object_type() == 5 and total - pos >= 1 and take(1):
                 sbr = True
     return AudioSpecificConfig(aot, sample_rate, config, frame_length, sbr)
+
+
+# ---------------------------------------------------------------------- program config elements
+
+
+class _BitWriter:
+    def __init__(self) -> None:
+        self._value = 0
+        self._bits = 0
+
+    def put(self, nbits: int, value: int) -> None:
+        self._value = (self._value << nbits) | (value & ((1 << nbits) - 1))
+        self._bits += nbits
+
+    def align(self) -> None:
+        self.put(-self._bits % 8, 0)
+
+    def tobytes(self) -> bytes:
+        self.align()
+        return self._value.to_bytes(self._bits // 8, "big")
+
+
+_ID_PCE = 5
+
+
+def _put_pce(w: _BitWriter, sample_rate: int, channels: int) -> None:
+    """The fields of a program_config_element (ISO 14496-3, 4.4.1.1) after its ID, with
+    the byte alignment counted from the writer's start (a byte boundary in the stream)."""
+    front, side, back = PCE_LAYOUTS[channels]
+    w.put(4, 0)  # element_instance_tag
+    w.put(2, AOT_LC - 1)  # object_type
+    w.put(4, SAMPLE_RATES.index(sample_rate))
+    for group in (front, side, back):
+        w.put(4, len(group))
+    w.put(2, 0)  # LFE elements: none, every channel keeps its full band
+    w.put(3, 0)  # associated data elements
+    w.put(4, 0)  # coupling channel elements
+    w.put(3, 0)  # no mono/stereo/matrix mixdown
+    for group in (front, side, back):
+        for is_cpe, tag in group:
+            w.put(1, is_cpe)
+            w.put(4, tag)
+    w.align()
+    w.put(8, 0)  # comment_field_bytes
+
+
+def uses_pce(channels: int) -> bool:
+    """Whether a stream of this many (coded) channels signals its layout with a PCE."""
+    return channels in PCE_LAYOUTS
+
+
+def audio_specific_config(sample_rate: int, channels: int) -> bytes:
+    """The AudioSpecificConfig of the AAC-LC streams aacdata writes with this many coded
+    channels: what a decoder needs as extradata to decode any frame of a
+    ``channel_config = 0`` stream (the ADTS headers do not say the layout)."""
+    if sample_rate not in SAMPLE_RATES:
+        raise CorruptDataError(f"sample rate {sample_rate} Hz cannot be signalled in AAC")
+    w = _BitWriter()
+    w.put(5, AOT_LC)
+    w.put(4, SAMPLE_RATES.index(sample_rate))
+    w.put(4, 0 if uses_pce(channels) else CONFIG_BY_CHANNELS[channels])
+    w.put(3, 0)  # 1024-sample frames, no core coder, no extension
+    if uses_pce(channels):
+        _put_pce(w, sample_rate, channels)
+    return w.tobytes()
+
+
+def program_config_element(sample_rate: int, channels: int) -> bytes:
+    """A PCE as the first element of a raw data block (ID included, whole bytes): put in
+    front of frame 0's payload, it makes a ``channel_config = 0`` stream stand alone."""
+    w = _BitWriter()
+    w.put(3, _ID_PCE)
+    _put_pce(w, sample_rate, channels)
+    return w.tobytes()
+
+
+def pce_layout(asc: bytes) -> tuple[Elements, Elements, Elements] | None:
+    """Front, side and back elements declared by the PCE of an AudioSpecificConfig
+    (``None`` where it has a channel configuration instead)."""
+    bits = int.from_bytes(asc, "big")
+    total = len(asc) * 8
+    pos = 0
+
+    def take(n: int) -> int:
+        nonlocal pos
+        if pos + n > total:
+            raise CorruptDataError("AudioSpecificConfig ends inside its PCE")
+        pos += n
+        return (bits >> (total - pos)) & ((1 << n) - 1)
+
+    take(5)
+    if take(4) == 15:
+        take(24)
+    if take(4) != 0:
+        return None
+    take(3)
+    take(4 + 2 + 4)
+    counts = [take(4) for _ in range(3)]
+    take(2 + 3 + 4)
+    for _ in range(3):  # mixdown flags, each followed by its element number when present
+        if take(1):
+            take(4)
+    groups = tuple(tuple((take(1), take(4)) for _ in range(n)) for n in counts)
+    return groups[0], groups[1], groups[2]
+
+
+def with_pce_in_first_frame(stream: bytes, sample_rate: int, channels: int) -> bytes:
+    """An ADTS stream of a PCE layout with the PCE put in front of frame 0's payload (as
+    FFmpeg's ADTS muxer does), so that any decoder can play it from the start."""
+    if not stream or not uses_pce(channels):
+        return stream
+    pce = program_config_element(sample_rate, channels)
+    first = _length_at(np.frombuffer(stream, dtype=np.uint8), 0)
+    header = adts_headers(
+        np.array([first - _HEADER_SIZE + len(pce)]), sample_rate=sample_rate, channel_config=0
+    ).tobytes()
+    return header + pce + stream[_HEADER_SIZE:first] + stream[first:]
+
+
+def channel_config_of(stream: bytes) -> int:
+    """The channel configuration in the first ADTS header of a stream."""
+    if len(stream) < _HEADER_SIZE:
+        raise CorruptDataError(f"ADTS stream of {len(stream)} bytes is shorter than one frame header")
+    return ((stream[2] & 0x01) << 2) | (stream[3] >> 6)

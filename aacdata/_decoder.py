@@ -14,16 +14,22 @@ from typing import Any
 import av
 import numpy as np
 
-from ._adts import SAMPLES_PER_FRAME
+from ._adts import SAMPLES_PER_FRAME, audio_specific_config
+from ._channels import coded_channels
 from .errors import DecodeError
 
-DecoderKey = tuple[int, int]
-"""(sample_rate, num_channels)."""
+DecoderKey = tuple[int, int, bool]
+"""(sample_rate, coded channels, whether the layout is given by a PCE)."""
 
 
-def new_decoder() -> Any:
+def new_decoder(key: DecoderKey | None = None) -> Any:
+    """A decoder; for a PCE layout, told the layout up front (the ADTS headers of such a
+    stream say ``channel_config = 0``), so that it decodes any frame of the stream."""
     ctx = av.CodecContext.create("aac", "r")
     ctx.thread_count = 1  # FFmpeg codec contexts are not shared across threads
+    if key is not None and key[2]:
+        ctx.extradata = audio_specific_config(key[0], key[1])
+        ctx.sample_rate = key[0]  # the decoder takes no rate from a PCE stream's extradata alone
     return ctx
 
 
@@ -41,15 +47,15 @@ class DecoderPool:
             self._pid = os.getpid()
         ctx = self._decoders.get(key)
         if ctx is None:
-            ctx = self._decoders[key] = new_decoder()
+            ctx = self._decoders[key] = new_decoder(key)
             self.decoders_created += 1
         else:
             ctx.flush_buffers()
         return ctx
 
-    def fresh(self) -> Any:
+    def fresh(self, key: DecoderKey | None = None) -> Any:
         self.decoders_created += 1
-        return new_decoder()
+        return new_decoder(key)
 
     def clear(self) -> None:
         self._decoders = {}
@@ -72,7 +78,8 @@ def decode_into(
 
     The first ``preroll`` frames only prime the decoder (MDCT overlap) and their output is
     dropped; of the rest, ``skip`` leading samples are dropped and the next
-    ``out.shape[1]`` samples fill ``out`` (float32, shape ``(C, T)``).
+    ``out.shape[1]`` samples fill ``out`` (float32, shape ``(C, T)``). Frames decode to
+    ``coded_channels(C)`` channels, of which the first ``C`` are the recording's.
     """
     try:
         frames = ctx.decode(av.Packet(data))
@@ -81,6 +88,7 @@ def decode_into(
     if len(frames) != num_frames:
         raise DecodeError(f"{what}: {num_frames} frames gave {len(frames)} decoded frames")
     channels, total = out.shape
+    coded = coded_channels(channels)
     pos = -skip  # where the next frame's first sample lands in out
     for frame in frames[preroll:]:
         if pos >= total:
@@ -92,10 +100,10 @@ def decode_into(
             # Check the layout before touching .planes: a damaged frame can declare any
             # channel count, and PyAV then reads past the frame's data pointers.
             got = frame.layout.nb_channels
-            if got != channels or n != SAMPLES_PER_FRAME or frame.format.name != "fltp":
+            if got != coded or n != SAMPLES_PER_FRAME or frame.format.name != "fltp":
                 raise DecodeError(
                     f"{what}: decoded frame has {got} channels of {n} {frame.format.name} samples; "
-                    f"expected {channels} of {SAMPLES_PER_FRAME} fltp"
+                    f"expected {coded} of {SAMPLES_PER_FRAME} fltp"
                 )
             planes = frame.planes
             for c in range(channels):

@@ -224,15 +224,14 @@ class _Lease(WriteLock):
         current = self._get()
         if current is not None:
             gone = _local_process_gone(current)
-            expires = current.get("expires")
+            raw = current.get("expires")
             # A record without an expiry (damaged, or written by hand) never expires by itself.
-            timed = isinstance(expires, (int, float)) and not isinstance(expires, bool)
-            expired = timed and float(expires) < time.time()
+            timed = isinstance(raw, (int, float)) and not isinstance(raw, bool)
+            expires = float(raw) if isinstance(raw, (int, float)) else 0.0
+            expired = timed and expires < time.time()
             if not (gone or expired or break_lock):
                 lease = (
-                    f"; its lease runs {float(expires) - time.time():.0f} s more and is renewed while it runs"
-                    if timed
-                    else ""
+                    f"; its lease runs {expires - time.time():.0f} s more and is renewed while it runs" if timed else ""
                 )
                 raise StoreLockedError(
                     f"store {where!r} is being written by another import ({describe_holder(current)}{lease}); "

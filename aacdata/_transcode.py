@@ -16,6 +16,7 @@ import logging
 import math
 import os
 import zlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any
@@ -24,6 +25,7 @@ import av
 import numpy as np
 
 from . import _adts
+from ._channels import CODED_LAYOUTS, MAX_CHANNELS, coded_channels, remix
 from .errors import CorruptDataError, SourceError
 
 log = logging.getLogger("aacdata")
@@ -32,8 +34,12 @@ ENCODER_OPTIONS = {"aac_pns": "0"}
 """Encoder options: PNS fills bands from a decoder-side random generator, which would
 break exact, repeatable reads (DESIGN.md)."""
 
-ENCODABLE_CHANNELS = (1, 2, 3, 4, 5, 6, 8)
-"""Channel counts stored: those with an ADTS channel configuration (1-7; 7 is 7.1)."""
+BITRATE_PER_CHANNEL = 80_000
+"""Default bit rate per channel (160 kbit/s for stereo), bit/s."""
+
+PASSTHROUGH_CHANNELS = (1, 2, 3, 4, 5, 6, 8)
+"""Channel counts of AAC sources passed through: those with an ADTS channel configuration
+(1-7; 7 is 7.1), whose layout (an LFE included) is the source's own."""
 
 _PASSTHROUGH_FORMATS = ("mov", "mp4", "m4a", "aac")
 # Declared duration may exceed what decodes by this much before a file counts as truncated.
@@ -64,6 +70,29 @@ class EncodedRecording:
     random_noise: bool = False
     """The stream uses PNS, whose decoded noise depends on decoder state: read each window
     with a fresh decoder so that reads repeat exactly."""
+    source_sample_rate: int = 0
+    """The source's own rate (0: the same as ``sample_rate``)."""
+    source_num_channels: int = 0
+    """The source's own channel count (0: the same as ``num_channels``)."""
+    peak: float = 0.0
+    """Largest absolute sample value given to the encoder (re-encoded sources). Above 1.0
+    the encoder lowers those frames to avoid clipping."""
+
+    @property
+    def notes(self) -> tuple[str, ...]:
+        """What the conversion changed besides the coding: resampling, remixing, level."""
+        out = []
+        if self.source_sample_rate and self.source_sample_rate != self.sample_rate:
+            lost = " (content above 48 kHz is lost)" if self.source_sample_rate > 96_000 else ""
+            out.append(f"resampled from {self.source_sample_rate} Hz to {self.sample_rate} Hz{lost}")
+        if self.source_num_channels and self.source_num_channels != self.num_channels:
+            out.append(f"remixed from {self.source_num_channels} to {self.num_channels} channels")
+        if self.peak > 1.0:
+            out.append(
+                f"peaks at {20 * math.log10(self.peak):+.1f} dBFS: the encoder lowers those frames by up to "
+                f"{20 * math.log10(self.peak):.1f} dB to avoid clipping"
+            )
+        return tuple(out)
 
     @property
     def num_frames(self) -> int:
@@ -92,12 +121,17 @@ def file_checksum(path: str | os.PathLike[str]) -> str:
 def transcode(
     path: str | os.PathLike[str],
     *,
-    bitrate: int = 160_000,
+    bitrate: int | None = None,
     sample_rate: int | None = None,
     num_channels: int | None = None,
     reencode: bool = False,
 ) -> EncodedRecording:
     """Convert one audio file to AAC-LC ADTS frames, in memory.
+
+    ``bitrate`` is the total of a recording (``None``: 80 kbit/s per channel);
+    ``sample_rate`` defaults to the source's rate where AAC carries it, else the nearest
+    AAC rate above it (see :func:`storable_rate`); ``num_channels`` remixes by
+    :func:`aacdata._channels.remix` (``None``: every channel kept, one to one).
 
     Raises
     ------
@@ -122,34 +156,44 @@ def transcode(
 
 
 def _transcode(
-    name: str, *, bitrate: int, sample_rate: int | None, num_channels: int | None, reencode: bool
+    name: str, *, bitrate: int | None, sample_rate: int | None, num_channels: int | None, reencode: bool
 ) -> EncodedRecording:
     if os.path.isfile(name) and os.path.getsize(name) == 0:
         raise SourceError("file is empty (0 bytes)")
     _check_wav_header(name)
+    with _open(name) as container:
+        stream = _audio_stream(container)
+        if not reencode and _can_pass_through(stream, container.format.name, sample_rate, num_channels):
+            try:
+                return _pass_through(container, stream, container.format.name)
+            except _NotPassableError as e:
+                log.debug("%s: re-encoding instead of passthrough: %s", name, e)
+    # Re-encoding starts from a freshly opened file: after a seek back to the start, an
+    # AAC decoder misses the priming of the first packets and mutes the head.
+    with _open(name) as container:
+        stream = _audio_stream(container)
+        fmt, codec = container.format.name, stream.codec_context.name
+        return _encode(container, stream, fmt, codec, bitrate, sample_rate, num_channels)
+
+
+def _open(name: str) -> Any:
     try:
-        container = av.open(name, metadata_errors="ignore")
+        return av.open(name, metadata_errors="ignore")
     except FileNotFoundError:
         raise SourceError("file not found") from None
     except PermissionError:
         raise SourceError("permission denied") from None
     except (av.FFmpegError, OSError, UnicodeDecodeError, ValueError) as e:
         raise SourceError(f"not a readable audio file ({_reason(e)})") from None
-    with container:
-        if not container.streams.audio:
-            raise SourceError("no audio stream")
-        stream = container.streams.audio[0]
-        if stream.codec_context is None:
-            raise SourceError("the audio stream's codec is unknown to FFmpeg")
-        fmt = container.format.name
-        codec = stream.codec_context.name
-        if not reencode and _can_pass_through(stream, fmt, sample_rate, num_channels):
-            try:
-                return _pass_through(container, stream, fmt)
-            except _NotPassableError as e:
-                log.debug("%s: re-encoding instead of passthrough: %s", name, e)
-                container.seek(0)
-        return _encode(container, stream, fmt, codec, bitrate, sample_rate, num_channels)
+
+
+def _audio_stream(container: Any) -> Any:
+    if not container.streams.audio:
+        raise SourceError("no audio stream")
+    stream = container.streams.audio[0]
+    if stream.codec_context is None:
+        raise SourceError("the audio stream's codec is unknown to FFmpeg")
+    return stream
 
 
 class _NotPassableError(Exception):
@@ -171,7 +215,7 @@ def _can_pass_through(stream: Any, fmt: str, sample_rate: int | None, num_channe
         return False
     if num_channels is not None and num_channels != cc.channels:
         return False
-    return cc.sample_rate in _adts.SAMPLE_RATES and cc.channels in ENCODABLE_CHANNELS
+    return cc.sample_rate in _adts.SAMPLE_RATES and cc.channels in PASSTHROUGH_CHANNELS
 
 
 def _pass_through(container: Any, stream: Any, fmt: str) -> EncodedRecording:
@@ -297,8 +341,26 @@ def _check_frames_decode(payloads: list[bytes], template: Any) -> None:
         raise _NotPassableError(f"first frames do not decode ({_reason(e)})") from None
 
 
-def _layout_for(channels: int) -> str:
-    return {1: "mono", 2: "stereo", 3: "3.0", 4: "4.0", 5: "5.0", 6: "5.1", 8: "7.1"}[channels]
+def storable_rate(rate: int) -> int:
+    """The AAC rate a source at ``rate`` Hz is stored at by default: itself where AAC can
+    carry it, else the nearest AAC rate above it, at most 96 kHz (above that, content
+    above 48 kHz is lost)."""
+    if rate in _adts.SAMPLE_RATES:
+        return rate
+    above = [r for r in _adts.SAMPLE_RATES if r > rate]
+    return min(above) if above else max(_adts.SAMPLE_RATES)
+
+
+def max_bitrate(sample_rate: int) -> int:
+    """The highest total bit rate whose frames fit ADTS's 8191-byte frame limit with room
+    for the encoder's peaks (frames vary about their average by up to ~2x)."""
+    return int(0.5 * 8191 * 8 * sample_rate / _adts.SAMPLES_PER_FRAME)
+
+
+def default_bitrate(num_channels: int, sample_rate: int) -> int:
+    """Total bit rate of a recording when none is given: 80 kbit/s per channel, lowered
+    where many channels at a low rate would overflow ADTS frames."""
+    return min(BITRATE_PER_CHANNEL * num_channels, max_bitrate(sample_rate))
 
 
 def _encode(
@@ -306,63 +368,152 @@ def _encode(
     stream: Any,
     fmt: str,
     codec: str,
-    bitrate: int,
+    bitrate: int | None,
     sample_rate: int | None,
     num_channels: int | None,
 ) -> EncodedRecording:
     src_rate = int(stream.codec_context.sample_rate or 0)
     src_channels = int(stream.codec_context.channels or 0)
-    rate = int(sample_rate or src_rate)
-    channels = int(num_channels or src_channels)
-    if rate <= 0 or channels <= 0:
+    if src_rate <= 0 or src_channels <= 0:
         raise SourceError(f"audio stream has sample rate {src_rate} and {src_channels} channels")
+    channels = int(num_channels or src_channels)
+    if channels > MAX_CHANNELS:
+        raise SourceError(
+            f"{channels} channels: a recording holds at most {MAX_CHANNELS}; keep fewer with num_channels= "
+            "(CLI: --channels), or split the channels into several files"
+        )
+    rate = int(sample_rate or storable_rate(src_rate))
     if rate not in _adts.SAMPLE_RATES:
         raise SourceError(
-            f"sample rate {rate} Hz is not an AAC rate; pass sample_rate= one of "
+            f"sample rate {rate} Hz is not an AAC rate; pass sample_rate= (CLI: --sample-rate) one of "
             f"{', '.join(str(r) for r in sorted(_adts.SAMPLE_RATES))}"
         )
-    if channels not in ENCODABLE_CHANNELS:
+    coded = coded_channels(channels)
+    layout = CODED_LAYOUTS[coded]
+    total_bitrate = int(bitrate) if bitrate is not None else default_bitrate(channels, rate)
+    if total_bitrate > max_bitrate(rate):
         raise SourceError(
-            f"{channels} channels have no ADTS channel configuration; "
-            f"pass num_channels= one of {', '.join(map(str, ENCODABLE_CHANNELS))}"
+            f"bitrate {total_bitrate} bit/s is too high for ADTS frames at {rate} Hz (at most "
+            f"{max_bitrate(rate)}); lower bitrate= (CLI: --bitrate)"
         )
-    layout = _layout_for(channels)
     enc = av.CodecContext.create("aac", "w")
     enc.sample_rate = rate
     enc.layout = layout
     enc.format = "fltp"
-    enc.bit_rate = int(bitrate)
+    enc.bit_rate = total_bitrate
     enc.time_base = Fraction(1, rate)
     enc.thread_count = 1
     enc.options = dict(ENCODER_OPTIONS)
     try:
         enc.open()
     except av.FFmpegError as e:
-        raise SourceError(f"AAC encoder refused {rate} Hz, {layout}, {bitrate} bit/s ({_reason(e)})") from None
-    resampler = av.AudioResampler(format="fltp", layout=layout, rate=rate)
+        raise SourceError(f"AAC encoder refused {rate} Hz, {layout}, {total_bitrate} bit/s ({_reason(e)})") from None
+    if _adts.uses_pce(coded) and _adts.pce_layout(bytes(enc.extradata or b"")) != _adts.PCE_LAYOUTS[coded]:
+        # The stored stream is decoded with aacdata's own PCE; it must name the encoder's elements.
+        raise SourceError(
+            f"this FFmpeg lays out {layout} differently from aacdata's PCE; cannot store {coded} channels"
+        )
+    # Frames are handed over packed (PyAV mishandles planar frames of 8 or more channels)
+    # and converted to the encoder's planar format without any remix: the layouts match.
+    to_planar = av.AudioResampler(format="fltp", layout=layout, rate=rate)
+    resampler = _resampler(src_rate, rate, channels)
     payloads: list[bytes] = []
     first_pts: int | None = None
     num_samples = 0
+    peak = 0.0
 
-    def feed(frames: list[Any]) -> None:
-        nonlocal num_samples, first_pts
+    def encode(frames: list[Any]) -> None:
+        nonlocal first_pts, num_samples
         for f in frames:
-            if f.samples == 0:
-                continue
-            f.pts = num_samples
-            num_samples += f.samples
+            if f is not None:
+                f.pts = num_samples
+                num_samples += f.samples
             for p in enc.encode(f):
                 if first_pts is None:
                     first_pts = p.pts
                 payloads.append(bytes(p))
 
+    def feed(block: np.ndarray) -> None:
+        nonlocal peak
+        if block.shape[1] == 0:
+            return
+        peak = max(peak, float(np.max(np.abs(block))))
+        if coded > block.shape[0]:  # 9-15 channels ride in a 16-channel layout, padded with silence
+            block = np.concatenate((block, np.zeros((coded - block.shape[0], block.shape[1]), np.float32)))
+        frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(block.T).reshape(1, -1), format="flt", layout=layout)
+        frame.sample_rate = rate
+        frame.pts = None
+        encode(to_planar.resample(frame))
+
+    for block in _decoded_blocks(container, stream, src_channels):
+        block = remix(block, channels)
+        feed(resampler.push(block) if resampler is not None else block)
+    if resampler is not None:
+        feed(resampler.flush())
+    encode(to_planar.resample(None))
+    if num_samples == 0:
+        raise SourceError("audio stream decodes to no samples (zero-length audio)")
+    _check_not_truncated(container, stream, num_samples, rate, src_rate)
+    encode([None])
+    delay = -int(first_pts or 0)
+    expected = math.ceil((num_samples + delay) / _adts.SAMPLES_PER_FRAME)
+    if delay < 0 or len(payloads) < expected:
+        raise SourceError(
+            f"AAC encoder gave {len(payloads)} frames with delay {delay} for {num_samples} samples; "
+            f"expected at least {expected}"
+        )
+    config = 0 if _adts.uses_pce(coded) else _adts.CONFIG_BY_CHANNELS[coded]
+    adts, sizes = _adts.build_adts(payloads, sample_rate=rate, channel_config=config)
+    return EncodedRecording(
+        adts=adts,
+        frame_sizes=sizes,
+        num_samples=num_samples,
+        sample_rate=rate,
+        num_channels=channels,
+        encoder_delay=delay,
+        passthrough=False,
+        source_format=fmt,
+        source_codec=codec,
+        source_sample_rate=src_rate,
+        source_num_channels=src_channels,
+        peak=peak,
+    )
+
+
+def _resampler(orig_rate: int, new_rate: int, channels: int) -> Any:
+    if orig_rate == new_rate:
+        return None
+    from ._resample import Resampler
+
+    return Resampler(orig_rate, new_rate, channels)
+
+
+def _as_array(frame: Any, converters: dict[Any, Any]) -> np.ndarray:
+    """A decoded frame as float32 ``(C, T)``, channels in the order decoded (format
+    conversion only: same layout in and out, so nothing is remixed)."""
+    key = (frame.format.name, frame.layout.name, frame.sample_rate)
+    conv = converters.get(key)
+    if conv is None:
+        conv = converters[key] = av.AudioResampler(format="flt", layout=frame.layout, rate=frame.sample_rate)
+    frame.pts = None
+    parts = [f.to_ndarray().reshape(-1, f.layout.nb_channels).T for f in conv.resample(frame)]
+    if not parts:
+        return np.zeros((frame.layout.nb_channels, 0), np.float32)
+    return np.ascontiguousarray(np.concatenate(parts, axis=1) if len(parts) > 1 else parts[0], dtype=np.float32)
+
+
+def _decoded_blocks(container: Any, stream: Any, src_channels: int) -> Iterator[np.ndarray]:
+    """The source's decoded samples, float32 ``(C, t)`` blocks in order, ending where the
+    source ends."""
     # Decoders of lossy formats emit the encoder's end padding too; the container's last
     # timestamp says where the audio ends. Hold back the last frames until that is known.
+    converters: dict[Any, Any] = {}
     held: collections.deque[Any] = collections.deque()
     held_samples = 0
     decoded = 0
     first_frame_pts: int | None = None
     end_pts: int | None = None
+    src_rate = int(stream.codec_context.sample_rate or 0)
     try:
         for packet in container.demux(stream):
             if packet.pts is not None and packet.duration:
@@ -381,57 +532,15 @@ def _encode(
                     old = held.popleft()
                     held_samples -= old.samples
                     decoded += old.samples
-                    feed(_resample(resampler, old))
+                    yield _as_array(old, converters)
         limit = _declared_length(stream, first_frame_pts, end_pts, src_rate)
         for frame in held:
             keep = frame.samples if limit is None else max(0, min(frame.samples, limit - decoded))
             if keep:
-                feed(_resample(resampler, frame if keep == frame.samples else _head(frame, keep)))
+                yield _as_array(frame, converters)[:, :keep]
             decoded += keep
-        feed(resampler.resample(None))
     except av.FFmpegError as e:
         raise SourceError(f"decoding failed after {decoded} samples ({_reason(e)})") from None
-    if num_samples == 0:
-        raise SourceError("audio stream decodes to no samples (zero-length audio)")
-    _check_not_truncated(container, stream, num_samples, rate, src_rate)
-    for p in enc.encode(None):
-        if first_pts is None:
-            first_pts = p.pts
-        payloads.append(bytes(p))
-    delay = -int(first_pts or 0)
-    expected = math.ceil((num_samples + delay) / _adts.SAMPLES_PER_FRAME)
-    if delay < 0 or len(payloads) < expected:
-        raise SourceError(
-            f"AAC encoder gave {len(payloads)} frames with delay {delay} for {num_samples} samples; "
-            f"expected at least {expected}"
-        )
-    adts, sizes = _adts.build_adts(payloads, sample_rate=rate, channel_config=_adts.CONFIG_BY_CHANNELS[channels])
-    return EncodedRecording(
-        adts=adts,
-        frame_sizes=sizes,
-        num_samples=num_samples,
-        sample_rate=rate,
-        num_channels=channels,
-        encoder_delay=delay,
-        passthrough=False,
-        source_format=fmt,
-        source_codec=codec,
-    )
-
-
-def _resample(resampler: Any, frame: Any) -> list[Any]:
-    frame.pts = None  # timestamps are counted on the output side
-    return list(resampler.resample(frame))
-
-
-def _head(frame: Any, keep: int) -> Any:
-    """The first ``keep`` samples of a decoded frame, as a new frame."""
-    data = frame.to_ndarray()
-    channels = len(frame.layout.channels)
-    data = data[:, :keep] if frame.format.is_planar else data[:, : keep * channels]
-    out = av.AudioFrame.from_ndarray(np.ascontiguousarray(data), format=frame.format.name, layout=frame.layout.name)
-    out.sample_rate = frame.sample_rate
-    return out
 
 
 def _declared_length(stream: Any, first_pts: int | None, end_pts: int | None, rate: int) -> int | None:

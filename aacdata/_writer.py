@@ -19,10 +19,10 @@ import numpy as np
 import zarr
 
 from . import _layout, _lock
-from ._adts import SAMPLES_PER_FRAME
+from ._adts import SAMPLES_PER_FRAME, channel_config_of
 from ._lock import WriteLock
 from ._transcode import EncodedRecording
-from .errors import AACDataError, StoreLockedError, StoreWriteError
+from .errors import AACDataError, RemoteStoreError, StoreLockedError, StoreWriteError
 from .store import AACStore
 
 log = logging.getLogger("aacdata")
@@ -112,7 +112,7 @@ class StoreWriter:
                 ("encoder_delay", e.encoder_delay),
                 ("bitrate", e.bitrate),
                 ("crc32", zlib.crc32(e.adts)),
-                ("flags", _layout.FLAG_FRESH_DECODER if e.random_noise else 0),
+                ("flags", _flags(e)),
                 ("id", p.id),
                 ("source", json.dumps(p.source, sort_keys=True)),
                 ("metadata", json.dumps(p.metadata, sort_keys=True) if p.metadata else ""),
@@ -123,6 +123,8 @@ class StoreWriter:
         new = _layout.Counts(base.num_recordings + len(self._pending), frame_pos, byte_pos)
         try:
             self._write(base, new, payload, rows, values)
+        except (RemoteStoreError, StoreLockedError):
+            raise  # an outage or a lost lock, not a write failure of this store
         except OSError as e:
             reason = "the disk is full" if e.errno in (errno.ENOSPC, errno.EDQUOT) else (e.strerror or str(e))
             raise StoreWriteError(
@@ -180,6 +182,13 @@ class StoreWriter:
         lock, self._lock = self._lock, None
         if lock is not None and self._own_lock:
             lock.release()
+
+
+def _flags(e: EncodedRecording) -> int:
+    flags = _layout.FLAG_FRESH_DECODER if e.random_noise else 0
+    if e.adts and channel_config_of(e.adts) == 0:
+        flags |= _layout.FLAG_PCE
+    return flags
 
 
 def _committed_checksums(store: AACStore) -> dict[str, str]:

@@ -86,6 +86,9 @@ class ImportReport:
     bytes_written: int
     elapsed_seconds: float
     passthrough: int = 0
+    notes: tuple[tuple[str, str], ...] = ()
+    """``(id, note)`` for what a conversion changed besides the coding: resampling,
+    remixing, level lowered by the encoder to avoid clipping."""
 
     @property
     def ok(self) -> bool:
@@ -108,7 +111,7 @@ def import_audio(
     sources: str | os.PathLike[str] | Iterable[str | os.PathLike[str]],
     store: str | os.PathLike[str] | AACStore,
     *,
-    bitrate: int = 160_000,
+    bitrate: int | None = None,
     sample_rate: int | None = None,
     num_channels: int | None = None,
     reencode: bool = False,
@@ -133,9 +136,15 @@ def import_audio(
         Path or object-store URL of the store (``s3://bucket/corpus.zarr``), or an
         :class:`AACStore` opened with ``mode="a"``.
     bitrate
-        AAC bit rate in bit/s for re-encoded sources.
-    sample_rate, num_channels
-        Resample / remix to these before encoding (``None``: keep the source's).
+        Total AAC bit rate of each re-encoded recording, bit/s (``None``: 80 kbit/s per
+        channel, i.e. 160 kbit/s for stereo, 480 kbit/s for six channels).
+    sample_rate
+        Resample to this rate (``None``: keep the source's rate where AAC can carry it,
+        else the nearest AAC rate above it, at most 96 kHz; the report says so).
+    num_channels
+        Remix to this many channels (``None``: keep every channel, one to one, up to 16).
+        The rule is the dataset's: mono is the mean of all channels, mono is repeated to
+        more, and fewer keeps the first channels.
     reencode
         Re-encode AAC-LC sources too instead of passing their frames through.
     workers
@@ -175,7 +184,7 @@ def import_audio(
     """
     if on_error not in ("skip", "raise"):
         raise ValueError(f"on_error must be 'skip' or 'raise'; got {on_error!r}")
-    if bitrate <= 0:
+    if bitrate is not None and bitrate <= 0:
         raise ValueError(f"bitrate must be a positive number of bit/s; got {bitrate}")
     started = time.perf_counter()
     listed, failures = discover_sources(sources)
@@ -196,9 +205,10 @@ def import_audio(
         if own_store:
             st.close()
         raise
-    options = {"bitrate": int(bitrate), "sample_rate": sample_rate, "num_channels": num_channels, "reencode": reencode}
+    options = {"bitrate": bitrate, "sample_rate": sample_rate, "num_channels": num_channels, "reencode": reencode}
     imported: list[str] = []
     skipped: list[str] = []
+    notes: list[tuple[str, str]] = []
     unknown = [s for s in listed if writer.committed_ids.get(s.id) == ""]
     if unknown:
         # The id is committed but its source checksum is lost (a damaged source column):
@@ -230,6 +240,7 @@ def import_audio(
                     _fail(failures, src, str(e), on_error, writer)
                 else:
                     imported.append(src.id)
+                    notes.extend((src.id, note) for note in outcome.encoded.notes)
                     stats["seconds"] += outcome.encoded.num_samples / outcome.encoded.sample_rate
                     stats["bytes"] += len(outcome.encoded.adts)
                     stats["passthrough"] += outcome.encoded.passthrough
@@ -279,6 +290,7 @@ def import_audio(
         bytes_written=int(stats["bytes"]),
         elapsed_seconds=time.perf_counter() - started,
         passthrough=int(stats["passthrough"]),
+        notes=tuple(notes),
     )
 
 
@@ -393,13 +405,19 @@ def _convert_one(path: str, existing_checksum: str | None, options: dict[str, An
         encoded = transcode(path, **options)
     except SourceError as e:
         return _Failed(str(e))
-    info = {
+    info: dict[str, Any] = {
         "path": path,
         "checksum": checksum,
         "format": encoded.source_format,
         "codec": encoded.source_codec,
         "passthrough": encoded.passthrough,
+        "sample_rate": encoded.source_sample_rate or encoded.sample_rate,
+        "num_channels": encoded.source_num_channels or encoded.num_channels,
     }
+    if encoded.peak > 1.0:
+        info["peak"] = round(encoded.peak, 4)
+    if encoded.notes:
+        info["notes"] = list(encoded.notes)
     return _Converted(encoded, info)
 
 

@@ -68,17 +68,21 @@ def make_file(
 def full_decode(store: aacdata.AACStore, rec: aacdata.Recording) -> np.ndarray:
     """The exactness reference: decode the whole stored stream frame by frame with a fresh
     decoder and cut the source timeline out of it; float32, shape ``(C, num_samples)``."""
-    data = store.adts_bytes(rec)
-    rows = store.frame_index(rec).astype(np.int64)
+    data = store.adts_bytes(rec)  # the stand-alone stream (a PCE layout's PCE in frame 0)
+    frames = aacdata._adts.parse_adts(data)
+    assert len(frames) == rec.num_frames
     dec = av.CodecContext.create("aac", "r")
     planes = []
-    for offset, size, _ in rows:
-        a = int(offset) - rec.byte_start
-        for frame in dec.decode(av.Packet(data[a : a + int(size)])):
-            planes.append(frame.to_ndarray())
+    for offset, size in zip(frames.offsets.tolist(), frames.sizes.tolist(), strict=True):
+        for frame in dec.decode(av.Packet(data[offset : offset + size])):
+            # read plane by plane: PyAV's to_ndarray mishandles planar frames of 8+ channels
+            channels = frame.layout.nb_channels
+            planes.append(
+                np.stack([np.frombuffer(frame.planes[c], np.float32, frame.samples) for c in range(channels)])
+            )
     decoded = np.concatenate(planes, axis=1)
     assert decoded.shape[1] == rec.num_frames * SAMPLES_PER_FRAME
-    return decoded[:, rec.encoder_delay : rec.encoder_delay + rec.num_samples]
+    return decoded[: rec.num_channels, rec.encoder_delay : rec.encoder_delay + rec.num_samples]
 
 
 def peak_lag(x: np.ndarray, y: np.ndarray, max_lag: int = 2048) -> int:

@@ -192,7 +192,7 @@ def test_seven_one_keeps_channel_order(tmp_path: Path) -> None:
     ("kwargs", "reason"),
     [
         ({"sample_rate": 12_345}, "sample rate 12345 Hz is not an AAC rate"),
-        ({"num_channels": 7}, "7 channels have no ADTS channel configuration"),
+        ({"num_channels": 17}, "17 channels: a recording holds at most 16"),
     ],
 )
 def test_unsupported_target_fails_the_file(tmp_path: Path, kwargs: dict[str, int], reason: str) -> None:

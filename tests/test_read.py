@@ -272,7 +272,7 @@ def float_sources(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[
             root / f"{kind}.wav", kind, n, sample_rate=44_100, num_channels=channels, seed=i, float_wav=True
         )
     store = tmp_path_factory.mktemp("float_store") / "s.zarr"
-    report = aacdata.import_audio(root, store, workers=0, progress=False)
+    report = aacdata.import_audio(root, store, workers=0, progress=False, bitrate=160_000)
     assert report.failed == ()
     return store, audio
 
