@@ -22,6 +22,7 @@ import torch
 import zarr
 from zarr.abc.store import Store
 
+from ._channels import remix
 from ._epoch import SharedEpoch
 from .errors import AACDataError, CorruptDataError, DecodeError, RecordingNotFoundError
 from .store import DEFAULT_INDEX_CACHE_BYTES, AACStore
@@ -417,20 +418,12 @@ class AACSegmentDataset(torch.utils.data.Dataset[Any]):
         return info
 
     def _map_channels(self, audio: np.ndarray, g: int) -> np.ndarray:
-        target = self.num_channels
-        have = audio.shape[0]
-        if target is None or target == have:
+        if self.num_channels is None:
             return audio
-        if target == 1:
-            return np.asarray(audio.mean(axis=0, keepdims=True, dtype=np.float32))
-        if have == 1:
-            return np.repeat(audio, target, axis=0)
-        if have > target:
-            return np.ascontiguousarray(audio[:target])
-        raise ValueError(
-            f"recording {self._ids_cache[g]!r} has {have} channels; cannot make {target} "
-            "(num_channels= works for mono, downmix to 1, or fewer channels than stored)"
-        )
+        try:
+            return remix(audio, self.num_channels)
+        except ValueError as e:
+            raise ValueError(f"recording {self._ids_cache[g]!r}: {e}") from None
 
     # ------------------------------------------------------------------ per-process state
 
