@@ -89,25 +89,36 @@ def decode_into(
         raise DecodeError(f"{what}: {num_frames} frames gave {len(frames)} decoded frames")
     channels, total = out.shape
     coded = coded_channels(channels)
+    if num_frames > preroll:
+        # Check one frame's layout before touching any .planes (a frame of another layout
+        # would make PyAV read past its data pointers). The frames' bytes passed their
+        # CRC-32s, so the rest have the layout the stream was written with; their sample
+        # counts and plane counts are still checked, which costs nothing.
+        first = frames[preroll]
+        got = first.layout.nb_channels
+        if got != coded or first.format.name != "fltp":
+            raise DecodeError(
+                f"{what}: decoded frame has {got} channels of {first.format.name} samples; expected {coded} of fltp"
+            )
     pos = -skip  # where the next frame's first sample lands in out
     for frame in frames[preroll:]:
         if pos >= total:
             break
-        n = frame.samples
-        a = max(0, -pos)
-        b = min(n, total - pos)
-        if b > a:
-            # Check the layout before touching .planes: a damaged frame can declare any
-            # channel count, and PyAV then reads past the frame's data pointers.
-            got = frame.layout.nb_channels
-            if got != coded or n != SAMPLES_PER_FRAME or frame.format.name != "fltp":
-                raise DecodeError(
-                    f"{what}: decoded frame has {got} channels of {n} {frame.format.name} samples; "
-                    f"expected {coded} of {SAMPLES_PER_FRAME} fltp"
-                )
-            planes = frame.planes
+        planes = frame.planes
+        if frame.samples != SAMPLES_PER_FRAME or len(planes) < channels:
+            raise DecodeError(
+                f"{what}: a decoded frame has {len(planes)} planes of {frame.samples} samples; "
+                f"expected {coded} of {SAMPLES_PER_FRAME}"
+            )
+        if pos >= 0 and pos + SAMPLES_PER_FRAME <= total:  # the whole frame (most frames)
             for c in range(channels):
-                out[c, pos + a : pos + b] = np.frombuffer(planes[c], np.float32, n)[a:b]
-        pos += n
+                out[c, pos : pos + SAMPLES_PER_FRAME] = np.frombuffer(planes[c], np.float32, SAMPLES_PER_FRAME)
+        else:
+            a = max(0, -pos)
+            b = min(SAMPLES_PER_FRAME, total - pos)
+            if b > a:
+                for c in range(channels):
+                    out[c, pos + a : pos + b] = np.frombuffer(planes[c], np.float32, SAMPLES_PER_FRAME)[a:b]
+        pos += SAMPLES_PER_FRAME
     if pos < total:
         raise DecodeError(f"{what}: frames decoded to {pos} samples, window needs {total}")
