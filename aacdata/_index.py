@@ -1,0 +1,213 @@
+"""Frame positions and CRC-32s of a store, read by chunk and cached: window -> byte range.
+
+A window of recording ``r`` needs frames ``first..last`` (pre-roll included): their byte
+offsets in ``/adts``, where the last one ends, and their CRC-32s. Those come from the rows
+of ``/index`` and ``/frame_crc``, which are compressed in chunks of 16384 rows; reading
+any row decompresses its whole chunk (~0.5 ms through zarr), so whole chunks are kept,
+decoded and checked once, in a compact form:
+
+    sizes    uint16 per frame      (an ADTS frame is at most 8191 bytes)
+    anchors  int64 per 64 frames   (the byte offset of every 64th frame)
+    crcs     uint32 per frame
+
+about 6 bytes a frame instead of 28, so the default budget holds ~20 million frames
+(~130 hours of 44.1 kHz audio). A window's offsets are an anchor plus a running sum of at
+most 63 + the window's frame sizes. Neighbouring recordings share chunks, so the first
+window of a recording costs no more than any other once its chunk is in memory.
+
+The checks run per chunk, vectorised, when it is decoded: every row continues the byte
+chain of the one before (recordings tile ``/adts`` back to back), sample positions count
+up from each recording's first frame, recordings start at their table's byte offset, and
+sizes are those of ADTS frames. Rows that fail are marked; only a window that uses one
+fails (``CorruptDataError``), the rest of the chunk stays readable.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from ._adts import SAMPLES_PER_FRAME
+from .errors import CorruptDataError
+
+ANCHOR_EVERY = 64
+"""Frames between stored absolute offsets in a cached chunk."""
+
+BYTES_PER_FRAME = 2 + 4 + 8 / ANCHOR_EVERY
+"""What a cached frame costs: its size, its CRC-32 and its share of an anchor."""
+
+_MAX_FRAME = 8191
+_MIN_FRAME = 7
+
+
+@dataclass(frozen=True, slots=True)
+class _Chunk:
+    start: int  # global row of the chunk's first frame
+    sizes: np.ndarray  # uint16 (R,)
+    anchors: np.ndarray  # int64 (ceil(R / ANCHOR_EVERY),)
+    crcs: np.ndarray  # uint32 (R,)
+    bad: np.ndarray | None  # bool (R,): rows that failed a check, None when all passed
+
+    @property
+    def nbytes(self) -> int:
+        bad = 0 if self.bad is None else self.bad.nbytes
+        return self.sizes.nbytes + self.anchors.nbytes + self.crcs.nbytes + bad + 200
+
+
+RowReader = Callable[[str, int, int], np.ndarray]
+"""``read(node, start, stop)``: rows ``[start, stop)`` of ``/index`` or ``/frame_crc``
+(decode failures raised as :class:`CorruptDataError` naming the node and chunk)."""
+
+
+class FrameIndex:
+    """Where the frames of a store's recordings are, and their CRC-32s, for windows.
+
+    ``frame_start``, ``frame_count`` (the table's ``num_frames``), ``byte_start`` and
+    ``num_bytes`` are the recordings table's columns (int64); rows past ``num_frames`` (the
+    committed count) are never read.
+    """
+
+    def __init__(
+        self,
+        read: RowReader,
+        *,
+        chunk_rows: int,
+        num_frames: int,
+        frame_start: np.ndarray,
+        frame_count: np.ndarray,
+        byte_start: np.ndarray,
+        num_bytes: np.ndarray,
+        describe: Callable[[int], str],
+        budget_bytes: int,
+    ) -> None:
+        self._read = read
+        self._rows = int(chunk_rows)
+        self._num_frames = int(num_frames)
+        self._frame_start = frame_start
+        self._frame_count = frame_count
+        self._byte_start = byte_start
+        self._byte_end = byte_start + num_bytes
+        self._describe = describe
+        self.budget_bytes = int(budget_bytes)
+        self._chunks: OrderedDict[int, _Chunk] = OrderedDict()
+        self._bytes = 0
+        self.hits = 0
+        self.misses = 0
+
+    # ------------------------------------------------------------------ windows
+
+    def window(self, rec: int, first: int, last: int) -> tuple[np.ndarray, np.ndarray]:
+        """Frames ``first..last`` of recording ``rec``: their bounds in ``/adts`` (int64,
+        ``last - first + 2``: each frame's offset, then where the last one ends) and their
+        stored CRC-32s (uint32, ``last - first + 1``)."""
+        g0 = int(self._frame_start[rec]) + first
+        g1 = int(self._frame_start[rec]) + last
+        c0, c1 = g0 // self._rows, g1 // self._rows
+        if c0 == c1:
+            chunk = self._chunk(c0)
+            bounds, crcs, bad = self._rows_of(chunk, g0 - chunk.start, g1 - chunk.start)
+        else:  # a window across a chunk boundary (rare): join the pieces
+            parts = []
+            for ci in range(c0, c1 + 1):
+                chunk = self._chunk(ci)
+                a = max(g0, chunk.start) - chunk.start
+                b = min(g1, chunk.start + chunk.sizes.size - 1) - chunk.start
+                parts.append(self._rows_of(chunk, a, b))
+            bounds = np.concatenate([p[0][:-1] for p in parts] + [parts[-1][0][-1:]])
+            crcs = np.concatenate([p[1] for p in parts])
+            bad = any(p[2] for p in parts)
+        if bad or bounds[0] < self._byte_start[rec] or bounds[-1] > self._byte_end[rec]:
+            raise CorruptDataError(
+                f"{self._describe(rec)}: index rows of frames {first}..{last} are damaged "
+                "(they do not chain through the recording's bytes)"
+            )
+        return bounds, crcs
+
+    @staticmethod
+    def _rows_of(chunk: _Chunk, a: int, b: int) -> tuple[np.ndarray, np.ndarray, bool]:
+        """Bounds and CRCs of chunk rows ``a..b`` (inclusive), and whether one is marked bad."""
+        anchor = a // ANCHOR_EVERY
+        run = chunk.sizes[anchor * ANCHOR_EVERY : b + 1].astype(np.int64)
+        ends = np.cumsum(run)
+        skip = a - anchor * ANCHOR_EVERY
+        base = int(chunk.anchors[anchor])
+        bounds = np.empty(b - a + 2, dtype=np.int64)
+        bounds[0] = base + (int(ends[skip - 1]) if skip else 0)
+        bounds[1:] = ends[skip:] + base
+        # The rows from the anchor on must all be sound: the offsets are summed through them.
+        bad = chunk.bad is not None and bool(chunk.bad[anchor * ANCHOR_EVERY : b + 1].any())
+        return bounds, chunk.crcs[a : b + 1], bad
+
+    def rows(self, rec: int) -> tuple[np.ndarray, np.ndarray]:
+        """Every frame of recording ``rec``: bounds (int64, ``n + 1``) and CRC-32s."""
+        n = int(self._frame_count[rec])
+        if n == 0:
+            return np.array([int(self._byte_start[rec])], dtype=np.int64), np.zeros(0, dtype=np.uint32)
+        return self.window(rec, 0, n - 1)
+
+    # ------------------------------------------------------------------ chunks
+
+    def _chunk(self, ci: int) -> _Chunk:
+        chunk = self._chunks.get(ci)
+        if chunk is not None:
+            self._chunks.move_to_end(ci)
+            self.hits += 1
+            return chunk
+        self.misses += 1
+        chunk = self._load(ci)
+        self._chunks[ci] = chunk
+        self._bytes += chunk.nbytes
+        while self._bytes > self.budget_bytes and len(self._chunks) > 1:
+            _, old = self._chunks.popitem(last=False)
+            self._bytes -= old.nbytes
+        return chunk
+
+    def _load(self, ci: int) -> _Chunk:
+        start = ci * self._rows
+        stop = min(start + self._rows, self._num_frames)
+        rows = np.asarray(self._read("index", start, stop)).reshape(-1, 3).astype(np.int64, copy=False)
+        crcs = np.array(self._read("frame_crc", start, stop), dtype=np.uint32).reshape(-1)
+        if rows.shape[0] != stop - start or crcs.size != stop - start:
+            raise CorruptDataError(f"index chunk {ci} holds {rows.shape[0]} rows, expected {stop - start}")
+        offsets, sizes, positions = rows[:, 0], rows[:, 1], rows[:, 2]
+        g = np.arange(start, stop, dtype=np.int64)
+        owner = np.searchsorted(self._frame_start, g, side="right") - 1
+        bad = (sizes < _MIN_FRAME) | (sizes > _MAX_FRAME)
+        bad |= positions != (g - self._frame_start[owner]) * SAMPLES_PER_FRAME
+        bad |= (offsets < self._byte_start[owner]) | (offsets + sizes > self._byte_end[owner])
+        # Recordings start at their table offset; within the chunk, each row ends where the next begins.
+        starts = self._frame_start[owner] == g
+        bad |= starts & (offsets != self._byte_start[owner])
+        broken = offsets[1:] != offsets[:-1] + sizes[:-1]
+        bad[:-1] |= broken
+        bad[1:] |= broken
+        # Offsets are rebuilt from the sizes and the anchors: an anchor is trusted only on a good row.
+        anchors = offsets[::ANCHOR_EVERY].copy()
+        small = np.clip(sizes, 0, np.iinfo(np.uint16).max).astype(np.uint16)
+        return _Chunk(start, small, anchors, crcs, bad if bad.any() else None)
+
+    # ------------------------------------------------------------------ budget
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes held by cached chunks."""
+        return self._bytes
+
+    def __len__(self) -> int:
+        return len(self._chunks)
+
+    def clear(self) -> None:
+        self._chunks.clear()
+        self._bytes = 0
+
+    def info(self) -> dict[str, Any]:
+        return {
+            "index_cache_hits": self.hits,
+            "index_cache_misses": self.misses,
+            "index_cache_bytes": self._bytes,
+            "index_cache_chunks": len(self._chunks),
+        }
