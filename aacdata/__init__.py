@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 
+from ._resample import resample
 from .dataset import AACSegmentDataset
 from .errors import (
     AACDataError,
@@ -53,6 +54,7 @@ __all__ = [
     "WindowError",
     "__version__",
     "import_audio",
+    "resample",
 ]
 
 logging.getLogger("aacdata").addHandler(logging.NullHandler())
