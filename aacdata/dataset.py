@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
@@ -25,36 +24,11 @@ from zarr.abc.store import Store
 from ._channels import remix
 from ._epoch import SharedEpoch
 from .errors import AACDataError, CorruptDataError, DecodeError, RecordingNotFoundError
+from .plans import Corpus, ExplicitWindows, RandomWindows, SlidingWindows, Window, WindowPlan
 from .store import DEFAULT_INDEX_CACHE_BYTES, AACStore
 
 StoreLike = str | os.PathLike[str] | AACStore | Store
-_MASK = (1 << 64) - 1
 _MAX_REPLACEMENTS = 100
-
-
-def _mix(x: int) -> int:
-    """splitmix64 finaliser: a well-spread 64-bit hash of a 64-bit integer."""
-    x = (x + 0x9E3779B97F4A7C15) & _MASK
-    x = ((x ^ (x >> 30)) * 0xBF58476D1CE4E5B9) & _MASK
-    x = ((x ^ (x >> 27)) * 0x94D049BB133111EB) & _MASK
-    return x ^ (x >> 31)
-
-
-def _uniforms(seed: int, epoch: int, index: int) -> tuple[float, float]:
-    """Two independent floats in [0, 1) determined by (seed, epoch, index) alone."""
-    a = _mix(_mix(_mix(seed & _MASK) ^ (epoch & _MASK)) ^ (index & _MASK))
-    b = _mix(a)
-    return (a >> 11) * 2.0**-53, (b >> 11) * 2.0**-53
-
-
-@dataclass(frozen=True, slots=True)
-class Window:
-    """A window of the corpus: ``[start, start + num_samples)`` of recording ``recording``
-    (a corpus-wide index over the concatenated stores)."""
-
-    recording: int
-    start: int
-    num_samples: int
 
 
 class AACSegmentDataset(torch.utils.data.Dataset[Any]):
@@ -66,6 +40,12 @@ class AACSegmentDataset(torch.utils.data.Dataset[Any]):
         A store path or URL, an :class:`AACStore`, a zarr ``Store`` (it must pickle, for
         workers), or a list of them (read as one corpus, the recordings of each store
         following those of the previous one).
+    plan
+        Which windows to read: :class:`~aacdata.RandomWindows`,
+        :class:`~aacdata.SlidingWindows`, :class:`~aacdata.ExplicitWindows` or
+        :class:`~aacdata.EventWindows`. The keyword arguments below are shortcuts for the
+        first three (``hop_seconds=`` sliding, ``windows=`` explicit, else random); give
+        either a plan or them.
     window_seconds, window_samples
         Window length; give one. Seconds are converted at the corpus sample rate.
     num_windows
@@ -134,6 +114,7 @@ class AACSegmentDataset(torch.utils.data.Dataset[Any]):
         index_cache_bytes: int = DEFAULT_INDEX_CACHE_BYTES,
         on_error: Literal["raise", "skip"] = "raise",
         storage_options: Mapping[str, Any] | None = None,
+        plan: WindowPlan | None = None,
     ) -> None:
         sources: list[StoreLike] = (
             list(store_or_path) if isinstance(store_or_path, (list, tuple)) else [store_or_path]  # type: ignore[list-item]
@@ -189,63 +170,22 @@ class AACSegmentDataset(torch.utils.data.Dataset[Any]):
                 "them to keep only those recordings, or re-import with --sample-rate to convert them all"
             )
         self.sample_rate = rates[0]
-        if windows is None:
-            if (window_seconds is None) == (window_samples is None):
-                raise ValueError("give exactly one of window_seconds= or window_samples=")
-            if window_samples is not None:
-                length = int(window_samples)
-            else:
-                assert window_seconds is not None
-                length = round(float(window_seconds) * self.sample_rate)
-            if length < 1:
-                raise ValueError(f"the window must hold at least one sample; got {length}")
-            self.window_samples: int | None = length
-            if short == "skip":
-                keep &= self._lengths >= length
-            self._eligible = np.flatnonzero(keep)
-            if self._eligible.size == 0:
-                raise ValueError(f"no recording is at least {length} samples long (short='skip')")
-        else:
-            self.window_samples = int(window_samples) if window_samples is not None else None
-            self._eligible = np.flatnonzero(keep)
         self._ids_cache: list[str] = table["ids"]
         self._labels: list[Any] = table["labels"]
-
-        self._mode: str
-        if windows is not None:
-            if hop_seconds is not None or num_windows is not None:
-                raise ValueError("windows= is an explicit list; do not combine it with hop_seconds= or num_windows=")
-            self._mode = "explicit"
-            self._explicit = self._resolve_windows(windows, table)
-            self._length = len(self._explicit)
-        elif hop_seconds is not None:
-            if num_windows is not None:
-                raise ValueError("hop_seconds= gives sliding windows; num_windows= is for random windows")
-            self._mode = "sliding"
-            hop = round(float(hop_seconds) * self.sample_rate)
-            if hop < 1:
-                raise ValueError(f"hop_seconds={hop_seconds} is less than one sample")
-            self._hop = hop
-            assert self.window_samples is not None
-            lengths = self._lengths[self._eligible]
-            full = np.where(lengths >= self.window_samples, (lengths - self.window_samples) // hop + 1, 0)
-            if last == "pad":
-                # One more, zero-padded window where samples remain after the last full one.
-                covered = np.where(full > 0, (full - 1) * hop + self.window_samples, 0)
-                full = full + (lengths > covered)
-            self._counts_cum = np.cumsum(full)
-            self._length = int(self._counts_cum[-1]) if self._counts_cum.size else 0
-        else:
-            self._mode = "random"
-            assert self.window_samples is not None
-            lengths = self._lengths[self._eligible].astype(np.float64)
-            weights = lengths if weighting == "duration" else np.ones_like(lengths)
-            self._cum_weights = np.cumsum(weights)
-            if num_windows is None:
-                num_windows = max(1, int(lengths.sum() // self.window_samples))
-            if num_windows < 1:
-                raise ValueError(f"num_windows must be >= 1; got {num_windows}")
-            self._length = int(num_windows)
+        shortcuts = {"window_seconds": window_seconds, "window_samples": window_samples, "windows": windows}
+        shortcuts |= {"hop_seconds": hop_seconds, "num_windows": num_windows}
+        if plan is None:
+            plan = _plan_from_shortcuts(
+                window_seconds, window_samples, num_windows, hop_seconds, last, windows, weighting, short
+            )
+        elif any(v is not None for v in shortcuts.values()):
+            given = ", ".join(f"{k}=" for k, v in shortcuts.items() if v is not None)
+            raise ValueError(f"plan= says which windows to read; do not also give {given}")
+        corpus = Corpus(self._lengths, self.sample_rate, np.flatnonzero(keep), self._ids_cache)
+        self.plan = plan.bind(corpus, seed=self.seed)
+        self.window_samples: int | None = self.plan.window_samples
+        self._eligible = corpus.eligible
+        self._length = len(self.plan)
         self._state: _WorkerState | None = None
 
     # ------------------------------------------------------------------ construction helpers
@@ -288,23 +228,6 @@ class AACSegmentDataset(torch.utils.data.Dataset[Any]):
             )
         return np.array([i in wanted for i in table["ids"]], dtype=bool)
 
-    def _resolve_windows(self, windows: Sequence[tuple[str, int, int]], table: Mapping[str, Any]) -> list[Window]:
-        by_id: dict[str, int] = {}
-        for position, rid in enumerate(table["ids"]):
-            by_id.setdefault(rid, position)
-        eligible = set(self._eligible.tolist())
-        out = []
-        for rid, start, n in windows:
-            g = by_id.get(rid)
-            if g is None:
-                raise RecordingNotFoundError(f"windows= names recording {rid!r}, which is not in the stores")
-            if g not in eligible:
-                raise ValueError(f"windows= names recording {rid!r}, which the filters leave out")
-            if n < 0:
-                raise ValueError(f"window of {rid!r} at {start} has negative length {n}")
-            out.append(Window(g, int(start), int(n)))
-        return out
-
     # ------------------------------------------------------------------ plan
 
     def __len__(self) -> int:
@@ -326,24 +249,7 @@ class AACSegmentDataset(torch.utils.data.Dataset[Any]):
 
     def window(self, index: int) -> Window:
         """The window that item ``index`` reads (this epoch)."""
-        if not 0 <= index < self._length:
-            if -self._length <= index < 0:
-                index += self._length
-            else:
-                raise IndexError(f"index {index} is out of range for a dataset of {self._length} windows")
-        if self._mode == "explicit":
-            return self._explicit[index]
-        assert self.window_samples is not None
-        length = self.window_samples
-        if self._mode == "sliding":
-            k = int(np.searchsorted(self._counts_cum, index, side="right"))
-            before = int(self._counts_cum[k - 1]) if k else 0
-            return Window(int(self._eligible[k]), (index - before) * self._hop, length)
-        u, v = _uniforms(self.seed, self.epoch, index)
-        k = int(np.searchsorted(self._cum_weights, u * self._cum_weights[-1], side="right"))
-        g = int(self._eligible[min(k, self._eligible.size - 1)])
-        starts = int(self._lengths[g]) - length + 1
-        return Window(g, int(v * starts) if starts > 1 else 0, length)
+        return self.plan.window(index, self.epoch)
 
     # ------------------------------------------------------------------ reading
 
@@ -461,7 +367,7 @@ class AACSegmentDataset(torch.utils.data.Dataset[Any]):
 
     def __repr__(self) -> str:
         return (
-            f"AACSegmentDataset({len(self._paths)} store(s), mode={self._mode!r}, num_windows={self._length}, "
+            f"AACSegmentDataset({len(self._paths)} store(s), plan={self.plan!r}, num_windows={self._length}, "
             f"window_samples={self.window_samples}, sample_rate={self.sample_rate}, "
             f"recordings={self._eligible.size})"
         )
@@ -501,3 +407,29 @@ class _WorkerState:
         for s in self.stores.values():
             s.close()
         self.stores.clear()
+
+
+def _plan_from_shortcuts(
+    window_seconds: float | None,
+    window_samples: int | None,
+    num_windows: int | None,
+    hop_seconds: float | None,
+    last: Literal["pad", "drop"],
+    windows: Sequence[tuple[str, int, int]] | None,
+    weighting: Literal["duration", "recording"],
+    short: Literal["pad", "skip"],
+) -> WindowPlan:
+    """The plan that the keyword shortcuts of :class:`AACSegmentDataset` stand for."""
+    if windows is not None:
+        if hop_seconds is not None or num_windows is not None:
+            raise ValueError("windows= is an explicit list; do not combine it with hop_seconds= or num_windows=")
+        return ExplicitWindows(windows)
+    if (window_seconds is None) == (window_samples is None):
+        raise ValueError("give exactly one of window_seconds= or window_samples=")
+    if hop_seconds is not None:
+        if num_windows is not None:
+            raise ValueError("hop_seconds= gives sliding windows; num_windows= is for random windows")
+        return SlidingWindows(window_seconds, hop_seconds, window_samples=window_samples, last=last, short=short)
+    return RandomWindows(
+        window_seconds, window_samples=window_samples, num_windows=num_windows, weighting=weighting, short=short
+    )

@@ -354,3 +354,21 @@ def test_set_epoch_reaches_persistent_workers(corpus: Path, method: str) -> None
         assert got == expected, f"epoch {epoch} read other windows than the plan's"
         seen.append(got)
     assert seen[0] != seen[1] != seen[2]  # the epochs differ
+
+
+def test_plans_and_their_shortcuts_read_the_same_windows(corpus: Path) -> None:
+    from aacdata import ExplicitWindows, RandomWindows, SlidingWindows
+
+    pairs = [
+        ({"window_seconds": 0.25, "num_windows": 40}, RandomWindows(0.25, num_windows=40)),
+        ({"window_seconds": 0.25, "hop_seconds": 0.2, "last": "drop"}, SlidingWindows(0.25, 0.2, last="drop")),
+        ({"windows": [("a/tone.wav", 100, 500)]}, ExplicitWindows([("a/tone.wav", 100, 500)])),
+    ]
+    for kwargs, plan in pairs:
+        a = AACSegmentDataset(corpus, num_channels=1, seed=4, **kwargs)  # type: ignore[arg-type]
+        b = AACSegmentDataset(corpus, num_channels=1, seed=4, plan=plan)
+        assert len(a) == len(b) > 0
+        assert [a.window(i) for i in range(len(a))] == [b.window(i) for i in range(len(b))]
+        assert torch.equal(a[len(a) - 1], b[len(b) - 1])
+    with pytest.raises(ValueError, match="do not also give window_seconds="):
+        AACSegmentDataset(corpus, window_seconds=1.0, plan=RandomWindows(1.0))

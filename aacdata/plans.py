@@ -1,0 +1,322 @@
+"""Window plans: which windows a dataset reads, apart from how it reads them.
+
+A plan is made by the user with its parameters alone (``RandomWindows(window_seconds=1)``)
+and bound by the dataset to its corpus (recording lengths at the dataset's rate, the
+recordings it may use, the seed). A bound plan is a small picklable object of numpy
+arrays, with ``len(plan)`` windows per epoch and a pure ``plan.window(index, epoch)``:
+random draws come from ``(seed, epoch, index)`` through a counter-based hash
+(splitmix64), never from a stateful generator, so any worker, rank or resumed run
+computes the same window.
+
+Windows are half-open, ``[start, start + num_samples)``, in samples of a recording's
+timeline at the dataset's rate; ``start`` may be negative or the window may pass the
+recording's end (the dataset zero-fills those parts).
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+
+from .errors import RecordingNotFoundError
+
+__all__ = ["Corpus", "ExplicitWindows", "RandomWindows", "SlidingWindows", "Window", "WindowPlan"]
+
+_MASK = (1 << 64) - 1
+
+
+def mix64(x: int) -> int:
+    """splitmix64 finaliser: a well-spread 64-bit hash of a 64-bit integer."""
+    x = (x + 0x9E3779B97F4A7C15) & _MASK
+    x = ((x ^ (x >> 30)) * 0xBF58476D1CE4E5B9) & _MASK
+    x = ((x ^ (x >> 27)) * 0x94D049BB133111EB) & _MASK
+    return x ^ (x >> 31)
+
+
+def uniforms(seed: int, epoch: int, index: int, count: int = 2) -> tuple[float, ...]:
+    """``count`` independent floats in [0, 1) determined by (seed, epoch, index) alone."""
+    a = mix64(mix64(mix64(seed & _MASK) ^ (epoch & _MASK)) ^ (index & _MASK))
+    out = []
+    for _ in range(count):
+        out.append((a >> 11) * 2.0**-53)
+        a = mix64(a)
+    return tuple(out)
+
+
+@dataclass(frozen=True, slots=True)
+class Window:
+    """A window of the corpus: ``[start, start + num_samples)`` of recording ``recording``
+    (a corpus-wide row over the dataset's stores, in order)."""
+
+    recording: int
+    start: int
+    num_samples: int
+
+
+@dataclass(frozen=True, slots=True)
+class Corpus:
+    """What a plan is bound to: the dataset's recordings.
+
+    ``lengths`` int64 ``(R,)`` samples of each recording at ``sample_rate``; ``eligible``
+    int64 rows the plan may draw from (after the dataset's filters); ``ids`` the
+    recording ids; ``annotations`` the dataset's events (resolved to corpus rows and
+    samples at ``sample_rate``) or ``None``.
+    """
+
+    lengths: np.ndarray
+    sample_rate: int
+    eligible: np.ndarray
+    ids: Sequence[str]
+    annotations: Any = None
+
+
+class WindowPlan:
+    """Base of the window plans. Subclasses set their parameters in ``__init__`` and
+    compute their arrays in :meth:`_bind`; a plan is usable once bound."""
+
+    _bound: bool = False
+    seed: int = 0
+    window_samples: int | None = None
+
+    def bind(self, corpus: Corpus, *, seed: int = 0) -> WindowPlan:
+        """A copy of this plan bound to ``corpus`` (the dataset calls this)."""
+        bound = copy.copy(self)
+        bound.seed = int(seed)
+        bound._bind(corpus)
+        bound._bound = True
+        return bound
+
+    def _bind(self, corpus: Corpus) -> None:
+        raise NotImplementedError
+
+    def _params(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        params = ", ".join(f"{k}={v!r}" for k, v in self._params().items() if v is not None)
+        bound = f", {len(self)} windows" if self._bound else ""
+        return f"{type(self).__name__}({params}{bound})"
+
+    def _check_bound(self) -> None:
+        if not self._bound:
+            raise RuntimeError(f"{type(self).__name__} is not bound to a corpus; pass it to AACSegmentDataset(plan=)")
+
+    def __len__(self) -> int:
+        raise NotImplementedError
+
+    def window(self, index: int, epoch: int) -> Window:
+        """The window of item ``index`` in ``epoch``: a pure function of (seed, epoch, index)."""
+        raise NotImplementedError
+
+    def _index(self, index: int) -> int:
+        n = len(self)
+        if not 0 <= index < n:
+            if -n <= index < 0:
+                return index + n
+            raise IndexError(f"index {index} is out of range for a plan of {n} windows")
+        return index
+
+    def _length_of(self, corpus: Corpus, window_seconds: float | None, window_samples: int | None) -> int:
+        if (window_seconds is None) == (window_samples is None):
+            raise ValueError("give exactly one of window_seconds= or window_samples=")
+        if window_samples is not None:
+            length = int(window_samples)
+        else:
+            assert window_seconds is not None
+            length = round(float(window_seconds) * corpus.sample_rate)
+        if length < 1:
+            raise ValueError(f"the window must hold at least one sample; got {length}")
+        return length
+
+
+def _positive(name: str, value: float | None) -> None:
+    if value is not None and not value > 0:
+        raise ValueError(f"{name} must be > 0; got {value}")
+
+
+class RandomWindows(WindowPlan):
+    """Random windows: each draws a recording (weighted by duration, or uniformly over
+    recordings), then a start uniformly over the positions where the window fits.
+
+    ``num_windows`` per epoch defaults to the eligible audio's length / window length.
+    ``short="pad"`` zero-pads recordings shorter than the window; ``"skip"`` leaves
+    them out.
+    """
+
+    def __init__(
+        self,
+        window_seconds: float | None = None,
+        *,
+        window_samples: int | None = None,
+        num_windows: int | None = None,
+        weighting: Literal["duration", "recording"] = "duration",
+        short: Literal["pad", "skip"] = "pad",
+    ) -> None:
+        _positive("window_seconds", window_seconds)
+        if weighting not in ("duration", "recording"):
+            raise ValueError(f"weighting must be 'duration' or 'recording'; got {weighting!r}")
+        if short not in ("pad", "skip"):
+            raise ValueError(f"short must be 'pad' or 'skip'; got {short!r}")
+        if num_windows is not None and num_windows < 1:
+            raise ValueError(f"num_windows must be >= 1; got {num_windows}")
+        self.window_seconds = window_seconds
+        self.window_samples_given = window_samples
+        self.num_windows = num_windows
+        self.weighting = weighting
+        self.short = short
+
+    def _params(self) -> dict[str, Any]:
+        return {
+            "window_seconds": self.window_seconds,
+            "window_samples": self.window_samples_given,
+            "num_windows": self.num_windows,
+            "weighting": self.weighting,
+            "short": self.short,
+        }
+
+    def _bind(self, corpus: Corpus) -> None:
+        length = self._length_of(corpus, self.window_seconds, self.window_samples_given)
+        self.window_samples = length
+        rows = corpus.eligible
+        if self.short == "skip":
+            rows = rows[corpus.lengths[rows] >= length]
+            if rows.size == 0:
+                raise ValueError(f"no recording is at least {length} samples long (short='skip')")
+        lengths = corpus.lengths[rows].astype(np.float64)
+        weights = lengths if self.weighting == "duration" else np.ones_like(lengths)
+        self._rows = rows
+        self._cum = np.cumsum(weights)
+        self._lengths = corpus.lengths
+        self._count = self.num_windows if self.num_windows is not None else max(1, int(lengths.sum() // length))
+
+    def __len__(self) -> int:
+        self._check_bound()
+        return self._count
+
+    def window(self, index: int, epoch: int) -> Window:
+        self._check_bound()
+        index = self._index(index)
+        assert self.window_samples is not None
+        length = self.window_samples
+        u, v = uniforms(self.seed, epoch, index)
+        k = int(np.searchsorted(self._cum, u * self._cum[-1], side="right"))
+        g = int(self._rows[min(k, self._rows.size - 1)])
+        starts = int(self._lengths[g]) - length + 1
+        return Window(g, int(v * starts) if starts > 1 else 0, length)
+
+
+class SlidingWindows(WindowPlan):
+    """Windows ``hop_seconds`` apart over every eligible recording, in order (evaluation).
+
+    ``last="pad"`` adds one zero-padded window where samples remain after the last full
+    one (recordings shorter than the window get exactly that one); ``"drop"`` does not.
+    ``short="skip"`` leaves out recordings shorter than the window.
+    """
+
+    def __init__(
+        self,
+        window_seconds: float | None = None,
+        hop_seconds: float | None = None,
+        *,
+        window_samples: int | None = None,
+        last: Literal["pad", "drop"] = "pad",
+        short: Literal["pad", "skip"] = "pad",
+    ) -> None:
+        _positive("window_seconds", window_seconds)
+        if short not in ("pad", "skip"):
+            raise ValueError(f"short must be 'pad' or 'skip'; got {short!r}")
+        self.short = short
+        if hop_seconds is None:
+            raise ValueError("SlidingWindows needs hop_seconds=")
+        _positive("hop_seconds", hop_seconds)
+        if last not in ("pad", "drop"):
+            raise ValueError(f"last must be 'pad' or 'drop'; got {last!r}")
+        self.window_seconds = window_seconds
+        self.hop_seconds = hop_seconds
+        self.window_samples_given = window_samples
+        self.last = last
+
+    def _params(self) -> dict[str, Any]:
+        return {
+            "window_seconds": self.window_seconds,
+            "hop_seconds": self.hop_seconds,
+            "window_samples": self.window_samples_given,
+            "last": self.last,
+            "short": self.short,
+        }
+
+    def _bind(self, corpus: Corpus) -> None:
+        length = self._length_of(corpus, self.window_seconds, self.window_samples_given)
+        self.window_samples = length
+        hop = round(float(self.hop_seconds) * corpus.sample_rate)  # type: ignore[arg-type]
+        if hop < 1:
+            raise ValueError(f"hop_seconds={self.hop_seconds} is less than one sample")
+        self._hop = hop
+        self._rows = corpus.eligible
+        if self.short == "skip":
+            self._rows = self._rows[corpus.lengths[self._rows] >= length]
+        lengths = corpus.lengths[self._rows]
+        full = np.where(lengths >= length, (lengths - length) // hop + 1, 0)
+        if self.last == "pad":
+            covered = np.where(full > 0, (full - 1) * hop + length, 0)
+            full = full + (lengths > covered)
+        self._cum = np.cumsum(full)
+
+    def __len__(self) -> int:
+        self._check_bound()
+        return int(self._cum[-1]) if self._cum.size else 0
+
+    def window(self, index: int, epoch: int) -> Window:
+        self._check_bound()
+        index = self._index(index)
+        assert self.window_samples is not None
+        k = int(np.searchsorted(self._cum, index, side="right"))
+        before = int(self._cum[k - 1]) if k else 0
+        return Window(int(self._rows[k]), (index - before) * self._hop, self.window_samples)
+
+
+class ExplicitWindows(WindowPlan):
+    """Exactly these windows, in this order: ``(recording_id, start, num_samples)``
+    each, in samples at the dataset's rate."""
+
+    def __init__(self, windows: Sequence[tuple[str, int, int]]) -> None:
+        checked = []
+        for item in windows:
+            rid, start, n = item
+            if int(n) < 0:
+                raise ValueError(f"window of {rid!r} at {start} has negative length {n}")
+            checked.append((str(rid), int(start), int(n)))
+        self.windows = tuple(checked)
+        self._resolved: tuple[Window, ...] = ()
+
+    def _params(self) -> dict[str, Any]:
+        return {"windows": f"<{len(self.windows)} windows>"}
+
+    def _bind(self, corpus: Corpus) -> None:
+        by_id: dict[str, int] = {}
+        for row, rid in enumerate(corpus.ids):
+            by_id.setdefault(rid, row)
+        eligible = set(corpus.eligible.tolist())
+        out = []
+        for rid, start, n in self.windows:
+            g = by_id.get(rid)
+            if g is None:
+                raise RecordingNotFoundError(f"windows= names recording {rid!r}, which is not in the stores")
+            if g not in eligible:
+                raise ValueError(f"windows= names recording {rid!r}, which the filters leave out")
+            out.append(Window(g, start, n))
+        self._resolved = tuple(out)
+        lengths = {w.num_samples for w in out}
+        self.window_samples = lengths.pop() if len(lengths) == 1 else None
+
+    def __len__(self) -> int:
+        self._check_bound()
+        return len(self._resolved)
+
+    def window(self, index: int, epoch: int) -> Window:
+        self._check_bound()
+        return self._resolved[self._index(index)]
