@@ -14,11 +14,12 @@ the garbage of an interrupted import, which the next import overwrites.
 
 from __future__ import annotations
 
+import math
 import warnings
 import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeGuard
 
 import numpy as np
 import zarr
@@ -56,11 +57,16 @@ NUMERIC_COLUMNS: dict[str, str] = {
     "flags": "uint32",
 }
 """Numeric recording columns; ``crc32`` is zlib's CRC-32 of the recording's stored bytes,
-``flags`` a bit set (:data:`FLAG_FRESH_DECODER`)."""
+``flags`` a bit set (:data:`FLAG_FRESH_DECODER`, :data:`FLAG_PCE`)."""
 
 FLAG_FRESH_DECODER = 1
 """The stream uses PNS (passed through from a source): decode every window with a new
 decoder, since PNS noise depends on decoder state that flushing does not reset."""
+FLAG_PCE = 2
+"""The stream's ADTS headers say ``channel_config = 0``: its layout (6, 7, 8 or 16
+full-band channels) is the one :func:`aacdata._adts.audio_specific_config` gives, which
+decoders are configured with."""
+KNOWN_FLAGS = FLAG_FRESH_DECODER | FLAG_PCE
 TEXT_COLUMNS = ("id", "source", "metadata")
 """String columns: the recording id and two JSON objects (source info, user metadata)."""
 
@@ -117,35 +123,91 @@ def stored_column_crc32(attrs: Mapping[str, Any]) -> dict[str, int]:
     return {str(k): int(v) for k, v in crcs.items() if isinstance(v, int)}
 
 
+def column_crc32_problem(attrs: Mapping[str, Any], where: str) -> str | None:
+    """What is wrong with the ``column_crc32`` entry of the root attribute, if anything:
+    every recordings column needs a CRC-32 (an integer in ``[0, 2**32)``), since a column
+    without one would not be checked at all."""
+    meta = attrs.get(ATTRIBUTE)
+    crcs = meta.get("column_crc32") if isinstance(meta, Mapping) else None
+    if not isinstance(crcs, Mapping):
+        return (
+            f"{where}: the '{ATTRIBUTE}' attribute has column_crc32={_short(crcs)}; expected an object "
+            "with the CRC-32 of every recordings column (the store's metadata is damaged)"
+        )
+    for name in (*NUMERIC_COLUMNS, *TEXT_COLUMNS):
+        value = crcs.get(name)
+        if not _is_int(value) or not 0 <= value < 1 << 32:
+            return (
+                f"{where}: the '{ATTRIBUTE}' attribute has column_crc32[{name!r}]={_short(value)}; expected "
+                "an integer in [0, 2**32) (the store's metadata is damaged)"
+            )
+    return None
+
+
+MAX_COUNT = 1 << 52
+"""Largest committed count accepted (frames x 1024 samples must fit in 63 bits)."""
+
+
 def parse_root_attributes(attrs: Mapping[str, Any], where: str) -> Counts:
     """Validate the ``aacdata`` root attribute; return the committed counts."""
     meta = attrs.get(ATTRIBUTE)
     if not isinstance(meta, Mapping):
         raise StoreFormatError(f"{where} is a Zarr group but not an aacdata store (no '{ATTRIBUTE}' attribute)")
     version = meta.get("format_version")
-    if version != FORMAT_VERSION:
+    if not _is_int(version) or version != FORMAT_VERSION:
         raise StoreFormatError(
-            f"{where} has aacdata format_version {version!r}; this aacdata reads version {FORMAT_VERSION} "
+            f"{where} has aacdata format_version {_short(version)}; this aacdata reads version {FORMAT_VERSION} "
             "(upgrade aacdata, or re-import the corpus)"
         )
     expected = {"codec": "aac-lc", "framing": "adts", "samples_per_frame": SAMPLES_PER_FRAME}
     for key, value in expected.items():
-        if meta.get(key) != value:
-            raise StoreFormatError(f"{where} has {key}={meta.get(key)!r}; expected {value!r}")
-    try:
-        counts = Counts(int(meta["num_recordings"]), int(meta["num_frames"]), int(meta["num_bytes"]))
-    except (KeyError, TypeError, ValueError):
-        raise StoreFormatError(f"{where} has damaged counts in its '{ATTRIBUTE}' attribute: {dict(meta)}") from None
-    if min(counts.num_recordings, counts.num_frames, counts.num_bytes) < 0:
-        raise StoreFormatError(f"{where} has negative counts in its '{ATTRIBUTE}' attribute: {dict(meta)}")
+        got = meta.get(key)
+        if type(got) is not type(value) or got != value:
+            raise StoreFormatError(f"{where} has {key}={_short(got)}; expected {value!r}")
+    values: list[int] = []
+    for key in ("num_recordings", "num_frames", "num_bytes"):
+        value = meta.get(key)
+        if not _is_int(value) or not 0 <= value <= MAX_COUNT:
+            kind = "negative counts" if _is_int(value) and value < 0 else "damaged counts"
+            raise StoreFormatError(
+                f"{where}/zarr.json has {kind} in its '{ATTRIBUTE}' attribute: {key}={_short(value)}; expected "
+                f"an integer from 0 to 2**52 (the store's metadata is damaged; run `aacdata verify {where}`)"
+            )
+        values.append(value)
+    counts = Counts(*values)
+    # Every recording has at least one frame, every frame 7 to 8191 bytes (ADTS header, 13-bit length).
+    if not (
+        counts.num_recordings <= counts.num_frames
+        and 7 * counts.num_frames <= counts.num_bytes <= 8191 * counts.num_frames
+    ):
+        raise StoreFormatError(
+            f"{where}/zarr.json: the '{ATTRIBUTE}' attribute counts {counts.num_recordings} recordings, "
+            f"{counts.num_frames} frames and {counts.num_bytes} bytes, which cannot belong together "
+            f"(each recording has frames of 7 to 8191 bytes); the store's metadata is damaged"
+        )
     return counts
+
+
+def _is_int(value: Any) -> TypeGuard[int]:
+    """An integer proper: JSON numbers with a fraction or exponent, strings and booleans are not."""
+    return type(value) is int
+
+
+def _short(value: Any, limit: int = 80) -> str:
+    """``repr(value)``, cut to ``limit`` characters (a damaged attribute may be huge or deep)."""
+    try:
+        text = repr(value)
+    except RecursionError:
+        return f"<a {type(value).__name__} nested too deeply to show>"
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def create_layout(store: Any) -> zarr.Group:
     """Create a new, empty store: the root group with its attribute first (in one write of
     ``zarr.json``), then the arrays. A process killed in between leaves a store whose
     counts are zero and some arrays missing, which :func:`complete_layout` finishes."""
-    group = zarr.open_group(store, mode="w", attributes={ATTRIBUTE: root_attributes(Counts())})
+    # Not mode="w": that would first delete what the directory holds, the lock file included.
+    group = zarr.create_group(store, attributes={ATTRIBUTE: root_attributes(Counts())}, overwrite=False)
     complete_layout(group)
     return group
 
@@ -196,8 +258,19 @@ class IncompleteStoreError(StoreFormatError):
     """A node of the layout is missing (for an empty store: its creation was interrupted)."""
 
 
+MAX_TAIL_BYTES = 1 << 36
+"""Largest uncommitted tail of ``/adts`` accepted (64 GiB: one interrupted commit). A
+declared shape far past the committed end is damage, and would make the next import's
+resize walk every chunk key up to it."""
+MAX_TAIL_ROWS = 1 << 32
+"""The same for ``/index`` and ``/frame_crc`` rows, and recordings rows."""
+MAX_CHUNK_BYTES = 1 << 30
+"""Largest chunk accepted (zarr allocates whole chunks when reading or writing)."""
+
+
 def open_arrays(group: zarr.Group, where: str, counts: Counts | None = None) -> Arrays:
-    """The arrays of a store, checked (and, given the counts, long enough to hold them)."""
+    """The arrays of a store, checked: node types, dtypes, dimensions and chunk shapes (and,
+    given the counts, long enough to hold them, and not absurdly longer)."""
     node = ADTS
     try:
         adts = group[ADTS]
@@ -208,30 +281,75 @@ def open_arrays(group: zarr.Group, where: str, counts: Counts | None = None) -> 
         node = RECORDINGS
         rec = group[RECORDINGS]
         if not isinstance(rec, zarr.Group):
-            raise StoreFormatError(f"{where}/{RECORDINGS} must be a group")
+            raise StoreFormatError(f"{where}/{RECORDINGS} is a Zarr array; expected a group of columns")
         columns = {}
         for name in (*NUMERIC_COLUMNS, *TEXT_COLUMNS):
             node = f"{RECORDINGS}/{name}"
             columns[name] = rec[name]
     except KeyError:
         raise IncompleteStoreError(f"{where} lacks the node {node!r}; the store is incomplete") from None
-    except (ValueError, TypeError, AttributeError) as e:  # unreadable zarr.json of a node
-        raise StoreFormatError(f"{where}/{node}/zarr.json is damaged ({type(e).__name__}: {e})") from None
-    if not isinstance(adts, zarr.Array) or adts.dtype != np.uint8 or adts.ndim != 1:
-        raise StoreFormatError(f"{where}/{ADTS} must be a 1-D uint8 array")
-    if not isinstance(index, zarr.Array) or index.ndim != 2 or index.shape[1] != 3:
-        raise StoreFormatError(f"{where}/{INDEX} must be a uint64 array of shape (N, 3)")
-    if not isinstance(frame_crc, zarr.Array) or frame_crc.ndim != 1:
-        raise StoreFormatError(f"{where}/{FRAME_CRC} must be a 1-D uint32 array")
-    if not all(isinstance(c, zarr.Array) and c.ndim == 1 for c in columns.values()):
-        raise StoreFormatError(f"{where}/{RECORDINGS} columns must be 1-D arrays")
+    except StoreFormatError:
+        raise
+    # An unreadable zarr.json of a node: bad JSON or values, nested too deeply, a directory...
+    except (ValueError, TypeError, AttributeError, RecursionError, OSError, OverflowError, MemoryError) as e:
+        raise StoreFormatError(
+            f"{where}/{node}/zarr.json is damaged ({type(e).__name__}: {_short(str(e), 200)})"
+        ) from None
+    adts = _check_array(adts, f"{where}/{ADTS}", "uint8", 1)
+    index = _check_array(index, f"{where}/{INDEX}", "uint64", 2)
+    if index.shape[1] != 3:
+        raise StoreFormatError(
+            f"{where}/{INDEX} has shape {index.shape}; expected (N, 3) rows of [byte_offset, frame_size, "
+            "sample_pos] (the store's metadata is damaged)"
+        )
+    frame_crc = _check_array(frame_crc, f"{where}/{FRAME_CRC}", "uint32", 1)
+    checked = {
+        name: _check_array(column, f"{where}/{RECORDINGS}/{name}", NUMERIC_COLUMNS.get(name, "str"), 1)
+        for name, column in columns.items()
+    }
     if counts is not None:
-        needed: list[tuple[str, Any, int]] = [(ADTS, adts, counts.num_bytes), (INDEX, index, counts.num_frames)]
-        needed.append((FRAME_CRC, frame_crc, counts.num_frames))
-        needed += [(f"{RECORDINGS}/{n}", c, counts.num_recordings) for n, c in columns.items()]
-        for name, array, rows in needed:
+        needed: list[tuple[str, Any, int, int]] = [
+            (ADTS, adts, counts.num_bytes, MAX_TAIL_BYTES),
+            (INDEX, index, counts.num_frames, MAX_TAIL_ROWS),
+            (FRAME_CRC, frame_crc, counts.num_frames, MAX_TAIL_ROWS),
+        ]
+        needed += [(f"{RECORDINGS}/{n}", c, counts.num_recordings, MAX_TAIL_ROWS) for n, c in checked.items()]
+        for name, array, rows, tail in needed:
             if array.shape[0] < rows:
                 raise StoreFormatError(
                     f"{where}/{name} holds {array.shape[0]} rows but {rows} are committed; the store is damaged"
                 )
-    return Arrays(adts, index, frame_crc, columns)  # type: ignore[arg-type]
+            if array.shape[0] - rows > tail:
+                raise StoreFormatError(
+                    f"{where}/{name} declares {array.shape[0]} rows, {array.shape[0] - rows} past the "
+                    f"{rows} committed (at most {tail} expected); its zarr.json is damaged"
+                )
+    return Arrays(adts, index, frame_crc, checked)
+
+
+def _check_array(array: Any, where: str, dtype: str, ndim: int) -> zarr.Array[Any]:
+    """A node must be an array of the layout's dtype and dimensions, with sane chunks."""
+    if not isinstance(array, zarr.Array):
+        raise StoreFormatError(f"{where} is a Zarr group; expected an array (the store is damaged)")
+    got = array.dtype
+    if dtype == "str":
+        ok = getattr(got, "kind", None) in ("T", "O", "U")
+    else:
+        want = np.dtype(dtype)
+        ok = isinstance(got, np.dtype) and (got.kind, got.itemsize) == (want.kind, want.itemsize)
+    if not ok:
+        raise StoreFormatError(
+            f"{where} has dtype {got}; expected {dtype} (its zarr.json is damaged; run `aacdata verify`)"
+        )
+    if array.ndim != ndim:
+        raise StoreFormatError(f"{where} has shape {array.shape}; expected a {ndim}-D array (its zarr.json is damaged)")
+    grid = getattr(array.metadata, "chunk_grid", None)
+    shapes = [tuple(array.chunks), tuple(getattr(grid, "chunk_shape", array.chunks))]
+    itemsize = np.dtype(dtype).itemsize if dtype != "str" else 64
+    for chunks in shapes:
+        if len(chunks) != ndim or any(c <= 0 for c in chunks) or math.prod(chunks) * itemsize > MAX_CHUNK_BYTES:
+            raise StoreFormatError(
+                f"{where} has chunk shape {chunks}; expected {ndim} positive sizes of at most "
+                f"{MAX_CHUNK_BYTES} bytes in all (its zarr.json is damaged)"
+            )
+    return array

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import operator
 import os
 import zlib
 from collections import OrderedDict
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
@@ -21,9 +22,10 @@ from zarr.core.sync import sync
 from zarr.errors import GroupNotFoundError
 
 from . import _layout, _lock, _remote
-from ._adts import SAMPLES_PER_FRAME, parse_adts
+from ._adts import SAMPLES_PER_FRAME, parse_adts, with_pce_in_first_frame
 from ._bytes import ByteReader
-from ._decoder import DecoderPool, decode_into
+from ._channels import coded_channels
+from ._decoder import DecoderKey, DecoderPool, decode_into
 from ._remote import StoreTarget
 from .errors import (
     AACDataError,
@@ -31,6 +33,7 @@ from .errors import (
     RecordingNotFoundError,
     StoreFormatError,
     StoreNotFoundError,
+    StoreWriteError,
     WindowError,
 )
 
@@ -44,6 +47,13 @@ index rows, ~0.5 ms per 16384 frames: ~10 ms for a 30-minute recording); on top 
 to 32 decoded index chunks (~15 MB) are kept."""
 
 _VERIFY_BATCH_FRAMES = 256
+MAX_SAMPLE_RATE = 1_000_000
+"""Largest sample rate (Hz) a recordings row may hold; AAC itself stops at 96 kHz."""
+MAX_CHANNELS = 255
+"""Largest channel count a recordings row may hold."""
+_JSON_COLUMNS = frozenset({"source", "metadata"})
+_PLACEMENT_COLUMNS = frozenset({"frame_start", "num_frames", "byte_start", "num_bytes"})
+_LOCK_NAME = "aacdata.lock"
 _ENTRY_OVERHEAD = 1024
 """Bytes counted per cached recording beyond its arrays (Python objects, measured ~1 KiB)."""
 
@@ -153,9 +163,19 @@ class AACStore:
         self.target: str | Store = where
         """What to pass to :meth:`open` to open this store again (in another process)."""
         self._mode = mode
+        self._check = check_table
+        self._local = isinstance(group.store, zarr.storage.LocalStore)
         attrs = group.attrs.asdict()
         self.counts = _layout.parse_root_attributes(attrs, where)
         self._column_crc32 = _layout.stored_column_crc32(attrs)
+        problems: list[str] = []
+        crc_problem = _layout.column_crc32_problem(attrs, where)
+        if crc_problem is not None:
+            if check_table:
+                raise StoreFormatError(f"{crc_problem} (`aacdata verify {where}` reports what it can)")
+            problems.append(crc_problem)
+        if mode == "a" and self._local:
+            _refuse_links(_remote.local_path(group.store), where)
         try:
             arrays = _layout.open_arrays(group, where, self.counts)
         except _layout.IncompleteStoreError:
@@ -174,23 +194,41 @@ class AACStore:
             arrays.columns,
         )
         n = self.counts.num_recordings
-        self._table = {
-            name: (np.asarray(self._columns[name][:n], dtype=np.int64) if n else np.zeros(0, np.int64))
-            for name in _layout.NUMERIC_COLUMNS
-        }
-        self._ids: list[str] = _strings(self._columns["id"], n)
+        self._table = {}
+        for name in _layout.NUMERIC_COLUMNS:
+            try:
+                values = self._read_rows(self._columns[name], f"{_layout.RECORDINGS}/{name}", 0, n)
+            except CorruptDataError as e:
+                # Without the columns that place recordings, nothing can be checked further.
+                if check_table or name in _PLACEMENT_COLUMNS:
+                    raise
+                problems.append(str(e))
+                values = np.zeros(n, dtype=np.int64)
+            self._table[name] = np.asarray(values, dtype=np.int64).reshape(-1)
+        self._ids: list[str] = [
+            str(x) for x in self._read_rows(self._columns["id"], f"{_layout.RECORDINGS}/id", 0, n).reshape(-1)
+        ]
         self._id_to_index: dict[str, int] | None = None
         self._json_cache: dict[str, list[str]] = {}
         self._check_table()
-        self._table_problems = self._column_problems(("id", *_layout.NUMERIC_COLUMNS))
-        if check_table and self._table_problems:
-            raise StoreFormatError(f"{self._table_problems[0]} (`aacdata verify {where}` reports what it can)")
+        problems += self._column_problems(("id", *_layout.NUMERIC_COLUMNS))
+        self._row_problems = self._check_rows()
+        self._table_problems = problems
+        if check_table and (problems or self._row_problems):
+            first = problems[0] if problems else next(iter(self._row_problems.values()))
+            raise StoreFormatError(f"{first} (`aacdata verify {where}` reports what it can)")
         self._bytes = ByteReader(self._adts, where)
         self._decoders = DecoderPool()
         self._offsets: OrderedDict[int, tuple[np.ndarray, np.ndarray]] = OrderedDict()
         # Whole index chunks, decompressed once: neighbouring recordings share them.
-        self._index_chunks = _ChunkCache(self._index, self.counts.num_frames)
-        self._crc_chunks = _ChunkCache(self._frame_crc, self.counts.num_frames)
+        self._index_chunks = _ChunkCache(
+            self._index, self.counts.num_frames, functools.partial(self._read_rows, self._index, _layout.INDEX)
+        )
+        self._crc_chunks = _ChunkCache(
+            self._frame_crc,
+            self.counts.num_frames,
+            functools.partial(self._read_rows, self._frame_crc, _layout.FRAME_CRC),
+        )
         self._offsets_bytes = 0
         self.index_cache_bytes = int(index_cache_bytes)
         self.index_cache_hits = 0
@@ -218,9 +256,11 @@ class AACStore:
         mode
             ``"r"`` read-only, ``"a"`` append (what :func:`aacdata.import_audio` uses).
         storage_options
-            Object-store settings (for S3: ``endpoint``, ``access_key_id``,
-            ``secret_access_key``, ``region``, ...); without them, the standard AWS
-            environment variables are used.
+            Object-store settings: s3fs's options for S3 (``endpoint_url``, ``key``,
+            ``secret``, ``client_kwargs``, ``config_kwargs``), plus ``retries`` (default 3).
+            Timeouts default to 10 s to connect and 30 s to read; set them with
+            ``config_kwargs={"connect_timeout": ..., "read_timeout": ...}``. Without
+            them, the standard AWS environment variables are used.
         index_cache_bytes
             Budget for cached index rows in this process.
         check_table
@@ -232,7 +272,16 @@ class AACStore:
         StoreNotFoundError
             ``mode="r"`` and nothing is at ``path_or_url``.
         StoreFormatError
-            It holds something that is not an aacdata store of a known version.
+            It holds something that is not an aacdata store of a known version, or its
+            metadata is damaged: every node's dtype, shape and chunks, the committed
+            counts, the column checksums and the recordings table's values are checked
+            here, once (``check_table=False`` leaves the table's to :meth:`verify`).
+        CorruptDataError
+            A chunk of the recordings table cannot be read or decoded.
+        StoreWriteError
+            ``mode="a"`` and the store holds a symbolic link among its nodes and chunks.
+        RemoteStoreError
+            The object store cannot be reached, or fails after the retries.
         """
         if mode not in ("r", "a"):
             raise ValueError(f"mode must be 'r' (read) or 'a' (append); got {mode!r}")
@@ -277,6 +326,23 @@ class AACStore:
         """The zarr ``Store`` underneath (for copying, or for tools that speak Zarr)."""
         return self._group.store
 
+    def _read_rows(self, array: zarr.Array[Any], node: str, start: int, stop: int) -> np.ndarray:
+        """Rows ``[start, stop)`` of a node; chunks that cannot be read or decoded (truncated,
+        flipped bits, a directory in place of a file) raise :class:`CorruptDataError` naming
+        the node and the chunks."""
+        if stop <= start:
+            return np.asarray(array[0:0])
+        try:
+            return np.asarray(array[start:stop])
+        except Exception as e:
+            if not _is_damage(e, self._local):
+                raise
+            reason = f"{type(e).__name__}: {e}"
+            raise CorruptDataError(
+                f"{self._where}/{node}: chunk {_chunk_keys(array, start, stop)} cannot be read "
+                f"({reason[:200]}); the store is damaged (run `aacdata verify {self._where}`)"
+            ) from e
+
     def _column_problems(self, names: Iterable[str]) -> list[str]:
         """Recordings columns that disagree with the CRC-32s of the last commit."""
         problems = []
@@ -303,7 +369,20 @@ class AACStore:
         if any(a.size != n for a in t.values()) or len(self._ids) != n:
             raise StoreFormatError(f"{self._where}: recordings table has fewer than {n} committed rows")
         if n == 0:
+            if c.num_frames or c.num_bytes:
+                raise StoreFormatError(
+                    f"{self._where}: the store counts 0 recordings but {c.num_frames} frames and "
+                    f"{c.num_bytes} bytes; its metadata is damaged"
+                )
             return
+        for name, values in t.items():
+            if values.min() < 0:  # a uint64 value of 2**63 or more, read as int64
+                row = int(np.argmin(values))
+                raise StoreFormatError(
+                    f"{self._where}/{_layout.RECORDINGS}/{name} row {row} holds "
+                    f"{int(values[row]) % (1 << 64)}; expected a value below 2**63 (the recordings "
+                    "table is damaged)"
+                )
         frame_end = t["frame_start"] + t["num_frames"]
         byte_end = t["byte_start"] + t["num_bytes"]
         if (
@@ -318,6 +397,50 @@ class AACStore:
                 f"{self._where}: recordings table does not tile the committed {c.num_frames} frames "
                 f"and {c.num_bytes} bytes; run `aacdata verify {self._where}`"
             )
+
+    def _check_rows(self) -> dict[int, str]:
+        """Recordings whose row holds values no import writes: ``{row: reason}``."""
+        t = self._table
+        if not len(self):
+            return {}
+        rate, channels, frames = t["sample_rate"], t["num_channels"], t["num_frames"]
+        rules: list[tuple[str, np.ndarray, str]] = [
+            ("sample_rate", (rate >= 1) & (rate <= MAX_SAMPLE_RATE), f"1 to {MAX_SAMPLE_RATE} Hz"),
+            ("num_channels", (channels >= 1) & (channels <= MAX_CHANNELS), f"1 to {MAX_CHANNELS}"),
+            ("num_frames", frames >= 1, "at least 1"),
+            (
+                "num_bytes",
+                (t["num_bytes"] >= 7 * frames) & ((t["num_bytes"] + 8190) // 8191 <= frames),
+                "7 to 8191 bytes per frame (ADTS)",
+            ),
+            (
+                "num_samples",
+                t["num_samples"] <= frames * SAMPLES_PER_FRAME - t["encoder_delay"],
+                "at most num_frames x 1024 - encoder_delay",
+            ),
+            ("flags", (t["flags"] & ~_layout.KNOWN_FLAGS) == 0, f"no bits beyond {_layout.KNOWN_FLAGS:#x}"),
+        ]
+        problems: dict[int, str] = {}
+        for name, ok, expected in rules:
+            for i in np.flatnonzero(~ok).tolist():
+                problems.setdefault(
+                    i,
+                    f"{self._where}/{_layout.RECORDINGS}/{name} row {i} (recording {self._ids[i]!r}) holds "
+                    f"{int(t[name][i])}; expected {expected} (the recordings table is damaged)",
+                )
+        unique = set(self._ids)
+        if len(unique) != len(self._ids) or "" in unique:  # an import commits each id once
+            first: dict[str, int] = {}
+            for i, rid in enumerate(self._ids):
+                if rid in first or not rid:
+                    problems.setdefault(
+                        i,
+                        f"{self._where}/{_layout.RECORDINGS}/id row {i} holds "
+                        + (f"the id {rid!r} of row {first[rid]}" if rid else "an empty id")
+                        + "; expected a unique, non-empty id (the recordings table is damaged)",
+                    )
+                first.setdefault(rid, i)
+        return problems
 
     # ------------------------------------------------------------------ recordings
 
@@ -403,18 +526,39 @@ class AACStore:
         loaded on first use."""
         values = self._json_cache.get(column)
         if values is None:
-            values = self._json_cache[column] = _strings(self._columns[column], len(self))
+            node = f"{_layout.RECORDINGS}/{column}"
+            values = [str(x) for x in self._read_rows(self._columns[column], node, 0, len(self)).reshape(-1)]
+            expected = self._column_crc32.get(column)
+            if self._check and expected is not None and _layout.column_crc32(column, values) != expected:
+                raise CorruptDataError(
+                    f"{self._where}: recordings column {column!r} does not match its checksum (a lost or "
+                    f"damaged chunk); the store is damaged (run `aacdata verify {self._where}`)"
+                )
+            if self._check and column in _JSON_COLUMNS:
+                for i, text in enumerate(values):  # once per process: callers may json.loads them
+                    self._parse_json(column, i, text)
+            self._json_cache[column] = values
         return values
 
     def _json(self, column: str, i: int) -> dict[str, Any]:
-        text = self.text_column(column)[i]
+        return self._parse_json(column, i, self.text_column(column)[i])
+
+    def _parse_json(self, column: str, i: int, text: str) -> dict[str, Any]:
         if not text:
             return {}
         try:
             obj = json.loads(text)
-        except json.JSONDecodeError:
-            raise CorruptDataError(f"{self._where}: recording {self._ids[i]!r} has damaged {column} JSON") from None
-        return obj if isinstance(obj, dict) else {}
+        except (json.JSONDecodeError, RecursionError) as e:
+            raise CorruptDataError(
+                f"{self._where}: recording {self._ids[i]!r} has damaged {column} JSON ({type(e).__name__}); "
+                f"the recordings table is damaged (run `aacdata verify {self._where}`)"
+            ) from None
+        if not isinstance(obj, dict):
+            raise CorruptDataError(
+                f"{self._where}: recording {self._ids[i]!r} has {column} JSON of type {type(obj).__name__}; "
+                "expected an object (the recordings table is damaged)"
+            )
+        return obj
 
     # ------------------------------------------------------------------ reading
 
@@ -445,7 +589,13 @@ class AACStore:
         """
         plan = self._plan(rec, start, num_samples, pad)
         if plan.num_frames:
-            self._decode(plan, self._bytes.read(plan.byte_start, plan.byte_stop))
+            try:
+                data = self._bytes.read(plan.byte_start, plan.byte_stop)
+            except OSError as e:
+                if isinstance(e, AACDataError) or not self._local:
+                    raise
+                raise self._unreadable_bytes(e, plan.byte_start, plan.byte_stop) from e
+            self._decode(plan, data)
         return plan.out
 
     def read_many(self, requests: Iterable[tuple[RecordingRef, int, int]], *, pad: bool = False) -> list[np.ndarray]:
@@ -456,9 +606,23 @@ class AACStore:
         """
         plans = [self._plan(rec, start, n, pad) for rec, start, n in requests]
         todo = [p for p in plans if p.num_frames]
-        for plan, data in zip(todo, self._bytes.read_many([(p.byte_start, p.byte_stop) for p in todo]), strict=True):
+        try:
+            blobs = self._bytes.read_many([(p.byte_start, p.byte_stop) for p in todo])
+        except OSError as e:
+            if isinstance(e, AACDataError) or not self._local:
+                raise
+            raise self._unreadable_bytes(e, todo[0].byte_start, todo[-1].byte_stop) from e
+        for plan, data in zip(todo, blobs, strict=True):
             self._decode(plan, data)
         return [p.out for p in plans]
+
+    def _unreadable_bytes(self, e: OSError, start: int, stop: int) -> CorruptDataError:
+        """A local chunk file of ``/adts`` that cannot be read (a directory, no permission...)."""
+        keys = _chunk_keys(self._adts, start, stop)
+        return CorruptDataError(
+            f"{self._where}/{_layout.ADTS}: chunk {keys} cannot be read ({type(e).__name__}: {e}); "
+            f"the store is damaged (run `aacdata verify {self._where}`)"
+        )
 
     def _plan(self, rec: RecordingRef, start: int, num_samples: int, pad: bool) -> _Plan:
         """Validate a window, allocate its output and find the frames and bytes it needs."""
@@ -467,6 +631,7 @@ class AACStore:
         num_samples = operator.index(num_samples)
         if num_samples < 0:
             raise ValueError(f"num_samples must be >= 0; got {num_samples}")
+        offsets, crcs = self._frame_offsets(i)
         t = self._table
         length = int(t["num_samples"][i])
         channels = int(t["num_channels"][i])
@@ -488,7 +653,6 @@ class AACStore:
         k0, k1 = d0 // SAMPLES_PER_FRAME, (d1 - 1) // SAMPLES_PER_FRAME
         # One pre-roll frame: the MDCT overlaps neighbours, so frame k needs k-1 decoded first.
         kp = max(k0 - 1, 0)
-        offsets, crcs = self._frame_offsets(i)
         if k1 + 1 >= offsets.size:
             raise CorruptDataError(
                 f"{self._where}: recording {self._ids[i]!r} needs frame {k1} but has {offsets.size - 1} frames"
@@ -506,9 +670,9 @@ class AACStore:
         # fresh decoder, as flush_buffers() leaves the first frame slightly different; so does
         # a stream with PNS, whose noise depends on decoder state.
         if k0 == 0 or int(t["flags"][i]) & _layout.FLAG_FRESH_DECODER:
-            ctx = self._decoders.fresh()
+            ctx = self._decoders.fresh(self._decoder_key(i))
         else:
-            ctx = self._decoders.get((int(t["sample_rate"][i]), int(t["num_channels"][i])))
+            ctx = self._decoders.get(self._decoder_key(i))
         decode_into(
             ctx,
             data,
@@ -518,6 +682,12 @@ class AACStore:
             out=plan.target,
             what=f"{self._where}: recording {self._ids[i]!r} frames {kp}..{k1}",
         )
+
+    def _decoder_key(self, i: int) -> DecoderKey:
+        """The decoder configuration of recording i: rate, coded channels, PCE layout."""
+        t = self._table
+        pce = bool(int(t["flags"][i]) & _layout.FLAG_PCE)
+        return int(t["sample_rate"][i]), coded_channels(int(t["num_channels"][i])), pce
 
     def _check_frames(self, i: int, data: bytes, offsets: np.ndarray, crcs: np.ndarray, first: int, last: int) -> None:
         """Compare frames ``first..last`` (in ``data``) with their stored CRC-32s."""
@@ -539,6 +709,8 @@ class AACStore:
             self.index_cache_hits += 1
             return cached
         self.index_cache_misses += 1
+        if i in self._row_problems:  # only with check_table=False: the store refuses them otherwise
+            raise CorruptDataError(self._row_problems[i])
         frame_start = int(self._table["frame_start"][i])
         nf = int(self._table["num_frames"][i])
         rows = self._index_chunks.rows(frame_start, frame_start + nf).astype(np.int64)
@@ -572,13 +744,42 @@ class AACStore:
         i = self.index_of(rec)
         start = int(self._table["frame_start"][i])
         count = int(self._table["num_frames"][i])
-        return np.asarray(self._index[start : start + count], dtype=np.uint64).reshape(count, 3)
+        rows = self._read_rows(self._index, _layout.INDEX, start, start + count)
+        return np.asarray(rows, dtype=np.uint64).reshape(count, 3)
 
-    def adts_bytes(self, rec: RecordingRef) -> bytes:
-        """The recording's stored bytes: a stand-alone ADTS stream any AAC decoder plays."""
+    def adts_bytes(self, rec: RecordingRef, *, check: bool = True) -> bytes:
+        """The recording as a stand-alone ADTS stream any AAC decoder plays: its stored
+        bytes, with the layout's program config element put in frame 0 where the layout
+        needs one (6, 7, 8 and 9-16 channels; the store keeps it out of the frames).
+
+        Raises :class:`CorruptDataError` when they fail the recording's CRC-32 (``check=False``:
+        return them anyway, e.g. to inspect the damage).
+        """
         i = self.index_of(rec)
+        data = self._stored_bytes(i, check=check)
+        if int(self._table["flags"][i]) & _layout.FLAG_PCE:
+            rate, coded, _ = self._decoder_key(i)
+            data = with_pce_in_first_frame(data, rate, coded)
+        return data
+
+    def _stored_bytes(self, i: int, *, check: bool) -> bytes:
+        """The bytes of recording i as stored (CRC-32 checked unless ``check=False``)."""
         start = int(self._table["byte_start"][i])
-        return self._bytes.read(start, start + int(self._table["num_bytes"][i]))
+        stop = start + int(self._table["num_bytes"][i])
+        try:
+            data = self._bytes.read(start, stop)
+        except OSError as e:
+            if isinstance(e, AACDataError) or not self._local:
+                raise
+            raise self._unreadable_bytes(e, start, stop) from e
+        if check:
+            crc, stored = zlib.crc32(data), int(self._table["crc32"][i])
+            if crc != stored:
+                raise CorruptDataError(
+                    f"{self._where}: recording {self._ids[i]!r} fails its checksum (its bytes have crc32 "
+                    f"{crc:08x}, the table says {stored:08x}); run `aacdata verify {self._where}`"
+                )
+        return data
 
     # ------------------------------------------------------------------ caches and stats
 
@@ -621,20 +822,28 @@ class AACStore:
 
     def verify(self, *, decode: bool = True, progress: Any = None) -> VerifyReport:
         """Check every committed recording: checksum of its bytes, index rows against the
-        ADTS headers, and (``decode=True``) that every frame decodes.
+        ADTS headers, its table values and JSON, and (``decode=True``) that every frame
+        decodes. A chunk that cannot be read (damaged index or table chunks) is reported
+        for the recordings it holds, and checking goes on with the next recording.
 
         ``progress``, if given, is called with the number of recordings checked so far.
         """
         problems: list[tuple[str, str]] = []
         store_problems = [*self._table_problems]
-        try:
-            store_problems += self._column_problems(("source", "metadata"))
-        except CorruptDataError as e:
-            store_problems.append(str(e))
+        json_columns = []
+        for column in ("source", "metadata"):
+            try:
+                store_problems += self._column_problems((column,))
+            except CorruptDataError as e:
+                store_problems.append(str(e))
+            else:
+                json_columns.append(column)
         for i in range(len(self)):
             rid = self._ids[i]
             try:
                 problems.extend((rid, reason) for reason in self._verify_one(i, decode))
+                for column in json_columns:
+                    self._json(column, i)
             except AACDataError as e:
                 problems.append((rid, str(e)))
             if progress is not None:
@@ -644,7 +853,9 @@ class AACStore:
     def _verify_one(self, i: int, decode: bool) -> list[str]:
         t = self._table
         reasons = []
-        data = self.adts_bytes(i)
+        if i in self._row_problems:
+            return [self._row_problems[i]]
+        data = self._stored_bytes(i, check=False)
         crc = zlib.crc32(data)
         if crc != int(t["crc32"][i]):
             reasons.append(f"checksum mismatch: stored bytes have crc32 {crc:08x}, table says {int(t['crc32'][i]):08x}")
@@ -669,7 +880,7 @@ class AACStore:
             reasons.append(f"index row {bad} disagrees with the ADTS headers")
         if len(frames) == nf and nf:
             start = int(t["frame_start"][i])
-            stored = np.asarray(self._frame_crc[start : start + nf], dtype=np.uint32)
+            stored = np.asarray(self._read_rows(self._frame_crc, _layout.FRAME_CRC, start, start + nf), np.uint32)
             bounds = np.append(frames.offsets, frames.offsets[-1] + frames.sizes[-1])
             bad_frames = [k for k, _ in _frames_failing_crc(data, bounds, stored)]
             if bad_frames:
@@ -687,8 +898,8 @@ class AACStore:
     def _verify_decode(self, i: int, data: bytes, offsets: np.ndarray, sizes: np.ndarray) -> list[str]:
         import av
 
-        ctx = self._decoders.fresh()
-        channels = int(self._table["num_channels"][i])
+        ctx = self._decoders.fresh(self._decoder_key(i))
+        channels = self._decoder_key(i)[1]
         for a in range(0, offsets.size, _VERIFY_BATCH_FRAMES):
             b = min(a + _VERIFY_BATCH_FRAMES, offsets.size)
             chunk = data[int(offsets[a]) : int(offsets[b - 1] + sizes[b - 1])]
@@ -751,8 +962,15 @@ class _ChunkCache:
     for 16384 rows); keeping the chunk serves the neighbouring recordings for free.
     """
 
-    def __init__(self, array: zarr.Array[Any], committed: int, max_chunks: int = 32) -> None:
+    def __init__(
+        self,
+        array: zarr.Array[Any],
+        committed: int,
+        read: Callable[[int, int], np.ndarray],
+        max_chunks: int = 32,
+    ) -> None:
         self._array = array
+        self._read = read
         self._rows = int(array.chunks[0])
         self._committed = committed
         self._max = max_chunks
@@ -767,7 +985,7 @@ class _ChunkCache:
             chunk = self._chunks.get(ci)
             if chunk is None:
                 end = min((ci + 1) * self._rows, self._committed)
-                chunk = self._chunks[ci] = np.asarray(self._array[ci * self._rows : end])
+                chunk = self._chunks[ci] = self._read(ci * self._rows, end)
                 if len(self._chunks) > self._max:
                     self._chunks.popitem(last=False)
             else:
@@ -781,9 +999,54 @@ class _ChunkCache:
         self._chunks.clear()
 
 
-def _strings(column: zarr.Array[Any], n: int) -> list[str]:
-    """The first n entries of a string column as Python strings."""
-    return [str(x) for x in np.asarray(column[:n]).reshape(-1)] if n else []
+def _is_damage(e: Exception, local: bool) -> bool:
+    """Whether an exception from reading stored chunks means they are damaged: a codec or
+    shape failure, or for a local store any I/O error (a chunk that is a directory, say).
+    For a remote store an I/O error is an outage, not damage, and is not relabelled."""
+    if isinstance(e, AACDataError):
+        return False
+    if isinstance(e, (RuntimeError, ValueError, TypeError, IndexError, KeyError, ArithmeticError, MemoryError)):
+        return True
+    return local and isinstance(e, OSError)
+
+
+def _chunk_keys(array: zarr.Array[Any], start: int, stop: int) -> str:
+    """The key(s) of the chunks holding rows ``[start, stop)`` of an array, for messages."""
+    try:
+        rows = int(getattr(array.metadata.chunk_grid, "chunk_shape", array.chunks)[0])
+        first, last = start // rows, max(stop - 1, start) // rows
+        tail = (0,) * (array.ndim - 1)
+        keys = [array.metadata.encode_chunk_key((ci, *tail)) for ci in dict.fromkeys((first, last))]
+    except Exception:  # noqa: BLE001 - only a message: damaged metadata names no keys
+        return f"rows {start}..{stop - 1}"
+    return " .. ".join(keys)
+
+
+def _refuse_links(root: str, where: str) -> None:
+    """Refuse to append to a store holding a symbolic link among its nodes and chunks: zarr
+    would write through it, outside the store (the lock file is the writer's own affair)."""
+    pending = [root]
+    while pending:
+        folder = pending.pop()
+        try:
+            entries = list(os.scandir(folder))
+        except OSError:
+            continue  # not a directory, or unreadable: opening the arrays reports it
+        for entry in entries:
+            if folder == root and entry.name == _LOCK_NAME:
+                continue
+            if entry.is_symlink():
+                try:
+                    target = os.readlink(entry.path)
+                except OSError:
+                    target = "?"
+                raise StoreWriteError(
+                    f"{where}: {os.path.relpath(entry.path, root)} is a symbolic link (to {target!r}); aacdata "
+                    "does not append through links, which would write outside the store. Replace the link "
+                    "by a copy of what it points to, or import into a new store"
+                )
+            if entry.is_dir(follow_symlinks=False):
+                pending.append(entry.path)
 
 
 def _disk_usage(root: str) -> dict[str, int]:
@@ -793,7 +1056,10 @@ def _disk_usage(root: str) -> dict[str, int]:
     total = 0
     for dirpath, _dirs, files in os.walk(root):
         for f in files:
-            size = os.path.getsize(os.path.join(dirpath, f))
+            try:
+                size = os.lstat(os.path.join(dirpath, f)).st_size
+            except OSError:  # removed meanwhile
+                continue
             total += size
             top = Path(os.path.relpath(dirpath, root)).parts
             if top:
@@ -813,14 +1079,14 @@ def _open_group(where: str, mode: Literal["r", "r+"]) -> zarr.Group:
     try:
         with open(meta_path, "rb") as f:
             node_type = json.load(f).get("node_type")
-    except (OSError, ValueError, AttributeError) as e:
-        raise StoreFormatError(f"{where!r}: its zarr.json cannot be read ({e})") from None
+    except (OSError, ValueError, AttributeError, RecursionError) as e:  # RecursionError: nested too deeply
+        raise StoreFormatError(f"{where!r}: its zarr.json cannot be read ({type(e).__name__}: {e})") from None
     if node_type != "group":
         raise StoreFormatError(f"{where!r} is a Zarr {node_type or 'node'}, not an aacdata store (a group)")
     try:
         return zarr.open_group(zarr.storage.LocalStore(where, read_only=mode == "r"), mode=mode)
-    except (GroupNotFoundError, FileNotFoundError, ValueError, KeyError, TypeError) as e:
-        raise StoreFormatError(f"{where!r}: the Zarr group cannot be opened ({e})") from None
+    except (GroupNotFoundError, OSError, ValueError, KeyError, TypeError, RecursionError) as e:
+        raise StoreFormatError(f"{where!r}: the Zarr group cannot be opened ({type(e).__name__}: {e})") from None
 
 
 def _open_remote_group(zstore: Any, where: str, mode: str) -> zarr.Group:
