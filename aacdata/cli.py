@@ -1,7 +1,11 @@
 """The ``aacdata`` command: import, info, verify, export, bench, demo.
 
 Exit status: 0 success, 1 when something failed (a file not imported, a damaged
-recording), 2 for usage errors (bad arguments, a store that cannot be opened).
+recording or store, an output that cannot be written), 2 for usage errors (bad
+arguments, no store at the path, an unknown recording).
+
+Recording ids and messages are printed with control characters escaped (an id is shown
+as a Python string literal when it holds any), so that one line of output is one item.
 """
 
 from __future__ import annotations
@@ -15,11 +19,14 @@ from pathlib import Path
 from typing import Any
 
 from . import __version__
-from .errors import AACDataError, CorruptDataError, ImportInterruptedError, StoreFormatError
+from .errors import AACDataError, CorruptDataError, DecodeError, ImportInterruptedError, StoreFormatError
 
 log = logging.getLogger("aacdata")
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+_READING_COMMANDS = frozenset({"info", "verify", "export"})
+"""Commands whose one store is only read: a store they cannot read is damaged (exit 1)."""
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -38,9 +45,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ImportInterruptedError as e:
         print(f"aacdata {args.command}: {e}", file=sys.stderr)
         return 128 + e.signum
+    except (CorruptDataError, DecodeError) as e:
+        print(f"aacdata {args.command}: error: {_escaped(str(e))}", file=sys.stderr)
+        return EXIT_FAILED
+    except StoreFormatError as e:
+        print(f"aacdata {args.command}: error: {_escaped(str(e))}", file=sys.stderr)
+        return EXIT_FAILED if args.command in _READING_COMMANDS else EXIT_USAGE
     except (AACDataError, ValueError) as e:
-        print(f"aacdata {args.command}: error: {e}", file=sys.stderr)
+        print(f"aacdata {args.command}: error: {_escaped(str(e))}", file=sys.stderr)
         return EXIT_USAGE
+    except OSError as e:  # e.g. an output file that cannot be written
+        print(f"aacdata {args.command}: error: {_escaped(str(e))}", file=sys.stderr)
+        return EXIT_FAILED
     except KeyboardInterrupt:
         print(f"aacdata {args.command}: interrupted", file=sys.stderr)
         return 130
@@ -55,7 +71,12 @@ def _parser() -> argparse.ArgumentParser:
     imp = sub.add_parser("import", help="convert audio files and append them to a store")
     imp.add_argument("sources", nargs="+", help="audio files, directories, or .txt lists of paths")
     imp.add_argument("-o", "--output", required=True, metavar="STORE", help="store path (created if missing)")
-    imp.add_argument("--bitrate", type=_positive_int, default=160_000, help="AAC bit rate in bit/s (default 160000)")
+    imp.add_argument(
+        "--bitrate",
+        type=_positive_int,
+        default=None,
+        help="total AAC bit rate of a recording in bit/s (default: 80000 per channel, 160000 for stereo)",
+    )
     imp.add_argument("--sample-rate", type=_positive_int, default=None, help="resample to this rate (Hz)")
     imp.add_argument("--channels", type=_positive_int, default=None, help="remix to this many channels")
     imp.add_argument("--reencode", action="store_true", help="re-encode AAC-LC sources instead of passing through")
@@ -125,6 +146,22 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _escaped(text: str) -> str:
+    """``text`` with control and other unprintable characters escaped (``\\n``, ``\\x1b``),
+    so that a message cannot start new lines or move the terminal's cursor."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text)
+
+
+def _shown(rid: str) -> str:
+    """A recording id for output: as it is when plainly printable, else as a Python string
+    literal (quoted, control characters and backslashes escaped), so that it is unambiguous."""
+    if rid.isprintable() and "\\" not in rid and not rid.startswith(("'", '"')):
+        return rid
+    return repr(rid)
+
+
 def _table(rows: list[tuple[str, str]]) -> str:
     width = max(len(k) for k, _ in rows)
     return "\n".join(f"  {k.ljust(width)}  {v}" for k, v in rows)
@@ -183,6 +220,8 @@ def _cmd_import(args: argparse.Namespace) -> int:
     )
     for failure in report.failed:
         print(f"failed: {failure}", file=sys.stderr)
+    for rid, note in report.notes:
+        print(f"note: {_shown(rid)}: {note}", file=sys.stderr)
     seconds = report.audio_seconds
     print(
         _table(
@@ -214,7 +253,7 @@ def _cmd_info(args: argparse.Namespace) -> int:
         print(json.dumps(s, indent=2))
         return EXIT_OK
     rows = [
-        ("store", s["path"]),
+        ("store", _escaped(s["path"])),
         ("recordings", str(s["num_recordings"])),
         ("audio", f"{s['hours']:.3f} h"),
         ("payload", f"{_size(s['payload_bytes'])} ({s['kbit_per_s']:.0f} kbit/s)"),
@@ -242,15 +281,15 @@ def _cmd_verify(args: argparse.Namespace) -> int:
     try:
         store = AACStore.open(args.store, check_table=False)
     except (StoreFormatError, CorruptDataError) as e:
-        print(f"damaged: {e}")
+        print(f"damaged: {_escaped(str(e))}")
         return EXIT_FAILED
     with store, _Progress("verify", "rec", enabled=not args.no_progress) as tick:
         total = len(store)
         report = store.verify(decode=not args.no_decode, progress=lambda done: tick(done, total))
     for problem in report.store_problems:
-        print(f"damaged: {problem}")
+        print(f"damaged: {_escaped(problem)}")
     for rid, reason in report.problems:
-        print(f"bad: {rid}: {reason}")
+        print(f"bad: {_shown(rid)}: {_escaped(reason)}")
     print(f"{report.num_recordings - len(report.bad_ids)} of {report.num_recordings} recordings ok")
     return EXIT_OK if report.ok else EXIT_FAILED
 
@@ -271,7 +310,10 @@ def _cmd_export(args: argparse.Namespace) -> int:
             out.write_bytes(store.adts_bytes(rec))
         else:
             _export_pcm(store, rec, out)
-    print(f"wrote {out} ({rec.id}, {rec.duration_seconds:.2f} s, {rec.num_channels} ch, {rec.sample_rate} Hz)")
+    print(
+        f"wrote {_escaped(str(out))} ({_shown(rec.id)}, {rec.duration_seconds:.2f} s, {rec.num_channels} ch, "
+        f"{rec.sample_rate} Hz)"
+    )
     return EXIT_OK
 
 
@@ -285,16 +327,29 @@ def _export_pcm(store: Any, rec: Any, out: Path) -> None:
 
 
 def _cmd_repair(args: argparse.Namespace) -> int:
-    from ._repair import rebuild_store
+    """Exit 1 when recordings were dropped (a script must notice that the new store holds
+    fewer recordings than the damaged one), 0 when every recording was kept."""
+    from ._repair import check_source, rebuild_store
 
+    try:  # a store too damaged to repair at all is damage (1), unlike a taken destination (2)
+        check_source(args.store)
+    except (StoreFormatError, CorruptDataError) as e:
+        print(f"damaged: {_escaped(str(e))}")
+        print(f"kept 0 recordings: {_escaped(args.store)} cannot be read as a store; import its sources again")
+        return EXIT_FAILED
     with _Progress("repair", "rec", enabled=not args.no_progress) as tick:
         report = rebuild_store(args.store, args.output, progress=tick)
+    for finding in report.findings:
+        print(f"table: {_escaped(finding)}")
     for rid, reason in report.dropped:
-        print(f"dropped: {rid}: {reason}")
-    print(f"kept {len(report.kept)} recordings in {args.output}; dropped {len(report.dropped)}")
+        print(f"dropped: {_shown(rid)}: {_escaped(reason)}")
+    print(f"kept {len(report.kept)} recordings in {_escaped(args.output)}; dropped {len(report.dropped)}")
     if report.dropped:
-        print("import the dropped recordings again from their sources into the new store")
-    return EXIT_OK if not report.dropped else EXIT_FAILED
+        print(
+            f"to bring the dropped recordings back, run the import that made {_escaped(args.store)} again "
+            f"with -o {_escaped(args.output)}: it resumes, importing only what the new store lacks"
+        )
+    return EXIT_OK if report.ok else EXIT_FAILED
 
 
 def _cmd_copy(args: argparse.Namespace) -> int:
