@@ -23,8 +23,10 @@ from zarr.abc.store import Store
 
 from ._channels import remix
 from ._epoch import SharedEpoch
-from .errors import AACDataError, CorruptDataError, DecodeError, RecordingNotFoundError
-from .plans import Corpus, ExplicitWindows, RandomWindows, SlidingWindows, Window, WindowPlan
+from ._labels import CorpusView, WindowLabels, combine, to_rate
+from .annotations import Annotations
+from .errors import AACDataError, AnnotationError, CorruptDataError, DecodeError, RecordingNotFoundError
+from .plans import Corpus, EventWindows, ExplicitWindows, RandomWindows, SlidingWindows, Window, WindowPlan
 from .store import DEFAULT_INDEX_CACHE_BYTES, AACStore
 
 StoreLike = str | os.PathLike[str] | AACStore | Store
@@ -115,6 +117,12 @@ class AACSegmentDataset(torch.utils.data.Dataset[Any]):
         on_error: Literal["raise", "skip"] = "raise",
         storage_options: Mapping[str, Any] | None = None,
         plan: WindowPlan | None = None,
+        annotations: Annotations | str | None = None,
+        labels: Literal["clip", "frames"] | None = None,
+        classes: Sequence[str] | None = None,
+        min_overlap_seconds: float = 0.0,
+        min_overlap_fraction: float = 0.0,
+        label_hop_seconds: float = 0.02,
     ) -> None:
         sources: list[StoreLike] = (
             list(store_or_path) if isinstance(store_or_path, (list, tuple)) else [store_or_path]  # type: ignore[list-item]
@@ -181,8 +189,29 @@ class AACSegmentDataset(torch.utils.data.Dataset[Any]):
         elif any(v is not None for v in shortcuts.values()):
             given = ", ".join(f"{k}=" for k, v in shortcuts.items() if v is not None)
             raise ValueError(f"plan= says which windows to read; do not also give {given}")
-        corpus = Corpus(self._lengths, self.sample_rate, np.flatnonzero(keep), self._ids_cache)
+        self._annotations_given = annotations
+        corpus = Corpus(self._lengths, self.sample_rate, np.flatnonzero(keep), self._ids_cache, self._events_of)
         self.plan = plan.bind(corpus, seed=self.seed)
+        if labels not in (None, "clip", "frames"):
+            raise ValueError(f"labels must be None, 'clip' or 'frames'; got {labels!r}")
+        self.labels = labels
+        source = annotations
+        if source is None and isinstance(plan, EventWindows):
+            source = plan.annotations
+        if labels is not None and source is None:
+            raise ValueError(f"labels={labels!r} needs events: pass annotations= (a table or a stored set's name)")
+        self._window_labels: WindowLabels | None = None
+        if source is not None:
+            self._window_labels = WindowLabels(
+                self._events_of(source),
+                classes=classes,
+                sample_rate=self.sample_rate,
+                min_overlap_seconds=min_overlap_seconds,
+                min_overlap_fraction=min_overlap_fraction,
+                label_hop_seconds=label_hop_seconds,
+            )
+        elif classes is not None:
+            raise ValueError("classes= orders the labels of events: pass annotations= too")
         self.window_samples: int | None = self.plan.window_samples
         self._eligible = corpus.eligible
         self._length = len(self.plan)
@@ -215,6 +244,45 @@ class AACSegmentDataset(torch.utils.data.Dataset[Any]):
         table["metadata"] = parsed
         table["labels"] = [m.get("labels", m.get("label")) if isinstance(m, dict) else None for m in parsed]
         return table
+
+    def _events_of(self, source: Annotations | str | None) -> Annotations:
+        """Events in corpus rows and samples at the dataset's rate, from a table (parsed:
+        resolved against the corpus; resolved: a single store's rows), the name of a set
+        stored in every store, or ``None`` (the dataset's ``annotations=``)."""
+        if source is None:
+            source = self._annotations_given
+            if source is None:
+                raise ValueError("no events: pass annotations= to the dataset or the plan")
+        if isinstance(source, str):
+            parts = []
+            first = 0
+            for si, path in enumerate(self._paths):
+                with AACStore.open(path, storage_options=self.storage_options) as store:
+                    if source not in store.annotation_sets:
+                        raise AnnotationError(
+                            f"store {store.path!r} has no annotation set {source!r} (sets: "
+                            f"{', '.join(store.annotation_sets) or 'none'}); write one with `aacdata annotate`"
+                        )
+                    parts.append((first, store.annotations(source)))
+                first += int(np.count_nonzero(self._store_of == si))
+            events = combine(parts)
+        elif not isinstance(source, Annotations):
+            raise TypeError(f"annotations must be an Annotations table or a set name; got {type(source).__name__}")
+        elif source.resolved:
+            if len(self._paths) > 1:
+                raise ValueError(
+                    "a resolved Annotations table names rows of one store; with several stores pass the parsed "
+                    "table (it is resolved against all of them) or a stored set's name"
+                )
+            events = source
+        else:
+            view = CorpusView(
+                self._ids_cache,
+                {"sample_rate": self._rates, "num_samples": self._lengths, "num_channels": self._channels},
+                ", ".join(map(str, self._paths)),
+            )
+            events = source.resolve(view)
+        return to_rate(events, self._rates, self.sample_rate)
 
     @staticmethod
     def _filter(recordings: Any, table: Mapping[str, Any]) -> np.ndarray:
@@ -309,8 +377,9 @@ class AACSegmentDataset(torch.utils.data.Dataset[Any]):
         tensor = torch.from_numpy(self._map_channels(audio, w.recording))
         if self.transform is not None:
             tensor = self.transform(tensor)
+        target = self._target(w)
         if not self.return_info:
-            return tensor
+            return tensor if target is None else (tensor, target)
         info: dict[str, Any] = {
             "audio": tensor,
             "recording": w.recording,
@@ -321,7 +390,24 @@ class AACSegmentDataset(torch.utils.data.Dataset[Any]):
         label = self._labels[w.recording]
         if label is not None:
             info["labels"] = label
+        if target is not None:
+            info["target"] = target
+        if self._window_labels is not None:
+            info["events"] = self._window_labels.window_events(w.recording, w.start, w.start + w.num_samples)
         return info
+
+    def _target(self, w: Window) -> torch.Tensor | None:
+        wl = self._window_labels
+        if wl is None or self.labels is None:
+            return None
+        a, b = w.start, w.start + w.num_samples
+        target = wl.clip(w.recording, a, b) if self.labels == "clip" else wl.frames(w.recording, a, b)
+        return torch.from_numpy(target)
+
+    @property
+    def classes(self) -> tuple[str, ...]:
+        """The label classes, in target order (empty without annotations)."""
+        return self._window_labels.classes if self._window_labels is not None else ()
 
     def _map_channels(self, audio: np.ndarray, g: int) -> np.ndarray:
         if self.num_channels is None:

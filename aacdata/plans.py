@@ -16,7 +16,7 @@ recording's end (the dataset zero-fills those parts).
 from __future__ import annotations
 
 import copy
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -24,7 +24,7 @@ import numpy as np
 
 from .errors import RecordingNotFoundError
 
-__all__ = ["Corpus", "ExplicitWindows", "RandomWindows", "SlidingWindows", "Window", "WindowPlan"]
+__all__ = ["Corpus", "EventWindows", "ExplicitWindows", "RandomWindows", "SlidingWindows", "Window", "WindowPlan"]
 
 _MASK = (1 << 64) - 1
 
@@ -63,15 +63,16 @@ class Corpus:
 
     ``lengths`` int64 ``(R,)`` samples of each recording at ``sample_rate``; ``eligible``
     int64 rows the plan may draw from (after the dataset's filters); ``ids`` the
-    recording ids; ``annotations`` the dataset's events (resolved to corpus rows and
-    samples at ``sample_rate``) or ``None``.
+    recording ids; ``resolve(annotations)`` turns an :class:`~aacdata.Annotations`
+    table, a stored set's name, or ``None`` (the dataset's own) into events in corpus
+    rows and samples at ``sample_rate`` (``None`` where the dataset has no events).
     """
 
     lengths: np.ndarray
     sample_rate: int
     eligible: np.ndarray
     ids: Sequence[str]
-    annotations: Any = None
+    resolve: Callable[[Any], Any] | None = None
 
 
 class WindowPlan:
@@ -320,3 +321,229 @@ class ExplicitWindows(WindowPlan):
     def window(self, index: int, epoch: int) -> Window:
         self._check_bound()
         return self._resolved[self._index(index)]
+
+
+class EventWindows(WindowPlan):
+    """Windows centred on annotated events, and background windows with none.
+
+    Parameters
+    ----------
+    annotations
+        The events: an :class:`~aacdata.Annotations` table, the name of a set stored in
+        the dataset's stores, or ``None`` for the dataset's own ``annotations=``.
+    window_seconds
+        Window length.
+    num_windows
+        Windows per epoch; default: one per (selected) event, plus the negatives' share.
+    classes
+        Draw positives only from events of these labels (default: all).
+    positives, negatives
+        Shares of positive windows (containing an event) and negative windows (containing
+        none, at least ``min_gap_seconds`` from any event): ``negatives / (positives +
+        negatives)`` of the windows are negatives. The first windows of an epoch's index
+        range are positives, the rest negatives (shuffle in the ``DataLoader``).
+    balance
+        ``None``: positives draw events uniformly; ``"class"``: they draw a class first,
+        uniformly, then an event of it, so rare classes are seen as often as common ones.
+    jitter
+        Place the event at a random offset inside the window (an event longer than the
+        window: a random part of it); ``False`` centres it.
+    min_gap_seconds
+        Negatives keep this far from every event (of any class).
+
+    A positive window contains its event entirely when the event fits; windows are kept
+    inside their recording where it is at least a window long (which keeps the event
+    inside). Negatives are drawn uniformly over every start position whose window lies in
+    background time, exactly (from cumulative gap lengths), never by rejection.
+    """
+
+    def __init__(
+        self,
+        annotations: Any = None,
+        window_seconds: float | None = None,
+        *,
+        window_samples: int | None = None,
+        num_windows: int | None = None,
+        classes: Sequence[str] | None = None,
+        positives: float = 1.0,
+        negatives: float = 0.0,
+        balance: Literal["class"] | None = None,
+        jitter: bool = True,
+        min_gap_seconds: float = 0.0,
+    ) -> None:
+        _positive("window_seconds", window_seconds)
+        if positives < 0 or negatives < 0 or positives + negatives <= 0:
+            raise ValueError(f"positives and negatives must be >= 0, not both 0; got {positives}, {negatives}")
+        if balance not in (None, "class"):
+            raise ValueError(f"balance must be None or 'class'; got {balance!r}")
+        if min_gap_seconds < 0:
+            raise ValueError(f"min_gap_seconds must be >= 0; got {min_gap_seconds}")
+        if num_windows is not None and num_windows < 1:
+            raise ValueError(f"num_windows must be >= 1; got {num_windows}")
+        self.annotations = annotations
+        self.window_seconds = window_seconds
+        self.window_samples_given = window_samples
+        self.num_windows = num_windows
+        self.classes = tuple(classes) if classes is not None else None
+        self.positives = float(positives)
+        self.negatives = float(negatives)
+        self.balance = balance
+        self.jitter = bool(jitter)
+        self.min_gap_seconds = float(min_gap_seconds)
+
+    def _params(self) -> dict[str, Any]:
+        return {
+            "window_seconds": self.window_seconds,
+            "window_samples": self.window_samples_given,
+            "num_windows": self.num_windows,
+            "classes": self.classes,
+            "positives": self.positives,
+            "negatives": self.negatives or None,
+            "balance": self.balance,
+            "jitter": None if self.jitter else False,
+            "min_gap_seconds": self.min_gap_seconds or None,
+        }
+
+    def _bind(self, corpus: Corpus) -> None:
+        length = self._length_of(corpus, self.window_seconds, self.window_samples_given)
+        self.window_samples = length
+        if corpus.resolve is None:
+            raise ValueError("EventWindows needs events: give it annotations, or the dataset annotations=")
+        events = corpus.resolve(self.annotations)
+        eligible = np.zeros(corpus.lengths.size, dtype=bool)
+        eligible[corpus.eligible] = True
+        keep = eligible[events.recording]
+        if self.classes is not None:
+            unknown = sorted(set(self.classes) - set(events.classes))
+            if unknown:
+                raise ValueError(f"classes= names labels the events do not have: {unknown[:5]}")
+            wanted = np.isin(np.asarray(events.classes, dtype=object)[events.label], list(self.classes))
+            keep &= wanted
+        self._rec = np.asarray(events.recording[keep], dtype=np.int64)
+        self._start = np.asarray(events.start[keep], dtype=np.int64)
+        self._stop = np.asarray(events.stop[keep], dtype=np.int64)
+        labels = np.asarray(events.label[keep], dtype=np.int64)
+        self._lengths = corpus.lengths
+        positive_share = self.positives / (self.positives + self.negatives)
+        if self.positives > 0 and self._rec.size == 0:
+            raise ValueError(
+                "EventWindows has no events to centre windows on (after the classes= and recordings filters)"
+            )
+        if self.num_windows is not None:
+            total = self.num_windows
+        elif self.positives > 0:
+            total = round(self._rec.size / positive_share)
+        else:
+            total = max(1, int(corpus.lengths[corpus.eligible].sum() // length))
+        self._num_pos = round(total * positive_share)
+        self._total = total
+        # Per class: the events of each, for balance="class".
+        self._class_ids = np.unique(labels)
+        order = np.argsort(labels, kind="stable")
+        self._by_class = order
+        self._class_cum = np.searchsorted(labels[order], self._class_ids, side="right")
+        if total > self._num_pos:
+            gap = round(self.min_gap_seconds * corpus.sample_rate)
+            events_all = (
+                np.asarray(events.recording, dtype=np.int64),
+                np.asarray(events.start, dtype=np.int64),
+                np.asarray(events.stop, dtype=np.int64),
+            )
+            self._gaps = _background(corpus.lengths, corpus.eligible, *events_all, gap=gap)
+            fits = np.maximum(self._gaps[2] - self._gaps[1] - length + 1, 0)
+            self._gap_cum = np.cumsum(fits)
+            if not self._gap_cum.size or self._gap_cum[-1] == 0:
+                raise ValueError(
+                    f"no stretch of {length} samples lies {self.min_gap_seconds} s away from every event: "
+                    "no negative window exists (lower negatives=, min_gap_seconds= or the window length)"
+                )
+
+    def __len__(self) -> int:
+        self._check_bound()
+        return self._total
+
+    def window(self, index: int, epoch: int) -> Window:
+        self._check_bound()
+        index = self._index(index)
+        assert self.window_samples is not None
+        length = self.window_samples
+        u, v, w = uniforms(self.seed, epoch, index, 3)
+        if index >= self._num_pos:
+            p = min(int(u * int(self._gap_cum[-1])), int(self._gap_cum[-1]) - 1)
+            r = int(np.searchsorted(self._gap_cum, p, side="right"))
+            before = int(self._gap_cum[r - 1]) if r else 0
+            return Window(int(self._gaps[0][r]), int(self._gaps[1][r]) + p - before, length)
+        if self.balance == "class":
+            k = min(int(u * self._class_ids.size), self._class_ids.size - 1)
+            lo = int(self._class_cum[k - 1]) if k else 0
+            hi = int(self._class_cum[k])
+            e = int(self._by_class[lo + min(int(v * (hi - lo)), hi - lo - 1)])
+        else:
+            e = min(int(u * self._rec.size), self._rec.size - 1)
+        rec, s, t = int(self._rec[e]), int(self._start[e]), int(self._stop[e])
+        span = t - s
+        if span <= length:  # the whole event inside the window
+            lo_start, hi_start = t - length, s
+        else:  # a part of the event fills the window
+            lo_start, hi_start = s, t - length
+        start = lo_start + int(w * (hi_start - lo_start + 1)) if self.jitter else (lo_start + hi_start) // 2
+        start = min(start, hi_start)
+        n = int(self._lengths[rec])
+        if n >= length:  # stay inside the recording; the event stays inside the window
+            start = min(max(start, 0), n - length)
+        return Window(rec, start, length)
+
+
+def _background(
+    lengths: np.ndarray,
+    eligible: np.ndarray,
+    ev_rec: np.ndarray,
+    ev_start: np.ndarray,
+    ev_stop: np.ndarray,
+    *,
+    gap: int,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Background stretches ``(recording, start, stop)`` of the eligible recordings: the
+    time at least ``gap`` samples away from every event, as int64 arrays."""
+    pieces_rec: list[np.ndarray] = []
+    pieces_a: list[np.ndarray] = []
+    pieces_b: list[np.ndarray] = []
+    has = np.zeros(lengths.size, dtype=bool)
+    if ev_rec.size:
+        has[ev_rec] = True
+        # Recordings laid end to end on one axis (a stride past any event's reach) so that
+        # one running maximum serves all of them.
+        stride = int(lengths.max()) + 2 * gap + 2
+        order = np.lexsort((ev_start, ev_rec))
+        rec = ev_rec[order]
+        offset = rec * stride
+        a = ev_start[order] - gap + offset
+        b = np.maximum(ev_stop[order] + gap, ev_start[order] + gap + 1) + offset
+        reach = np.maximum.accumulate(b)
+        first = np.ones(rec.size, dtype=bool)
+        first[1:] = rec[1:] != rec[:-1]
+        prev = np.empty_like(reach)
+        prev[1:] = reach[:-1]
+        prev[first] = offset[first]  # a recording's background starts at its sample 0
+        open_ = a > prev
+        pieces_rec.append(rec[open_])
+        pieces_a.append(prev[open_] - offset[open_])
+        pieces_b.append(a[open_] - offset[open_])
+        last = np.ones(rec.size, dtype=bool)
+        last[:-1] = rec[1:] != rec[:-1]
+        tail_rec = rec[last]
+        pieces_rec.append(tail_rec)
+        pieces_a.append(reach[last] - offset[last])
+        pieces_b.append(lengths[tail_rec])
+    quiet = eligible[~has[eligible]]
+    pieces_rec.append(quiet)
+    pieces_a.append(np.zeros(quiet.size, dtype=np.int64))
+    pieces_b.append(lengths[quiet])
+    rec_all = np.concatenate(pieces_rec).astype(np.int64)
+    a_all = np.clip(np.concatenate(pieces_a), 0, None).astype(np.int64)
+    b_all = np.minimum(np.concatenate(pieces_b), lengths[rec_all]).astype(np.int64)
+    is_eligible = np.zeros(lengths.size, dtype=bool)
+    is_eligible[eligible] = True
+    keep = is_eligible[rec_all] & (b_all > a_all)
+    order = np.lexsort((a_all[keep], rec_all[keep]))
+    return rec_all[keep][order], a_all[keep][order], b_all[keep][order]

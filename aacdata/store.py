@@ -21,12 +21,13 @@ from zarr.abc.store import Store
 from zarr.core.sync import sync
 from zarr.errors import GroupNotFoundError
 
-from . import _layout, _lock, _remote
+from . import _annotation_store, _layout, _lock, _remote
 from ._adts import SAMPLES_PER_FRAME, parse_adts, with_pce_in_first_frame
 from ._bytes import ByteReader
 from ._channels import coded_channels
 from ._decoder import DecoderKey, DecoderPool, decode_into
 from ._remote import StoreTarget
+from .annotations import Annotations
 from .errors import (
     AACDataError,
     CorruptDataError,
@@ -780,6 +781,34 @@ class AACStore:
                     f"{crc:08x}, the table says {stored:08x}); run `aacdata verify {self._where}`"
                 )
         return data
+
+    # ------------------------------------------------------------------ annotations
+
+    @property
+    def annotation_sets(self) -> tuple[str, ...]:
+        """Names of the event annotation sets stored here, sorted."""
+        return tuple(_annotation_store.list_sets(self._group))
+
+    def annotations(self, name: str = "default") -> Annotations:
+        """The stored annotation set ``name``, resolved against this store (recording
+        rows, samples of each recording's source timeline)."""
+        return _annotation_store.read_set(self._group, name, num_recordings=len(self), where=self._where)
+
+    def write_annotations(self, ann: Annotations, name: str = "default", *, replace: bool = False) -> None:
+        """Store an annotation set (resolved against this store first if it is a parsed
+        table). Needs mode ``"a"``; takes the write lock. Writing or replacing a set never
+        leaves a half-written one visible."""
+        if self._mode != "a":
+            raise ValueError(f"open the store with mode='a' to write annotations to it; {self._where!r} is read-only")
+        resolved = ann if ann.resolved else ann.resolve(self)
+        with _lock.acquire(self.zarr_store, self._where) as held:
+            _annotation_store.write_set(
+                self._group, name, resolved, replace=replace, lock=held, num_recordings=len(self), where=self._where
+            )
+
+    def annotation_info(self, name: str) -> dict[str, Any]:
+        """A set's event count, classes and sources, without reading its events."""
+        return _annotation_store.set_info(self._group, name, where=self._where)
 
     # ------------------------------------------------------------------ caches and stats
 

@@ -1,0 +1,201 @@
+"""Labels of windows from event annotations: which events a window holds, as targets.
+
+Rule for a window ``[a, b)`` and an event ``[s, e)`` of the same recording: the overlap is
+``o = min(b, e) - max(a, s)``; the event labels the window when ``o > 0`` and
+(``o >= min_overlap_seconds`` or ``o >= min_overlap_fraction * (e - s)``). With both at
+0, any overlap labels it. An instant (``s == e``) labels the windows it lies in
+(``a <= s < b``). Frame targets: frame ``j`` of a window, centred at
+``a + (j + 1/2) * hop``, is 1 for class ``k`` where an event of ``k`` covers its centre
+(``s <= centre < e``).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+from torch.utils.data import default_collate
+
+from .annotations import Annotations
+from .errors import AnnotationError
+
+
+class CorpusView:
+    """The dataset's recordings as one store-like table, to resolve parsed annotations
+    against (``ids``, ``path`` and ``column(name)``, as :meth:`Annotations.resolve` reads)."""
+
+    def __init__(self, ids: Sequence[str], columns: dict[str, np.ndarray], path: str) -> None:
+        self._ids = tuple(ids)
+        self._columns = columns
+        self._path = path
+
+    @property
+    def ids(self) -> tuple[str, ...]:
+        return self._ids
+
+    @property
+    def path(self) -> str:
+        return self._path
+
+    def column(self, name: str) -> np.ndarray:
+        return self._columns[name]
+
+
+def combine(parts: Sequence[tuple[int, Annotations]]) -> Annotations:
+    """Resolved tables of several stores as one over their concatenated recordings:
+    ``(first corpus row of the store, its table)`` each; labels re-indexed to the union
+    of the classes."""
+    classes = tuple(sorted({c for _, ann in parts for c in ann.classes}))
+    index = {c: i for i, c in enumerate(classes)}
+    cols: dict[str, list[np.ndarray]] = {k: [] for k in ("recording", "start", "stop", "label", "low", "high", "ch")}
+    extra: list[np.ndarray] = []
+    for offset, ann in parts:
+        remap = np.array([index[c] for c in ann.classes], dtype=np.int32)
+        cols["recording"].append(np.asarray(ann.recording) + offset)
+        cols["start"].append(np.asarray(ann.start))
+        cols["stop"].append(np.asarray(ann.stop))
+        cols["label"].append(remap[ann.label] if len(ann) else np.zeros(0, np.int32))
+        cols["low"].append(np.asarray(ann.low_hz))
+        cols["high"].append(np.asarray(ann.high_hz))
+        cols["ch"].append(np.asarray(ann.channel))
+        extra.append(np.asarray(ann.extra, dtype=object))
+
+    def cat(name: str, dtype: Any) -> np.ndarray:
+        return np.concatenate(cols[name]).astype(dtype) if cols[name] else np.zeros(0, dtype)
+
+    return Annotations(
+        recording=cat("recording", np.int64),
+        start=cat("start", np.int64),
+        stop=cat("stop", np.int64),
+        label=cat("label", np.int32),
+        classes=classes,
+        low_hz=cat("low", np.float32),
+        high_hz=cat("high", np.float32),
+        channel=cat("ch", np.int16),
+        extra=np.concatenate(extra).astype(str) if extra else np.zeros(0, str),
+    )
+
+
+def to_rate(ann: Annotations, rates: np.ndarray, rate: int) -> Annotations:
+    """A resolved table with its times moved from each recording's own rate to ``rate``
+    (nearest sample; unchanged where the rates agree)."""
+    own = rates[np.asarray(ann.recording)]
+    if not len(ann) or np.all(own == rate):
+        return ann
+    scale = rate / own
+    return Annotations(
+        recording=ann.recording,
+        start=np.rint(np.asarray(ann.start) * scale).astype(np.int64),
+        stop=np.rint(np.asarray(ann.stop) * scale).astype(np.int64),
+        label=ann.label,
+        classes=ann.classes,
+        low_hz=ann.low_hz,
+        high_hz=ann.high_hz,
+        channel=ann.channel,
+        extra=ann.extra,
+    )
+
+
+class WindowLabels:
+    """Targets and event lists of windows, from a resolved table in corpus rows."""
+
+    def __init__(
+        self,
+        events: Annotations,
+        *,
+        classes: Sequence[str] | None,
+        sample_rate: int,
+        min_overlap_seconds: float,
+        min_overlap_fraction: float,
+        label_hop_seconds: float,
+    ) -> None:
+        if min_overlap_seconds < 0 or not 0 <= min_overlap_fraction <= 1:
+            raise ValueError(
+                "min_overlap_seconds must be >= 0 and min_overlap_fraction in [0, 1]; "
+                f"got {min_overlap_seconds}, {min_overlap_fraction}"
+            )
+        if not label_hop_seconds > 0:
+            raise ValueError(f"label_hop_seconds must be > 0; got {label_hop_seconds}")
+        self.events = events
+        self.classes: tuple[str, ...] = tuple(classes) if classes is not None else tuple(events.classes)
+        if len(set(self.classes)) != len(self.classes):
+            raise ValueError(f"classes= holds duplicates: {list(self.classes)}")
+        position = {c: i for i, c in enumerate(self.classes)}
+        unknown = sorted(set(events.classes) - set(position))
+        if unknown:
+            raise AnnotationError(
+                f"the events have labels that classes= does not list: {unknown[:5]}"
+                + (f" and {len(unknown) - 5} more" if len(unknown) > 5 else "")
+                + " (add them, or leave classes= out to use every label)"
+            )
+        self._class_of = np.array([position[c] for c in events.classes], dtype=np.int64)
+        self._min_overlap = min_overlap_seconds * sample_rate
+        self._fraction = float(min_overlap_fraction)
+        self._hop = label_hop_seconds * sample_rate
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    def num_frames(self, window_samples: int) -> int:
+        """Label frames of a window: ``floor(window / hop)``, at least one."""
+        return max(1, math.floor(window_samples / self._hop + 1e-9))
+
+    def _rows(self, recording: int, a: int, b: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        rows = self.events.events_in(recording, a, b)
+        return rows, self.events.start[rows], self.events.stop[rows], self._class_of[self.events.label[rows]]
+
+    def clip(self, recording: int, a: int, b: int) -> np.ndarray:
+        """float32 ``(K,)`` multi-hot: classes of the events that label ``[a, b)``."""
+        target = np.zeros(len(self.classes), dtype=np.float32)
+        _, s, e, k = self._rows(recording, a, b)
+        if k.size:
+            o = np.minimum(b, e) - np.maximum(a, s)
+            ok = (o > 0) & ((o >= self._min_overlap) | (o >= self._fraction * (e - s)))
+            ok |= (e == s) & (s >= a) & (s < b)
+            target[k[ok]] = 1.0
+        return target
+
+    def frames(self, recording: int, a: int, b: int) -> np.ndarray:
+        """float32 ``(K, F)``: frame ``j`` (centre ``a + (j + 1/2) hop``) is 1 for class
+        ``k`` where an event of ``k`` covers the centre."""
+        f = self.num_frames(b - a)
+        target = np.zeros((len(self.classes), f), dtype=np.float32)
+        # The frames' centres (a window shorter than one hop still has one frame).
+        _, s, e, k = self._rows(recording, a, max(b, math.ceil(a + f * self._hop)))
+        if k.size:
+            # Frames whose centre c_j = a + (j + 1/2) hop satisfies s <= c_j < e.
+            lo = np.ceil((s - a) / self._hop - 0.5).astype(np.int64).clip(0, f)
+            hi = np.ceil((e - a) / self._hop - 0.5).astype(np.int64).clip(0, f)
+            for kk, j0, j1 in zip(k.tolist(), lo.tolist(), hi.tolist(), strict=True):
+                if j1 > j0:
+                    target[kk, j0:j1] = 1.0
+        return target
+
+    def window_events(self, recording: int, a: int, b: int) -> dict[str, np.ndarray]:
+        """The events overlapping ``[a, b)``, times relative to ``a`` (may be negative or
+        past the window): ``start``, ``stop`` int64, ``label`` int64 (class index),
+        ``low_hz``, ``high_hz`` float32, ``channel`` int16, each ``(k,)``."""
+        rows, s, e, k = self._rows(recording, a, b)
+        return {
+            "start": np.asarray(s - a, dtype=np.int64),
+            "stop": np.asarray(e - a, dtype=np.int64),
+            "label": k,
+            "low_hz": np.asarray(self.events.low_hz[rows]),
+            "high_hz": np.asarray(self.events.high_hz[rows]),
+            "channel": np.asarray(self.events.channel[rows]),
+        }
+
+
+def collate(batch: Sequence[Any]) -> Any:
+    """A ``collate_fn`` for items with ``events`` (``return_info=True`` with annotations):
+    everything is collated by PyTorch's default except ``events``, which stays a list of
+    per-item dicts (their lengths differ)."""
+    if batch and isinstance(batch[0], dict) and "events" in batch[0]:
+        events = [item["events"] for item in batch]
+        rest = default_collate([{k: v for k, v in item.items() if k != "events"} for item in batch])
+        rest["events"] = events
+        return rest
+    return default_collate(list(batch))
