@@ -271,8 +271,8 @@ def _pass_through(container: Any, stream: Any, fmt: str) -> EncodedRecording:
         tb = Fraction(stream.time_base or Fraction(1, sr))
         first = round((first_pts or 0) * tb * sr)
         delay = max(0, -first)
-        # Exact length: end of the last packet (the edit list trims its duration).
-        num_samples = round(end_pts * tb * sr) - max(first, 0)
+        # Exact length: end of the last packet or of the edit list, whichever comes first.
+        num_samples = round(_mp4_end(container, stream, end_pts) * tb * sr) - max(first, 0)
         adts, sizes = _adts.build_adts(payloads, sample_rate=sr, channel_config=asc.channel_config)
     capacity = len(payloads) * _adts.SAMPLES_PER_FRAME - delay
     sizes = np.asarray(sizes, dtype=np.int64)
@@ -539,7 +539,7 @@ def _decoded_blocks(container: Any, stream: Any, src_channels: int) -> Iterator[
                     decoded += old.samples
                     yield _as_array(old, converters)
         total = decoded + held_samples
-        limit = total if end is None else end.length(total)
+        limit = total if end is None else end.length(total, container)
         if limit < decoded:
             # Not an end this stream reaches (the declaration describes something else):
             # keep what decodes.
@@ -561,9 +561,10 @@ class _ExactEnd:
     container, codec        declaration                                            truncated
     ======================  =====================================================  ==========
     MP4/MOV, any codec      sample table (``stts``) after the edit list's start:   fewer
-                            the last packet's end; AAC decodes the whole last      packets
-                            frame, up to 1023 samples more (measured: 20,480 for   than
-                            20,000 written)                                        ``stsz``
+                            the last packet's end, or the edit list's end where    packets
+                            it is exact (:func:`_mp4_end`); AAC decodes the whole  than
+                            last frame, up to 1023 samples more (measured: 20,480  ``stsz``
+                            for 20,000 written)
     Ogg, Vorbis             granule position of the last page; FFmpeg 8.1 leaves   never
                             the end trim undone (measured: 96-320 samples more)
     FLAC in any container   ``STREAMINFO`` total samples (0: unknown)              fewer
@@ -618,7 +619,7 @@ class _ExactEnd:
                     self.end_pts = max(self.end_pts or 0, packet.pts + packet.duration)
         return True
 
-    def length(self, decoded: int) -> int:
+    def length(self, decoded: int, container: Any) -> int:
         """The exact length, given the samples decoded; raises where the file is truncated."""
         if self.kind == "MP4":
             _check_mp4_complete(self.stream, self.packets)
@@ -627,11 +628,62 @@ class _ExactEnd:
             # The decoder drops samples before pts 0 (the edit list's start): the stream
             # begins at max(first_pts, 0).
             tb = Fraction(self.stream.time_base) * int(self.stream.codec_context.sample_rate)
-            self.declared = int((self.end_pts - max(self.first_pts, 0)) * tb)
+            end = _mp4_end(container, self.stream, self.end_pts)
+            self.declared = int((end - max(self.first_pts, 0)) * tb)
         assert self.declared is not None
         if self.kind == "FLAC" and decoded < self.declared:
             raise SourceError(f"file is truncated: FLAC header declares {self.declared} samples, only {decoded} decode")
         return min(decoded, self.declared)
+
+
+def _mp4_end(container: Any, stream: Any, end_pts: int) -> int:
+    """Where an MP4 track ends, in its time base: the last packet's end, or the edit list's
+    end where that comes first and is exact.
+
+    FFmpeg writes the last packet's true duration in the sample table; Apple's encoders write
+    a whole frame and end the edit list inside it. FFmpeg gives the edit list's end as the
+    stream's duration, converted from the movie time scale (``mvhd``): exact only where that
+    is a multiple of the track's (FFmpeg's own files use 1/1000 s, which would cut samples).
+    """
+    duration = stream.duration
+    if not duration or duration >= end_pts or not stream.time_base:
+        return end_pts
+    movie = _mp4_movie_timescale(str(container.name))
+    track = Fraction(stream.time_base).denominator
+    if movie is None or movie % track:
+        return end_pts
+    return int(duration)
+
+
+def _mp4_movie_timescale(path: str) -> int | None:
+    """The time scale of an MP4/MOV file's movie header (``moov/mvhd``), the unit of its edit lists."""
+    try:
+        with open(path, "rb") as f:
+            size = os.fstat(f.fileno()).st_size
+            pos, end = 0, size
+            while pos + 8 <= end:
+                f.seek(pos)
+                head = f.read(16)
+                length, kind = int.from_bytes(head[:4], "big"), head[4:8]
+                header = 8
+                if length == 1:
+                    length, header = int.from_bytes(head[8:16], "big"), 16
+                elif length == 0:
+                    length = end - pos
+                if length < header:
+                    return None
+                if kind == b"moov":
+                    pos, end = pos + header, pos + length  # walk the movie's children
+                    continue
+                if kind == b"mvhd":
+                    f.seek(pos + header)
+                    body = f.read(32)
+                    at = 20 if body[:1] == b"\x01" else 12  # version 1: 64-bit creation/modification times
+                    return int.from_bytes(body[at : at + 4], "big") or None
+                pos += length
+    except OSError:
+        return None
+    return None
 
 
 def _check_mp4_complete(stream: Any, packets: int) -> None:

@@ -535,6 +535,38 @@ def test_zoo_imports_exactly(tmp_path: Path, case: str) -> None:
     _check(ZOO[case](tmp_path), tmp_path)
 
 
+def _apple_style_m4a(path: Path, n: int) -> Path:
+    """An m4a as Apple's encoders write it: the last packet keeps a whole frame's duration in
+    the sample table, and an edit list in a sample-exact movie time scale ends inside it."""
+    x = _signal(n, RATE, 2)
+    _pyav(
+        path, x, RATE, fmt="ipod", codec="aac", bit_rate=128_000, container_options={"movie_timescale": str(RATE)}
+    )  # fmt: skip
+    data = bytearray(path.read_bytes())
+    stts = data.index(b"stts")
+    (entries,) = struct.unpack(">I", data[stts + 8 : stts + 12])
+    last = stts + 12 + 8 * (entries - 1)
+    data[last + 4 : last + 8] = struct.pack(">I", 1024)
+    path.write_bytes(bytes(data))
+    return path
+
+
+@pytest.mark.parametrize("reencode", [False, True])
+def test_m4a_edit_list_ends_inside_the_last_packet(tmp_path: Path, reencode: bool) -> None:
+    path = _apple_style_m4a(tmp_path / "a.m4a", N)
+    with av.open(str(path)) as c:  # FFmpeg decodes the whole last frame
+        assert sum(f.samples for f in c.decode(audio=0)) > N
+    report = aacdata.import_audio(path, tmp_path / "s.zarr", workers=0, progress=False, reencode=reencode)
+    assert report.failed == ()
+    assert report.passthrough == int(not reencode)
+    with AACStore.open(tmp_path / "s.zarr") as s:
+        rec = s.recordings[0]
+        assert rec.num_samples == N
+        out = s.read(rec, 0, N).astype(np.float64)
+    for c, channel in enumerate(_signal(N, RATE, 2).astype(np.float64)):
+        assert peak_lag(channel, out[c]) == 0
+
+
 # ---------------------------------------------------------------------- long files
 
 
@@ -606,6 +638,11 @@ def _truncated_aiff(d: Path) -> Path:
     return _cut(path, path.stat().st_size // 2)
 
 
+def _truncated_caf(d: Path) -> Path:
+    path = _pyav(d / "a.caf", _signal(N, RATE, 2), RATE, fmt="caf", codec="pcm_s16le")
+    return _cut(path, path.stat().st_size // 2)
+
+
 def _flac_cut_between_frames(d: Path) -> Path:
     """Cut exactly where a frame starts: every frame left decodes, STREAMINFO says more."""
     path = _pyav(d / "a.flac", _signal(8 * N, RATE, 2), RATE, fmt="flac", codec="flac")
@@ -626,6 +663,7 @@ def _m4a_cut(d: Path) -> Path:
 TRUNCATED: dict[str, tuple[Callable[[Path], Path], str]] = {
     "rf64": (_truncated_rf64, "file is truncated: WAV header declares"),
     "aiff": (_truncated_aiff, "file is truncated: AIFF header declares"),
+    "caf": (_truncated_caf, "file is truncated: CAF header declares"),
     "flac_between_frames": (_flac_cut_between_frames, "file is truncated: FLAC header declares"),
     "m4a": (_m4a_cut, "file is truncated"),
 }
