@@ -26,7 +26,7 @@ import pytest
 from conftest import peak_lag
 
 import aacdata
-from aacdata import AACStore
+from aacdata import AACStore, _transcode
 
 RATE = 44_100
 N = 22_050 + 123  # not a multiple of any codec's frame size
@@ -425,6 +425,7 @@ ZOO: dict[str, Maker] = {
     "flac_s16": _pyav_file("a.flac", "flac", "flac", lossless=True),
     "flac_s24": _flac24,
     "flac_sox_s24": _sox("a.flac", "-b", "24", lossless=True),
+    "ogg_flac": _pyav_file("a.oga", "ogg", "flac", lossless=True),
     **{f"flac_{c}ch": _pyav_file("a.flac", "flac", "flac", channels=c, n=12_345, lossless=True) for c in range(3, 9)},
     # Ogg, Opus
     "ogg_vorbis": _pyav_file("a.ogg", "ogg", "vorbis", codec_options={"strict": "experimental"}),
@@ -438,6 +439,9 @@ ZOO: dict[str, Maker] = {
     "m4a_aac_reencoded": lambda d: Made(_m4a(True)(d).path, N, False, {"reencode": True}),
     "m4a_alac": _pyav_file("a.m4a", "ipod", "alac", lossless=True),
     "m4a_alac_ffmpeg": _ffmpeg("a.m4a", "-c:a", "alac", lossless=True),
+    "mp4_opus": _pyav_file("a.mp4", "mp4", "libopus", rate=48_000),
+    # MP3 in MP4 keeps no gapless info: the decode starts with LAME's delay
+    "mp4_mp3": _pyav_file("a.mp4", "mp4", "libmp3lame", bit_rate=128_000, source_lag=None),
     # raw ADTS, re-encoded
     "adts_reencoded": _adts(reencode=True),
     "adts_to_mono": _adts(num_channels=1),
@@ -678,3 +682,14 @@ def test_truncated_files_are_refused(tmp_path: Path, case: str, reencode: bool) 
     assert report.imported == ()
     assert len(report.failed) == 1
     assert reason in report.failed[0].reason
+
+
+def test_flac_streaminfo_total_samples(tmp_path: Path) -> None:
+    path = _pyav(tmp_path / "a.flac", _signal(N, RATE, 2), RATE, fmt="flac", codec="flac")
+    with av.open(str(path)) as c:
+        streaminfo = bytes(c.streams.audio[0].codec_context.extradata)
+    assert len(streaminfo) == 34
+    assert _transcode._flac_total_samples(streaminfo) == N
+    # as some muxers keep it: the "fLaC" marker and the metadata block header in front
+    assert _transcode._flac_total_samples(b"fLaC" + b"\x80\x00\x00\x22" + streaminfo) == N
+    assert _transcode._flac_total_samples(b"") == 0
