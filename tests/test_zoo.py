@@ -68,6 +68,14 @@ def _signal(num_samples: int, rate: int, channels: int, seed: int = 0) -> np.nda
     return out.astype(np.float32)
 
 
+def _need_encoder(*codecs: str) -> None:
+    for codec in codecs:
+        try:
+            av.codec.Codec(codec, "w")
+        except av.codec.codec.UnknownCodecError:
+            pytest.skip(f"this FFmpeg has no {codec} encoder")
+
+
 _LAYOUTS = {1: "mono", 2: "stereo", 3: "3.0", 4: "quad", 5: "5.0", 6: "5.1", 7: "6.1", 8: "7.1"}
 
 
@@ -85,6 +93,7 @@ def _pyav(
 ) -> Path:
     """Write ``x`` with PyAV. Frames go in packed (PyAV mishandles planar frames of 8
     channels) and are converted to the encoder's format."""
+    _need_encoder(codec)
     channels, total = x.shape
     layout = _LAYOUTS[channels]
     out_rate = out_rate or rate
@@ -206,6 +215,7 @@ def _video_stream(out: Any, codec: str, seconds: float) -> list[Any]:
 
 def _with_video(path: Path, x: np.ndarray, rate: int, *, fmt: str, codec: str, video: str) -> Path:
     """Audio plus a video stream twice as long (the container's duration is the video's)."""
+    _need_encoder(codec, video)
     channels, total = x.shape
     layout = _LAYOUTS[channels]
     with av.open(str(path), "w", format=fmt) as out:
@@ -351,10 +361,6 @@ def _adts(**options: Any) -> Maker:
 
 
 def _amr(d: Path) -> Made:
-    try:
-        av.codec.Codec("libopencore_amrnb", "w")
-    except av.FFmpegError:
-        pytest.skip("this FFmpeg has no AMR-NB encoder")
     path = _pyav(d / "a.amr", _signal(16_123, 8_000, 1), 8_000, fmt="amr", codec="libopencore_amrnb", bit_rate=12_200)
     return Made(path, 16_123, False, source_lag=None)  # a speech codec: the waveform's lag is not defined
 
