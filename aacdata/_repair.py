@@ -1,26 +1,119 @@
-"""Rebuild a damaged store: copy every intact recording into a new store, drop the rest."""
+"""Rebuild a damaged store: copy every recording whose values are proven into a new store,
+drop and list the rest. Repair never writes a value that no checksum vouches for.
+
+What vouches for what
+---------------------
+The root attribute (the commit point) holds one CRC-32 per recordings column over all
+committed rows; ``/frame_crc`` holds a CRC-32 per frame and the ``crc32`` column one per
+recording's bytes. A whole-column CRC that fails says *that* the column is damaged, not
+*which* row, so a column that fails is untrusted in every row. A value of an untrusted
+column is used only where it can be re-derived from data that is vouched for, and the
+re-derived value is then checked against the evidence that remains:
+
+===================================  ========================================================
+column                               when its CRC fails
+===================================  ========================================================
+``frame_start``, ``num_frames``,     re-derived from ``/index`` (a recording starts where
+``byte_start``, ``num_bytes``        ``sample_pos`` is 0). Proven for the whole table when
+                                     the re-derived columns match the stored column CRCs;
+                                     otherwise per recording, by its bytes matching its
+                                     ``crc32`` (needs the ``crc32`` column intact).
+``crc32``                            re-computed from the bytes when every frame matches its
+                                     ``/frame_crc`` entry and the four columns above are
+                                     proven for the whole table.
+``sample_rate``                      read from the ADTS headers.
+``num_channels``                     from decoding every frame (all must agree), except
+                                     where 16 channels decode: 9 to 16 recorded channels
+                                     are coded as 16, so the recording is dropped.
+``flags``                            PNS bit: 0 for an encoded recording (the encoder runs
+                                     with PNS off), re-computed by the importer's own test
+                                     for a passthrough one (does it decode twice the same?).
+                                     The other bits the writer derives from the bytes; a
+                                     proven value it would not write again drops the row.
+``bitrate``                          never copied: the new store derives it, as the import
+                                     did, from ``num_bytes``, ``num_samples``, ``sample_rate``.
+``num_samples``, ``encoder_delay``   not derivable (the frames only bound them): every
+                                     recording is dropped.
+``id``                               re-derived from the source paths when the ``source``
+                                     column is intact and one import root makes every id
+                                     (ids are paths relative to it): proven when the
+                                     re-derived column matches the stored column CRC.
+                                     Otherwise every recording is dropped: the id is what
+                                     ties a recording to its source, and a wrong one would
+                                     make a later import skip or duplicate a file.
+``source``, ``metadata``             every recording is dropped. Keeping the audio with an
+                                     empty or guessed source or metadata would seal a guess
+                                     under a fresh checksum, and a later import could no
+                                     longer recognise its file; a dropped recording comes
+                                     back whole, metadata included, from the same import.
+===================================  ========================================================
+
+Every recording that remains is then checked as :meth:`AACStore.verify` would with its
+proven values (bytes against ``crc32``, index rows and frame CRCs against the ADTS headers,
+sample rate, room for ``encoder_delay + num_samples``, every frame decoding); any
+disagreement drops it. The table is read straight from the Zarr arrays, so a store whose
+table no longer tiles its frames, or whose table chunks do not decompress, can still be
+repaired. A store written before the root attribute held column checksums has nothing
+that vouches for its table: every recording is dropped. A dropped recording comes back by
+running the same import into the new store: the import skips what is there and imports
+the rest.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+import json
+import os
+import zlib
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import PurePath, PurePosixPath
 from typing import Any
 
+import av
 import numpy as np
+import zarr
+from zarr.core.sync import sync
+from zarr.errors import GroupNotFoundError
 
 from . import _layout, _remote
-from ._transcode import EncodedRecording
+from ._adts import SAMPLES_PER_FRAME, AdtsFrames, parse_adts
+from ._channels import CODED_LAYOUTS, MAX_CHANNELS, coded_channels
+from ._decoder import new_decoder
+from ._transcode import EncodedRecording, decodes_repeatably
 from ._writer import PendingRecording, StoreWriter
-from .errors import AACDataError, StoreFormatError
+from .errors import CorruptDataError, StoreFormatError, StoreNotFoundError
 from .store import AACStore
+
+STRUCTURE = ("frame_start", "num_frames", "byte_start", "num_bytes")
+"""The columns that place a recording in ``/adts`` and ``/index``."""
+
+_COMMIT_BYTES = 64 << 20
+_UNREADABLE = (RuntimeError, ValueError)
+"""What zarr raises for a chunk that does not decompress or decode (CorruptDataError is a
+ValueError); outages and other OS errors propagate."""
 
 
 @dataclass(frozen=True, slots=True)
 class RepairReport:
-    """Ids copied to the new store, and ``(id, reason)`` of those left out."""
+    """Outcome of :func:`rebuild_store`.
+
+    ``kept`` holds the ids copied to the new store, ``dropped`` ``(id, reason)`` for each
+    recording left out (to import again from its source), ``findings`` what was wrong with
+    the table as a whole and what was re-derived. A dropped recording whose id could not be
+    verified is listed under the id the damaged table shows, its row number in the reason.
+    """
 
     kept: tuple[str, ...]
     dropped: tuple[tuple[str, str], ...]
+    findings: tuple[str, ...] = ()
+
+    @property
+    def ok(self) -> bool:
+        """Nothing was dropped."""
+        return not self.dropped
+
+    def __repr__(self) -> str:
+        return f"RepairReport(kept={len(self.kept)}, dropped={len(self.dropped)}, findings={len(self.findings)})"
 
 
 def rebuild_store(
@@ -30,56 +123,433 @@ def rebuild_store(
     storage_options: Mapping[str, Any] | None = None,
     progress: Callable[[int, int], None] | None = None,
 ) -> RepairReport:
-    """Write a new store holding every recording of ``source`` that verifies, bytes as
-    they are (nothing is re-encoded); the damaged ones are listed, to import again from
-    their sources (the same import command resumes into the new store)."""
-    with AACStore.open(source, check_table=False, storage_options=storage_options) as src:
-        dst = AACStore.open(destination, "a", storage_options=storage_options)
-        if len(dst):
-            dst.close()
-            raise StoreFormatError(f"{dst.path!r} already holds recordings; rebuild into a new store")
-        writer = StoreWriter(dst)
-        kept: list[str] = []
-        dropped: list[tuple[str, str]] = []
-        try:
-            for i in range(len(src)):
-                rid = src.ids[i]
+    """Write a new store holding every recording of ``source`` whose values are proven,
+    bytes as they are (nothing is re-encoded); the others are dropped and listed, to
+    import again from their sources (the same import command resumes into the new store).
+
+    Raises
+    ------
+    StoreNotFoundError
+        Nothing is at ``source``.
+    StoreFormatError
+        ``source`` is not an aacdata store (or its root attribute is damaged), or
+        ``destination`` already holds recordings.
+    """
+    src = _Source.open(source, storage_options)
+    table = _prove_table(src)
+    dst = AACStore.open(destination, "a", storage_options=storage_options)
+    if len(dst):
+        dst.close()
+        raise StoreFormatError(f"{dst.path!r} already holds recordings; rebuild into a new store")
+    writer = StoreWriter(dst)
+    kept: list[str] = []
+    dropped: list[tuple[str, str]] = []
+    n = src.counts.num_recordings
+    try:
+        for i in range(n):
+            rid = table.ids[i]
+            reasons = [*table.blocked, *table.row_problems.get(i, ())]
+            pending = None
+            if not reasons:
                 try:
-                    pending = _intact(src, i)
-                except AACDataError as e:
-                    dropped.append((rid, str(e)))
-                else:
-                    if pending is None:
-                        dropped.append((rid, "; ".join(src._verify_one(i, decode=True))))
-                    else:
-                        writer.add(pending)
-                        kept.append(rid)
-                        if writer.pending_bytes >= 64 << 20:
-                            writer.commit()
-                if progress is not None:
-                    progress(i + 1, len(src))
-            writer.commit()
-        finally:
-            writer.close()
-            dst.close()
-    return RepairReport(tuple(kept), tuple(dropped))
+                    pending, reasons = _prove_recording(src, table, i)
+                except (*_UNREADABLE, av.FFmpegError) as e:
+                    reasons = [f"cannot be read ({type(e).__name__}: {e})"]
+            if pending is None:
+                reason = "; ".join(reasons)
+                dropped.append((rid, reason if table.ids_proven else f"row {i}, id unverified: {reason}"))
+            else:
+                writer.add(pending)
+                kept.append(rid)
+                if writer.pending_bytes >= _COMMIT_BYTES:
+                    writer.commit()
+            if progress is not None:
+                progress(i + 1, n)
+        writer.commit()
+    finally:
+        writer.close()
+        dst.close()
+    return RepairReport(tuple(kept), tuple(dropped), tuple(table.findings))
 
 
-def _intact(src: AACStore, i: int) -> PendingRecording | None:
-    if src._verify_one(i, decode=True):
-        return None
-    rec = src.recording(i)
-    sizes = src.frame_index(i)[:, 1].astype(np.int64)
-    encoded = EncodedRecording(
-        adts=src.adts_bytes(i),
-        frame_sizes=sizes,
-        num_samples=rec.num_samples,
-        sample_rate=rec.sample_rate,
-        num_channels=rec.num_channels,
-        encoder_delay=rec.encoder_delay,
-        passthrough=bool(rec.source.get("passthrough", False)),
-        source_format=str(rec.source.get("format", "")),
-        source_codec=str(rec.source.get("codec", "")),
-        random_noise=bool(int(src.column("flags")[i]) & _layout.FLAG_FRESH_DECODER),
+def check_source(source: _remote.StoreTarget, *, storage_options: Mapping[str, Any] | None = None) -> None:
+    """Raise what :func:`rebuild_store` raises for a source it cannot read at all (nothing
+    there, not an aacdata store, a damaged root attribute or array metadata); return
+    quietly for any store it can repair, however damaged its table and data."""
+    _Source.open(source, storage_options)
+
+
+# ---------------------------------------------------------------------- the source store
+
+
+class _Source:
+    """The arrays of the store to repair, read straight through Zarr (no table checks)."""
+
+    def __init__(self, group: zarr.Group, where: str) -> None:
+        attrs = group.attrs.asdict()
+        self.counts = _layout.parse_root_attributes(attrs, where)
+        self.column_crc32 = _layout.stored_column_crc32(attrs)
+        self.arrays = _layout.open_arrays(group, where, self.counts)
+
+    @classmethod
+    def open(cls, target: _remote.StoreTarget, storage_options: Mapping[str, Any] | None) -> _Source:
+        where = _remote.describe(target)
+        if _remote.is_local(target) and not os.path.exists(_remote.local_path(target)):
+            raise StoreNotFoundError(f"no store at {where!r}")
+        zstore = _remote.open_store(target, read_only=True, storage_options=storage_options)
+        if not _remote.is_local(target) and not sync(zstore.exists("zarr.json")):
+            raise StoreNotFoundError(f"no store at {where!r}")
+        try:
+            group = zarr.open_group(zstore, mode="r")
+        except (GroupNotFoundError, OSError, ValueError, KeyError, TypeError, RecursionError) as e:  # damaged zarr.json
+            raise StoreFormatError(f"{where!r}: the Zarr group cannot be opened ({type(e).__name__}: {e})") from None
+        return cls(group, where)
+
+    def column(self, name: str) -> np.ndarray | list[str]:
+        """A recordings column over the committed rows: int64 for numbers, str for text."""
+        n = self.counts.num_recordings
+        values = np.asarray(self.arrays.columns[name][:n]).reshape(-1)
+        if name in _layout.NUMERIC_COLUMNS:
+            return values.astype(np.int64)
+        return [str(x) for x in values]
+
+    def adts(self, start: int, stop: int) -> bytes:
+        return bytes(np.asarray(self.arrays.adts[start:stop], dtype=np.uint8))
+
+    def index_rows(self, start: int, stop: int) -> np.ndarray:
+        return np.asarray(self.arrays.index[start:stop], dtype=np.int64).reshape(-1, 3)
+
+    def frame_crcs(self, start: int, stop: int) -> np.ndarray:
+        return np.asarray(self.arrays.frame_crc[start:stop], dtype=np.uint32)
+
+    def structure_from_index(self) -> dict[str, np.ndarray] | None:
+        """``frame_start``, ``num_frames``, ``byte_start``, ``num_bytes`` re-derived from
+        ``/index`` (a recording's first frame has ``sample_pos`` 0), or None where the
+        index does not show the committed number of recordings tiling frames and bytes."""
+        c = self.counts
+        starts, offsets = [], []
+        step = _layout.INDEX_CHUNK_ROWS
+        for a in range(0, c.num_frames, step):
+            try:
+                rows = self.index_rows(a, min(a + step, c.num_frames))
+            except _UNREADABLE:
+                return None
+            first = np.flatnonzero(rows[:, 2] == 0)
+            starts.append(first + a)
+            offsets.append(rows[first, 0])
+        frame_start = np.concatenate(starts) if starts else np.zeros(0, np.int64)
+        byte_start = np.concatenate(offsets) if offsets else np.zeros(0, np.int64)
+        if frame_start.size != c.num_recordings:
+            return None
+        num_frames = np.diff(np.append(frame_start, c.num_frames))
+        num_bytes = np.diff(np.append(byte_start, c.num_bytes))
+        if c.num_recordings and (byte_start[0] != 0 or np.any(num_bytes <= 0)):
+            return None
+        return {"frame_start": frame_start, "num_frames": num_frames, "byte_start": byte_start, "num_bytes": num_bytes}
+
+
+# ---------------------------------------------------------------------- the table
+
+
+@dataclass(frozen=True, slots=True)
+class _Table:
+    """The recordings table as far as it is proven.
+
+    ``values`` holds the columns to use (stored or re-derived); ``proven`` the columns
+    proven for every row; ``derive`` those to re-derive per recording from its bytes;
+    ``blocked`` reasons that drop every recording, ``row_problems`` those that drop one.
+    """
+
+    ids: list[str]
+    ids_proven: bool
+    values: dict[str, Any]
+    proven: frozenset[str]
+    derive: frozenset[str]
+    blocked: tuple[str, ...]
+    row_problems: dict[int, tuple[str, ...]]
+    findings: tuple[str, ...]
+
+
+def _prove_table(src: _Source) -> _Table:
+    n = src.counts.num_recordings
+    values: dict[str, Any] = {}
+    proven: set[str] = set()
+    findings: list[str] = []
+    for name in (*_layout.NUMERIC_COLUMNS, *_layout.TEXT_COLUMNS):
+        try:
+            values[name] = src.column(name)
+        except _UNREADABLE as e:
+            values[name] = None
+            findings.append(f"column {name!r} cannot be read ({type(e).__name__}: {e})")
+            continue
+        expected = src.column_crc32.get(name)
+        if expected is None:
+            findings.append(f"column {name!r} has no checksum in the root attribute")
+        elif _layout.column_crc32(name, values[name]) == expected:
+            proven.add(name)
+        else:
+            findings.append(f"column {name!r} does not match its checksum (a lost or damaged chunk)")
+
+    def matches(name: str, column: Any) -> bool:
+        return src.column_crc32.get(name) == _layout.column_crc32(name, column)
+
+    blocked: list[str] = []
+    # Places: stored, re-derived and proven whole, or re-derived and proven per recording
+    # by its crc32 (checked in _prove_recording whenever that column is proven).
+    if not proven.issuperset(STRUCTURE):
+        derived = src.structure_from_index()
+        if derived is not None and all(matches(c, derived[c]) for c in STRUCTURE):
+            values.update(derived)
+            proven.update(STRUCTURE)
+            findings.append(f"{', '.join(STRUCTURE)} re-derived from /index; they match their checksums")
+        elif derived is not None and "crc32" in proven:
+            values.update(derived)
+            findings.append(
+                f"{', '.join(STRUCTURE)} re-derived from /index; each recording is kept only if its bytes "
+                "match its crc32"
+            )
+        else:
+            blocked.append("its place in the store (frame_start, num_frames, byte_start, num_bytes) cannot be verified")
+    derive = {c for c in ("crc32", "sample_rate", "num_channels", "flags") if c not in proven}
+    if "crc32" in derive and not proven.issuperset(STRUCTURE):
+        blocked.append("its bytes cannot be verified (the crc32 and place columns are both damaged)")
+    for name in ("num_samples", "encoder_delay"):
+        if name not in proven:
+            blocked.append(f"{name} cannot be verified (its column is damaged and it cannot be re-derived)")
+    for name in ("source", "metadata"):
+        if name not in proven:
+            blocked.append(f"its {name} cannot be verified (the {name} column is damaged)")
+
+    ids = values["id"] if values["id"] is not None else [f"<row {i}>" for i in range(n)]
+    ids_proven = "id" in proven
+    if not ids_proven and "source" in proven:
+        found = _ids_from_paths(values["source"], src.column_crc32.get("id"))
+        if found is not None:
+            ids, ids_proven = found, True
+            findings.append("ids re-derived from the source paths; they match their checksum")
+    if not ids_proven:
+        blocked.append("its id cannot be verified (the id column is damaged)")
+    # An import commits each id once and never an empty one: where the table says otherwise,
+    # no row can be told to be the real one.
+    rows_of: dict[str, list[int]] = {}
+    for i, rid in enumerate(ids):
+        rows_of.setdefault(rid, []).append(i)
+    row_problems: dict[int, tuple[str, ...]] = {}
+    for rid, rows in rows_of.items():
+        for i in rows:
+            if not rid:
+                row_problems[i] = ("its id is empty",)
+            elif len(rows) > 1:
+                others = ", ".join(str(j) for j in rows if j != i)
+                row_problems[i] = (f"its id is also the id of row {others}",)
+    return _Table(
+        ids=list(ids),
+        ids_proven=ids_proven,
+        values=values,
+        proven=frozenset(proven),
+        derive=frozenset(derive),
+        blocked=tuple(blocked),
+        row_problems=row_problems,
+        findings=tuple(findings),
     )
-    return PendingRecording(rec.id, encoded, dict(rec.source), dict(rec.metadata))
+
+
+def _ids_from_paths(sources: Sequence[str], expected: int | None) -> list[str] | None:
+    """Ids as the import made them (source paths relative to one root), if some root gives
+    a column matching the stored CRC-32."""
+    if expected is None or not sources:
+        return None
+    try:
+        parts = [PurePath(str(json.loads(s)["path"])).parts for s in sources]
+    except (ValueError, KeyError, TypeError):
+        return None
+    common = 0
+    while all(len(p) > common + 1 and p[common] == parts[0][common] for p in parts):
+        common += 1
+    for depth in range(common, -1, -1):
+        ids = [PurePosixPath(*p[depth:]).as_posix() for p in parts]
+        if _layout.column_crc32("id", ids) == expected:
+            return ids
+    return None
+
+
+# ---------------------------------------------------------------------- one recording
+
+
+def _prove_recording(src: _Source, table: _Table, i: int) -> tuple[PendingRecording | None, list[str]]:
+    """The recording of row ``i`` ready to append, or None and why it is not proven."""
+    v = table.values
+
+    def value(name: str) -> int:
+        return int(v[name][i])
+
+    used = [*STRUCTURE, "num_samples", "encoder_delay", *(c for c in ("crc32", "flags") if c not in table.derive)]
+    wrapped = [f"{c} holds {value(c) % (1 << 64)}; expected a value below 2**63" for c in used if value(c) < 0]
+    if wrapped:  # read as int64: a uint64 no import writes
+        return None, wrapped
+    frame_start, nf, byte_start, nb = (value(c) for c in STRUCTURE)
+    if nf < 1:
+        return None, [f"num_frames is {nf}; every recording holds at least one frame"]
+    data = src.adts(byte_start, byte_start + nb)
+    reasons = []
+    if "crc32" not in table.derive and zlib.crc32(data) != value("crc32"):
+        reasons.append(
+            f"checksum mismatch: stored bytes have crc32 {zlib.crc32(data):08x}, table says {value('crc32'):08x}"
+        )
+    try:
+        frames = parse_adts(data)
+    except CorruptDataError as e:
+        return None, [*reasons, f"ADTS stream damaged: {e}"]
+    if len(frames) != nf:
+        reasons.append(f"headers show {len(frames)} frames, table says {nf}")
+    else:
+        reasons += _frame_problems(src, frames, data, frame_start, byte_start)
+    sample_rate = frames.sample_rate if "sample_rate" in table.derive else value("sample_rate")
+    if frames.sample_rate != sample_rate:
+        reasons.append(f"headers say {frames.sample_rate} Hz, table says {sample_rate} Hz")
+    needed = value("encoder_delay") + value("num_samples")
+    if len(frames) * SAMPLES_PER_FRAME < needed:
+        reasons.append(f"{len(frames)} frames cannot hold delay + num_samples = {needed} samples")
+    if reasons:
+        return None, reasons
+    channels, problem = _num_channels(data, frames, None if "num_channels" in table.derive else value("num_channels"))
+    if problem:
+        return None, [problem]
+    try:
+        source = _json_object(v["source"][i], "source")
+        metadata = _json_object(v["metadata"][i], "metadata")
+    except CorruptDataError as e:
+        return None, [str(e)]
+    passthrough = bool(source.get("passthrough", False))
+    noise, problem = _random_noise(
+        data, frames, channels, passthrough, None if "flags" in table.derive else value("flags")
+    )
+    if problem:
+        return None, [problem]
+    encoded = EncodedRecording(
+        adts=data,
+        frame_sizes=frames.sizes,
+        num_samples=value("num_samples"),
+        sample_rate=sample_rate,
+        num_channels=channels,
+        encoder_delay=value("encoder_delay"),
+        passthrough=passthrough,
+        source_format=str(source.get("format", "")),
+        source_codec=str(source.get("codec", "")),
+        random_noise=noise,
+    )
+    return PendingRecording(table.ids[i], encoded, source, metadata), []
+
+
+def _frame_problems(src: _Source, frames: AdtsFrames, data: bytes, frame_start: int, byte_start: int) -> list[str]:
+    """Index rows and frame CRCs of a recording against its ADTS headers and bytes."""
+    nf = len(frames)
+    rows = src.index_rows(frame_start, frame_start + nf)
+    expected_pos = np.arange(nf, dtype=np.int64) * SAMPLES_PER_FRAME
+    bad = np.flatnonzero(
+        (rows[:, 0] != frames.offsets + byte_start) | (rows[:, 1] != frames.sizes) | (rows[:, 2] != expected_pos)
+    )
+    if bad.size:
+        return [f"index row {int(bad[0])} disagrees with the ADTS headers"]
+    stored = src.frame_crcs(frame_start, frame_start + nf)
+    view = memoryview(data)
+    failing = [
+        k
+        for k, (a, size) in enumerate(zip(frames.offsets.tolist(), frames.sizes.tolist(), strict=True))
+        if zlib.crc32(view[a : a + size]) != int(stored[k])
+    ]
+    if failing:
+        shown = ", ".join(map(str, failing[:5])) + (", ..." if len(failing) > 5 else "")
+        return [f"{len(failing)} frame(s) fail their CRC-32: {shown}"]
+    return []
+
+
+def _num_channels(data: bytes, frames: AdtsFrames, stored: int | None) -> tuple[int, str]:
+    """The recording's channel count, proven by decoding every frame: ``stored`` where the
+    column is proven (then checked), else re-derived; or 0 and why not.
+
+    A stream whose headers say ``channel_config = 0`` carries its layout in a program
+    config element that the store keeps out of the frames: it decodes only with the right
+    layout given up front, so each coded layout is tried (a wrong one does not decode).
+    Decoding gives the coded channels; 9 to 15 recorded channels are coded as 16, so from
+    16 decoded ones the count cannot be re-derived.
+    """
+    if stored is not None:
+        try:
+            candidates = [coded_channels(stored)]
+        except ValueError as e:
+            return 0, f"num_channels: {e}"
+    else:
+        candidates = sorted(CODED_LAYOUTS)
+    problem = ""
+    for coded in candidates if frames.channel_config == 0 else [0]:
+        try:
+            ctx = new_decoder((frames.sample_rate, coded, True) if coded else None)
+        except CorruptDataError as e:
+            return 0, str(e)
+        decoded, problem = _decode_all(ctx, data, frames)
+        if not problem and (not coded or decoded == coded):
+            break
+    else:
+        return 0, problem or "no channel layout decodes its frames"
+    if stored is not None:
+        if coded_channels(stored) != decoded:
+            coded = coded_channels(stored)
+            return 0, f"frames decode to {decoded} channels; num_channels {stored} is coded as {coded}"
+        return stored, ""
+    if decoded == MAX_CHANNELS:
+        return 0, f"num_channels cannot be verified (its column is damaged; {MAX_CHANNELS} coded channels hold 9 to 16)"
+    return decoded, ""
+
+
+def _decode_all(ctx: Any, data: bytes, frames: AdtsFrames) -> tuple[int, str]:
+    """Decode every frame: the channel count they all share, or 0 and the first problem
+    (a frame that fails, one of another size or channel count, a frame too few)."""
+    channels = count = 0
+    for k, (a, size) in enumerate(zip(frames.offsets.tolist(), frames.sizes.tolist(), strict=True)):
+        try:
+            decoded = ctx.decode(av.Packet(data[a : a + size]))
+        except av.FFmpegError as e:
+            return 0, f"frame {k} does not decode ({e})"
+        for frame in decoded:
+            got = frame.layout.nb_channels
+            if frame.samples != SAMPLES_PER_FRAME or (channels and got != channels):
+                return 0, f"frame {k} decodes to {frame.samples} samples of {got} channels"
+            channels = got
+            count += 1
+    if count != len(frames):
+        return 0, f"{len(frames)} frames decode to {count}"
+    return channels, ""
+
+
+def _random_noise(
+    data: bytes, frames: AdtsFrames, channels: int, passthrough: bool, stored: int | None
+) -> tuple[bool, str]:
+    """Whether the stream needs a fresh decoder per window (PNS), from ``stored`` flags
+    where the column is proven, else re-derived: never for an encoded recording (the
+    encoder runs with PNS off), by the importer's own test for a passthrough one. The
+    other bits are the writer's to derive from the bytes: stored ones that it would not
+    write again drop the recording."""
+    pce = _layout.FLAG_PCE if frames.channel_config == 0 else 0
+    if stored is not None:
+        if stored & ~_layout.FLAG_FRESH_DECODER != pce:
+            fresh = _layout.FLAG_FRESH_DECODER
+            return False, f"flags holds {stored:#x}; its stream gives {pce:#x} beside bit {fresh:#x}"
+        return bool(stored & _layout.FLAG_FRESH_DECODER), ""
+    if not passthrough:
+        return False, ""
+    if pce:  # the importer's test decodes ADTS-configured streams only
+        return False, "flags cannot be verified (its column is damaged)"
+    return not decodes_repeatably(data, frames.sizes, channels), ""
+
+
+def _json_object(text: str, column: str) -> dict[str, Any]:
+    if not text:
+        return {}
+    try:
+        obj = json.loads(text)
+    except json.JSONDecodeError:
+        raise CorruptDataError(f"its {column} JSON does not parse") from None
+    if not isinstance(obj, dict):
+        raise CorruptDataError(f"its {column} JSON is not an object")
+    return obj
