@@ -38,7 +38,7 @@ from aacdata.cli import main
 from aacdata.errors import AACDataError, StoreWriteError
 
 WINDOW_SECONDS = 0.25
-NUM_ITEMS = 6  # dataset items read per damaged store
+NUM_ITEMS = 4  # dataset items read per damaged store (all of them in the full sweep)
 
 # id -> (kind, num_samples, num_channels, seed); one rate, so one dataset holds them all.
 SOURCES: dict[str, tuple[str, int, int, int]] = {
@@ -404,10 +404,10 @@ FAST_TARGETS = {
         "flip_middle", "truncate_half", "delete", "directory", "chunk_shape_0", "wrong_dtype", "shape_1e15",
         "nested_json",
     ),
-    "adts/zarr.json": ("chunk_shape_0", "shape_1e15", "directory", "wrong_dtype"),
-    "frame_crc/zarr.json": ("wrong_dtype", "chunk_shape_0"),
+    "adts/zarr.json": ("chunk_shape_0", "shape_1e15", "directory"),
+    "frame_crc/zarr.json": ("wrong_dtype",),
     "recordings/num_samples/zarr.json": ("wrong_dtype", "shape_1e15", "nested_json", "delete"),
-    "recordings/source/zarr.json": ("wrong_dtype", "truncate_half"),
+    "recordings/source/zarr.json": ("wrong_dtype",),
     "recordings/zarr.json": ("truncate_half", "directory"),
     "zarr.json": ("flip_middle", "truncate_half", "directory"),
 }  # fmt: skip
@@ -454,7 +454,9 @@ def _run_cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str]:
     return code, out.out
 
 
-def _check_damaged(path: Path, clean: Clean, work: Path, capsys: pytest.CaptureFixture[str]) -> Outcome:
+def _check_damaged(
+    path: Path, clean: Clean, work: Path, capsys: pytest.CaptureFixture[str], *, thorough: bool
+) -> Outcome:
     o = Outcome()
     # Open, then read every recording: the clean samples or an aacdata error.
     store = o.attempt("open", lambda: AACStore.open(path))
@@ -477,7 +479,7 @@ def _check_damaged(path: Path, clean: Clean, work: Path, capsys: pytest.CaptureF
         ds = o.attempt(f"dataset {on_error}", lambda on_error=on_error: _dataset(path, on_error))
         if ds is None:
             continue
-        for i in range(NUM_ITEMS):
+        for i in range(len(clean.items) if thorough else NUM_ITEMS):
             item = o.attempt(f"item {on_error} {i}", lambda i=i, ds=ds: ds[i])
             if item is None:
                 continue
@@ -496,7 +498,7 @@ def _check_damaged(path: Path, clean: Clean, work: Path, capsys: pytest.CaptureF
         assert reads_ok and all(v == "ok" for v in o.steps.values()), o.steps
     _run_cli(capsys, "info", str(path))
     # export: exit 1 and nothing written, or the clean samples and bytes.
-    for rid in clean.ids[:2]:
+    for rid in clean.ids if thorough else clean.ids[1:2]:
         for suffix in (".wav", ".aac"):
             out_file = work / f"export{suffix}"
             code, _ = _run_cli(capsys, "export", str(path), rid, str(out_file))
@@ -542,7 +544,9 @@ def _damaged_copy(clean: Clean, case: Case, work: Path) -> Path:
     return path
 
 
-def _sweep(clean: Clean, cases: list[Case], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> list[str]:
+def _sweep(
+    clean: Clean, cases: list[Case], tmp_path: Path, capsys: pytest.CaptureFixture[str], *, thorough: bool = False
+) -> list[str]:
     """Run every case; return what went wrong, one line per failing case."""
     failures = []
     for k, case in enumerate(cases):
@@ -550,7 +554,7 @@ def _sweep(clean: Clean, cases: list[Case], tmp_path: Path, capsys: pytest.Captu
         work.mkdir()
         path = _damaged_copy(clean, case, work)
         try:
-            outcome = _check_damaged(path, clean, work, capsys)
+            outcome = _check_damaged(path, clean, work, capsys, thorough=thorough)
             assert not any(v.endswith("WITHOUT A MESSAGE") for v in outcome.steps.values()), outcome.steps
         except AssertionError as e:
             failures.append(f"{case.name}: {e}")
@@ -579,7 +583,7 @@ def test_damage_full_sweep(clean: Clean, tmp_path: Path, capsys: pytest.CaptureF
     """Every mutation on every file of the store (~750 damaged stores)."""
     cases = list(_cases(LAYOUT_FILES, slow=True))
     assert len(cases) > 700
-    failures = _sweep(clean, cases, tmp_path, capsys)
+    failures = _sweep(clean, cases, tmp_path, capsys, thorough=True)
     assert not failures, f"{len(failures)} of {len(cases)} damaged stores:\n" + "\n".join(failures)
 
 
