@@ -12,9 +12,11 @@ from __future__ import annotations
 import logging
 
 from ._resample import resample
+from .annotations import Annotations
 from .dataset import AACSegmentDataset
 from .errors import (
     AACDataError,
+    AnnotationError,
     CorruptDataError,
     DecodeError,
     ImportInterruptedError,
@@ -36,6 +38,8 @@ __all__ = [
     "AACDataError",
     "AACSegmentDataset",
     "AACStore",
+    "AnnotationError",
+    "Annotations",
     "CorruptDataError",
     "DecodeError",
     "ImportFailedError",

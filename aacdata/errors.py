@@ -9,6 +9,7 @@ from __future__ import annotations
 
 __all__ = [
     "AACDataError",
+    "AnnotationError",
     "CorruptDataError",
     "DecodeError",
     "ImportInterruptedError",
@@ -61,6 +62,12 @@ class SourceError(AACDataError, ValueError):
 
 class DecodeError(AACDataError, RuntimeError):
     """The AAC decoder failed on stored frames."""
+
+
+class AnnotationError(AACDataError, ValueError):
+    """An annotation table cannot be read: a missing column, an unparseable number, an event
+    that ends before it starts or past its recording, an id that matches no recording. The
+    message names the file and line."""
 
 
 class CorruptDataError(AACDataError, ValueError):
