@@ -47,6 +47,8 @@ class Made:
     property of the source codec, measured)."""
     source_lag: int | None = 0
     """Lag of the source's decode against the written signal (``None``: not checked)."""
+    passthrough: bool = False
+    """AAC-LC kept as it is, not re-encoded."""
 
 
 # ---------------------------------------------------------------------- signals and writers
@@ -355,7 +357,7 @@ def _adts(**options: Any) -> Maker:
         x[:, n // 3 : n // 2] = 0.01 * np.random.default_rng(0).standard_normal((2, n // 2 - n // 3))
         path = _pyav(d / "a.aac", x, RATE, fmt="adts", codec="aac", bit_rate=128_000)
         # a raw ADTS stream carries no delay: its decode starts with the encoder's priming
-        return Made(path, n, False, dict(options), source_lag=1024)
+        return Made(path, n, False, dict(options), source_lag=1024, passthrough=not options)
 
     return make
 
@@ -392,7 +394,7 @@ def _m4a(edit_list: bool, n: int = N) -> Maker:
         x = _signal(n, RATE, 2)
         path = _pyav(d / "a.m4a", x, RATE, fmt="ipod", codec="aac", bit_rate=128_000, container_options=options)
         # without an edit list the priming stays in the file's timeline
-        return Made(path, n, False, source_lag=0 if edit_list else 1024)
+        return Made(path, n, False, source_lag=0 if edit_list else 1024, passthrough=True)
 
     return make
 
@@ -448,7 +450,8 @@ ZOO: dict[str, Maker] = {
     "mp4_opus": _pyav_file("a.mp4", "mp4", "libopus", rate=48_000),
     # MP3 in MP4 keeps no gapless info: the decode starts with LAME's delay
     "mp4_mp3": _pyav_file("a.mp4", "mp4", "libmp3lame", bit_rate=128_000, source_lag=None),
-    # raw ADTS, re-encoded
+    # raw ADTS
+    "adts_passthrough": _adts(),
     "adts_reencoded": _adts(reencode=True),
     "adts_to_mono": _adts(num_channels=1),
     # speech and Windows codecs
@@ -516,6 +519,7 @@ def _check(made: Made, tmp_path: Path) -> None:
     store = tmp_path / "s.zarr"
     report = aacdata.import_audio(made.path, store, workers=0, progress=False, **made.options)
     assert report.failed == (), report.failed[0].reason
+    assert report.passthrough == int(made.passthrough)
     ref = _source_decode(made.path)
     if made.options.get("num_channels"):
         ref = aacdata._channels.remix(ref.astype(np.float32), made.options["num_channels"]).astype(np.float64)
