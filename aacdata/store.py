@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import functools
 import json
 import logging
 import operator
 import os
 import zlib
-from collections import OrderedDict
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
@@ -26,6 +24,7 @@ from ._adts import SAMPLES_PER_FRAME, parse_adts, with_pce_in_first_frame
 from ._bytes import ByteReader
 from ._channels import coded_channels
 from ._decoder import DecoderKey, DecoderPool, decode_into
+from ._index import FrameIndex
 from ._remote import StoreTarget
 from .annotations import Annotations
 from .errors import (
@@ -41,11 +40,10 @@ from .errors import (
 log = logging.getLogger("aacdata")
 
 DEFAULT_INDEX_CACHE_BYTES = 128 << 20
-"""Per-process budget for cached per-recording index rows (byte offsets and CRC-32s, 12
-bytes per frame): ~11 million frames, ~70 hours of 44.1 kHz audio. Larger corpora work
-within it (least recently used recordings are dropped; a miss decodes the recording's
-index rows, ~0.5 ms per 16384 frames: ~10 ms for a 30-minute recording); on top of it, up
-to 32 decoded index chunks (~15 MB) are kept."""
+"""Per-process budget for decoded index chunks (frame sizes, offset anchors and CRC-32s,
+~6 bytes a frame): ~20 million frames, ~130 hours of 44.1 kHz audio. Larger corpora work
+within it: the least recently used chunks are dropped, and a miss decodes one chunk of
+16384 frames (~0.5 ms), which serves every recording in it."""
 
 _VERIFY_BATCH_FRAMES = 256
 MAX_SAMPLE_RATE = 1_000_000
@@ -55,8 +53,6 @@ MAX_CHANNELS = 255
 _JSON_COLUMNS = frozenset({"source", "metadata"})
 _PLACEMENT_COLUMNS = frozenset({"frame_start", "num_frames", "byte_start", "num_bytes"})
 _LOCK_NAME = "aacdata.lock"
-_ENTRY_OVERHEAD = 1024
-"""Bytes counted per cached recording beyond its arrays (Python objects, measured ~1 KiB)."""
 
 
 @dataclass(frozen=True, slots=True, eq=True)
@@ -132,7 +128,7 @@ class _Plan:
     skip: int
     byte_start: int
     byte_stop: int
-    offsets: np.ndarray
+    bounds: np.ndarray
     crcs: np.ndarray
 
     @property
@@ -220,20 +216,20 @@ class AACStore:
             raise StoreFormatError(f"{first} (`aacdata verify {where}` reports what it can)")
         self._bytes = ByteReader(self._adts, where)
         self._decoders = DecoderPool()
-        self._offsets: OrderedDict[int, tuple[np.ndarray, np.ndarray]] = OrderedDict()
-        # Whole index chunks, decompressed once: neighbouring recordings share them.
-        self._index_chunks = _ChunkCache(
-            self._index, self.counts.num_frames, functools.partial(self._read_rows, self._index, _layout.INDEX)
-        )
-        self._crc_chunks = _ChunkCache(
-            self._frame_crc,
-            self.counts.num_frames,
-            functools.partial(self._read_rows, self._frame_crc, _layout.FRAME_CRC),
-        )
-        self._offsets_bytes = 0
         self.index_cache_bytes = int(index_cache_bytes)
-        self.index_cache_hits = 0
-        self.index_cache_misses = 0
+        t = self._table
+        # Index rows and CRCs by chunk, decoded once, shared by neighbouring recordings.
+        self._frame_index = FrameIndex(
+            self._read_index_rows,
+            chunk_rows=int(self._index.chunks[0]),
+            num_frames=self.counts.num_frames,
+            frame_start=t["frame_start"],
+            frame_count=t["num_frames"],
+            byte_start=t["byte_start"],
+            num_bytes=t["num_bytes"],
+            describe=lambda i: f"{self._where}: recording {self._ids[i]!r}",
+            budget_bytes=self.index_cache_bytes,
+        )
 
     # ------------------------------------------------------------------ opening
 
@@ -343,6 +339,10 @@ class AACStore:
                 f"{self._where}/{node}: chunk {_chunk_keys(array, start, stop)} cannot be read "
                 f"({reason[:200]}); the store is damaged (run `aacdata verify {self._where}`)"
             ) from e
+
+    def _read_index_rows(self, node: str, start: int, stop: int) -> np.ndarray:
+        array = self._index if node == _layout.INDEX else self._frame_crc
+        return self._read_rows(array, node, start, stop)
 
     def _column_problems(self, names: Iterable[str]) -> list[str]:
         """Recordings columns that disagree with the CRC-32s of the last commit."""
@@ -632,7 +632,8 @@ class AACStore:
         num_samples = operator.index(num_samples)
         if num_samples < 0:
             raise ValueError(f"num_samples must be >= 0; got {num_samples}")
-        offsets, crcs = self._frame_offsets(i)
+        if self._row_problems and i in self._row_problems:  # only with check_table=False
+            raise CorruptDataError(self._row_problems[i])  # before its values size anything
         t = self._table
         length = int(t["num_samples"][i])
         channels = int(t["num_channels"][i])
@@ -654,19 +655,20 @@ class AACStore:
         k0, k1 = d0 // SAMPLES_PER_FRAME, (d1 - 1) // SAMPLES_PER_FRAME
         # One pre-roll frame: the MDCT overlaps neighbours, so frame k needs k-1 decoded first.
         kp = max(k0 - 1, 0)
-        if k1 + 1 >= offsets.size:
+        if k1 >= int(t["num_frames"][i]):
             raise CorruptDataError(
-                f"{self._where}: recording {self._ids[i]!r} needs frame {k1} but has {offsets.size - 1} frames"
+                f"{self._where}: recording {self._ids[i]!r} needs frame {k1} but has {int(t['num_frames'][i])} frames"
             )
+        bounds, crcs = self._frame_index.window(i, kp, k1)
         return _Plan(
             i, out, out[:, lo - start : hi - start], kp, k0, k1, d0 - k0 * SAMPLES_PER_FRAME,
-            int(offsets[kp]), int(offsets[k1 + 1]), offsets, crcs,
+            int(bounds[0]), int(bounds[-1]), bounds, crcs,
         )  # fmt: skip
 
     def _decode(self, plan: _Plan, data: bytes) -> None:
         i, kp, k0, k1 = plan.recording, plan.preroll_frame, plan.first_frame, plan.last_frame
         t = self._table
-        self._check_frames(i, data, plan.offsets, plan.crcs, kp, k1)
+        self._check_frames(i, data, plan.bounds, plan.crcs, kp)
         # A window that needs frame 0's own output (no priming: raw ADTS passthrough) needs a
         # fresh decoder, as flush_buffers() leaves the first frame slightly different; so does
         # a stream with PNS, whose noise depends on decoder state.
@@ -690,54 +692,16 @@ class AACStore:
         pce = bool(int(t["flags"][i]) & _layout.FLAG_PCE)
         return int(t["sample_rate"][i]), coded_channels(int(t["num_channels"][i])), pce
 
-    def _check_frames(self, i: int, data: bytes, offsets: np.ndarray, crcs: np.ndarray, first: int, last: int) -> None:
-        """Compare frames ``first..last`` (in ``data``) with their stored CRC-32s."""
-        bounds = offsets[first : last + 2] - int(offsets[first])
-        bad = _frames_failing_crc(data, bounds, crcs[first : last + 1], stop_at_first=True)
+    def _check_frames(self, i: int, data: bytes, bounds: np.ndarray, crcs: np.ndarray, first: int) -> None:
+        """Compare the frames in ``data`` (frame ``first`` on; ``bounds`` in ``/adts``) with
+        their stored CRC-32s."""
+        bad = _frames_failing_crc(data, bounds - int(bounds[0]), crcs, stop_at_first=True)
         if bad:
             k, got = bad[0]
             raise CorruptDataError(
                 f"{self._where}: recording {self._ids[i]!r} frame {first + k} is damaged (CRC-32 {got:08x}, "
-                f"stored {int(crcs[first + k]):08x}); run `aacdata verify {self._where}`"
+                f"stored {int(crcs[k]):08x}); run `aacdata verify {self._where}`"
             )
-
-    def _frame_offsets(self, i: int) -> tuple[np.ndarray, np.ndarray]:
-        """Absolute byte offsets of recording i's frames plus its end (int64 ``(N + 1,)``) and
-        the frames' stored CRC-32s (uint32 ``(N,)``)."""
-        cached = self._offsets.get(i)
-        if cached is not None:
-            self._offsets.move_to_end(i)
-            self.index_cache_hits += 1
-            return cached
-        self.index_cache_misses += 1
-        if i in self._row_problems:  # only with check_table=False: the store refuses them otherwise
-            raise CorruptDataError(self._row_problems[i])
-        frame_start = int(self._table["frame_start"][i])
-        nf = int(self._table["num_frames"][i])
-        rows = self._index_chunks.rows(frame_start, frame_start + nf).astype(np.int64)
-        # A copy: a slice would keep its whole decoded chunk alive in the cache entry.
-        crcs = np.array(self._crc_chunks.rows(frame_start, frame_start + nf), dtype=np.uint32, copy=True)
-        byte_start = int(self._table["byte_start"][i])
-        offsets = np.empty(nf + 1, dtype=np.int64)
-        offsets[:nf] = rows[:, 0]
-        offsets[nf] = rows[-1, 0] + rows[-1, 1] if nf else byte_start
-        if nf and (
-            rows[0, 0] != byte_start
-            or np.any(offsets[1:] != rows[:, 0] + rows[:, 1])
-            or np.any(rows[:, 2] != np.arange(nf, dtype=np.int64) * SAMPLES_PER_FRAME)
-            or offsets[nf] != byte_start + int(self._table["num_bytes"][i])
-        ):
-            raise CorruptDataError(
-                f"{self._where}: index rows of recording {self._ids[i]!r} are not contiguous frames "
-                f"of its {int(self._table['num_bytes'][i])} bytes; run `aacdata verify {self._where}`"
-            )
-        entry = (offsets, crcs)
-        self._offsets[i] = entry
-        self._offsets_bytes += offsets.nbytes + crcs.nbytes + _ENTRY_OVERHEAD
-        while self._offsets_bytes > self.index_cache_bytes and len(self._offsets) > 1:
-            _, (old, old_crcs) = self._offsets.popitem(last=False)
-            self._offsets_bytes -= old.nbytes + old_crcs.nbytes + _ENTRY_OVERHEAD
-        return entry
 
     def frame_index(self, rec: RecordingRef) -> np.ndarray:
         """The stored index rows of a recording: uint64 ``(num_frames, 3)``,
@@ -815,20 +779,14 @@ class AACStore:
     def cache_info(self) -> dict[str, int]:
         """Counters of this process: index cache hits/misses/bytes, decoders, bytes read."""
         return {
-            "index_cache_hits": self.index_cache_hits,
-            "index_cache_misses": self.index_cache_misses,
-            "index_cache_bytes": self._offsets_bytes,
-            "index_cache_recordings": len(self._offsets),
+            **self._frame_index.info(),
             "decoders_created": self._decoders.decoders_created,
             "bytes_read": self._bytes.bytes_read,
         }
 
     def clear_caches(self) -> None:
         """Drop cached index rows and decoders, and close chunk files."""
-        self._offsets.clear()
-        self._offsets_bytes = 0
-        self._index_chunks.clear()
-        self._crc_chunks.clear()
+        self._frame_index.clear()
         self._decoders.clear()
         self._bytes.close()
 
@@ -982,50 +940,6 @@ def _frames_failing_crc(
             if stop_at_first:
                 break
     return bad
-
-
-class _ChunkCache:
-    """The most recently used chunks of a 1-D or 2-D array, read whole and kept decoded.
-
-    Reading a few index rows through zarr decompresses their whole chunk anyway (~0.5 ms
-    for 16384 rows); keeping the chunk serves the neighbouring recordings for free.
-    """
-
-    def __init__(
-        self,
-        array: zarr.Array[Any],
-        committed: int,
-        read: Callable[[int, int], np.ndarray],
-        max_chunks: int = 32,
-    ) -> None:
-        self._array = array
-        self._read = read
-        self._rows = int(array.chunks[0])
-        self._committed = committed
-        self._max = max_chunks
-        self._chunks: OrderedDict[int, np.ndarray] = OrderedDict()
-
-    def rows(self, start: int, stop: int) -> np.ndarray:
-        if stop <= start:
-            return np.asarray(self._array[0:0])
-        first, last = start // self._rows, (stop - 1) // self._rows
-        parts = []
-        for ci in range(first, last + 1):
-            chunk = self._chunks.get(ci)
-            if chunk is None:
-                end = min((ci + 1) * self._rows, self._committed)
-                chunk = self._chunks[ci] = self._read(ci * self._rows, end)
-                if len(self._chunks) > self._max:
-                    self._chunks.popitem(last=False)
-            else:
-                self._chunks.move_to_end(ci)
-            a = max(start, ci * self._rows) - ci * self._rows
-            b = min(stop, (ci + 1) * self._rows) - ci * self._rows
-            parts.append(chunk[a:b])
-        return parts[0] if len(parts) == 1 else np.concatenate(parts)
-
-    def clear(self) -> None:
-        self._chunks.clear()
 
 
 def _is_damage(e: Exception, local: bool) -> bool:
