@@ -288,8 +288,8 @@ class Annotations:
         return builder.build()
 
     @classmethod
-    def from_csv(cls, path: str | os.PathLike[str]) -> Annotations:
-        """Parse a CSV table (comma-separated, with a header row).
+    def from_csv(cls, paths: str | os.PathLike[str] | Iterable[str | os.PathLike[str]]) -> Annotations:
+        """Parse CSV tables (comma-separated, with a header row); several are concatenated.
 
         Columns: ``id`` (the recording's id in the store), ``start`` and ``end`` (seconds,
         half-open), ``label``; optional ``low_hz``, ``high_hz`` (empty: absent) and
@@ -301,29 +301,9 @@ class Annotations:
             A missing column, an unparseable number, a negative or NaN time, an end before
             its start; the message names the file and line.
         """
-        file = Path(path)
         builder = _Builder()
-        where = str(file)
-        src = builder.source(where)
-        with _open_text(file) as f:
-            reader = csv.reader(f)
-            try:
-                header = next(reader)
-            except StopIteration:
-                raise AnnotationError(
-                    f"{where}: the file is empty; expected a header row {','.join(_CSV_COLUMNS)}"
-                ) from None
-            header = [h.strip() for h in header]
-            _need(header, _CSV_COLUMNS, where, "pass a table with these columns")
-            col = {h: i for i, h in enumerate(header)}
-            line = reader.line_num
-            for row in reader:
-                first_line, line = line + 1, reader.line_num
-                if not any(v.strip() for v in row):
-                    continue
-                _record(
-                    builder, dict(zip(header, row, strict=False)), len(row), len(header), col, src, first_line, where
-                )
+        for file in _paths(paths):
+            _parse_csv(builder, file)
         return builder.build()
 
     @classmethod
@@ -729,6 +709,28 @@ def _record(
         source=src,
         line=line,
     )
+
+
+def _parse_csv(builder: _Builder, file: Path) -> None:
+    where = str(file)
+    src = builder.source(where)
+    with _open_text(file) as f:
+        reader = csv.reader(f)
+        try:
+            header = next(reader)
+        except StopIteration:
+            raise AnnotationError(
+                f"{where}: the file is empty; expected a header row {','.join(_CSV_COLUMNS)}"
+            ) from None
+        header = [h.strip() for h in header]
+        _need(header, _CSV_COLUMNS, where, "pass a table with these columns")
+        col = {h: i for i, h in enumerate(header)}
+        line = reader.line_num
+        for row in reader:
+            first_line, line = line + 1, reader.line_num
+            if not any(v.strip() for v in row):
+                continue
+            _record(builder, dict(zip(header, row, strict=False)), len(row), len(header), col, src, first_line, where)
 
 
 def _parse_raven(builder: _Builder, path: Path, *, label_column: str | None, recording: str | None) -> None:

@@ -245,6 +245,13 @@ def test_csv_columns_and_extras(tmp_path: Path) -> None:
     np.testing.assert_array_equal(res.stop, [8_000, 32_000, 24_000])
     np.testing.assert_array_equal(res.line, [4, 2, 3])  # provenance follows the sort
     assert json.loads(res.extra[0]) == {"observer": ""}
+    other = write_table(
+        tmp_path / "more.csv", ["id", "start", "end", "label"], [["site2/frog.wav", 0, 1, "frog"]], sep=","
+    )
+    both = Annotations.from_csv([tmp_path / "ann.csv", other])
+    assert both.sources == (str(tmp_path / "ann.csv"), str(other))
+    np.testing.assert_array_equal(both.source, [0, 0, 0, 1])
+    np.testing.assert_array_equal(both.line, [2, 3, 4, 2])
 
 
 @pytest.mark.parametrize(
