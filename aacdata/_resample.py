@@ -34,6 +34,7 @@ import functools
 import math
 import operator
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -484,3 +485,69 @@ def _parse_signal(x: np.ndarray, name: str) -> FloatArray:
     if x.dtype.kind != "f":
         raise ValueError(f"{name} must be floating-point (float32 or float64), got dtype {x.dtype}")
     return np.asarray(x, dtype=np.float32)
+
+
+# ---------------------------------------------------------------------- windows at another rate
+
+
+def parse_rate(value: Any, name: str) -> int:
+    """A positive integer sample rate in Hz, or ``ValueError`` naming ``name`` and the value."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value <= 0:
+        raise ValueError(f"{name} must be a positive integer sample rate in Hz; got {value!r}")
+    return int(value)
+
+
+def samples_at(num_samples: int, orig_rate: int, new_rate: int) -> int:
+    """Length of a signal of ``num_samples`` at ``orig_rate`` once resampled to ``new_rate``:
+    ``ceil(num_samples * new_rate / orig_rate)``."""
+    return -(-int(num_samples) * int(new_rate) // int(orig_rate))
+
+
+class RateSpan:
+    """One window ``[start, start + n)`` at ``new_rate`` of a signal stored at ``orig_rate``:
+    which outputs lie inside the resampled signal (``[lo, hi)``), which input samples they
+    need (``[a, b)``, zero outside the signal), and how the window is filled from them.
+
+    ::
+
+        output  |····[lo=====hi)·····|        window [start, start + n), zero outside [0, length)
+        input      [a=============b)          filter reach around lo*M/L .. hi*M/L
+    """
+
+    __slots__ = ("a", "b", "hi", "lo", "n", "new_rate", "orig_rate", "recording", "start")
+
+    def __init__(self, start: int, n: int, lo: int, hi: int, a: int, b: int, orig_rate: int, new_rate: int) -> None:
+        self.start, self.n, self.lo, self.hi, self.a, self.b = start, n, lo, hi, a, b
+        self.orig_rate, self.new_rate = orig_rate, new_rate
+        self.recording = -1
+
+    @classmethod
+    def plan(cls, start: int, n: int, length: int, orig_rate: int, new_rate: int, *, pad: bool, what: str) -> RateSpan:
+        """Check a window against a resampled length and find its input span."""
+        start, n = operator.index(start), operator.index(n)
+        if n < 0:
+            raise ValueError(f"num_samples must be >= 0; got {n}")
+        stop = start + n
+        if not pad and (start < 0 or stop > length):
+            from .errors import WindowError
+
+            raise WindowError(
+                f"{what} has {length} samples at {new_rate} Hz; window [{start}, {stop}) "
+                f"{'starts before 0' if start < 0 else 'ends past it'} (pass pad=True to zero-fill)"
+            )
+        lo, hi = max(start, 0), min(stop, length)
+        if hi <= lo:
+            return cls(start, n, lo, lo, 0, 0, orig_rate, new_rate)
+        a, b = input_span(lo, hi, orig_rate, new_rate)
+        return cls(start, n, lo, hi, a, b, orig_rate, new_rate)
+
+    def finish(self, native: np.ndarray | None, channels: int) -> FloatArray:
+        """The window, float32 ``(C, n)``, from the input span ``native`` (``(C, b - a)``,
+        zero where it lies outside the signal)."""
+        if native is not None:
+            channels = native.shape[0]
+        out = np.zeros((channels, self.n), dtype=np.float32)
+        if native is not None and self.hi > self.lo:
+            part = resample_span(native, self.a, self.lo, self.hi, self.orig_rate, self.new_rate)
+            out[:, self.lo - self.start : self.hi - self.start] = part
+        return out

@@ -26,6 +26,7 @@ from ._channels import coded_channels
 from ._decoder import DecoderKey, DecoderPool, decode_into
 from ._index import FrameIndex
 from ._remote import StoreTarget
+from ._resample import RateSpan, parse_rate, samples_at
 from .annotations import Annotations
 from .errors import (
     AACDataError,
@@ -81,6 +82,11 @@ class Recording:
     @property
     def duration_seconds(self) -> float:
         return self.num_samples / self.sample_rate
+
+    def num_samples_at(self, sample_rate: int) -> int:
+        """The recording's length resampled to ``sample_rate``:
+        ``ceil(num_samples * sample_rate / self.sample_rate)``."""
+        return samples_at(self.num_samples, self.sample_rate, sample_rate)
 
     def __repr__(self) -> str:
         return (
@@ -563,7 +569,9 @@ class AACStore:
 
     # ------------------------------------------------------------------ reading
 
-    def read(self, rec: RecordingRef, start: int, num_samples: int, *, pad: bool = False) -> np.ndarray:
+    def read(
+        self, rec: RecordingRef, start: int, num_samples: int, *, sample_rate: int | None = None, pad: bool = False
+    ) -> np.ndarray:
         """Samples ``[start, start + num_samples)`` of a recording.
 
         Parameters
@@ -571,16 +579,24 @@ class AACStore:
         rec
             Recording index, id or :class:`Recording`.
         start, num_samples
-            Half-open window in samples of the source timeline.
+            Half-open window in samples of the source timeline (at ``sample_rate`` when
+            given).
+        sample_rate
+            Read the recording resampled to this rate: the result equals
+            ``aacdata.resample(full decode, rec.sample_rate, sample_rate)[:, start:start +
+            num_samples]`` (to within 1e-6), and only the frames the filter reaches are
+            decoded. ``None``: the recording's own rate.
         pad
-            Zero-fill the parts of the window outside ``[0, rec.num_samples)`` instead
-            of raising :class:`WindowError`.
+            Zero-fill the parts of the window outside the recording (``[0,
+            rec.num_samples)``, or ``[0, rec.num_samples_at(sample_rate))``) instead of
+            raising :class:`WindowError`.
 
         Returns
         -------
         numpy.ndarray
             float32, shape ``(num_channels, num_samples)``, values as decoded (nominally
-            in [-1, 1]); bit-identical to the same slice of a full decode.
+            in [-1, 1]); at the recording's own rate, bit-identical to the same slice of a
+            full decode.
 
         Examples
         --------
@@ -588,6 +604,8 @@ class AACStore:
         >>> store.read("birds/0042.flac", 16_000, 32_000).shape     # doctest: +SKIP
         (1, 32000)
         """
+        if sample_rate is not None:
+            return self.read_many([(rec, start, num_samples)], sample_rate=sample_rate, pad=pad)[0]
         plan = self._plan(rec, start, num_samples, pad)
         if plan.num_frames:
             try:
@@ -599,12 +617,20 @@ class AACStore:
             self._decode(plan, data)
         return plan.out
 
-    def read_many(self, requests: Iterable[tuple[RecordingRef, int, int]], *, pad: bool = False) -> list[np.ndarray]:
+    def read_many(
+        self,
+        requests: Iterable[tuple[RecordingRef, int, int]],
+        *,
+        sample_rate: int | None = None,
+        pad: bool = False,
+    ) -> list[np.ndarray]:
         """:meth:`read` for each ``(rec, start, num_samples)``, in order.
 
         The byte ranges of all windows are fetched first, concurrently where the store is
         remote (one request per window in flight together), then decoded in order.
         """
+        if sample_rate is not None:
+            return self._read_resampled(list(requests), sample_rate, pad)
         plans = [self._plan(rec, start, n, pad) for rec, start, n in requests]
         todo = [p for p in plans if p.num_frames]
         try:
@@ -616,6 +642,27 @@ class AACStore:
         for plan, data in zip(todo, blobs, strict=True):
             self._decode(plan, data)
         return [p.out for p in plans]
+
+    def _read_resampled(
+        self, requests: list[tuple[RecordingRef, int, int]], sample_rate: int, pad: bool
+    ) -> list[np.ndarray]:
+        """Windows at ``sample_rate``: each output span needs an input span (the filter's
+        reach) read at the recording's rate, zero outside it, then resampled."""
+        rate = parse_rate(sample_rate, "sample_rate")
+        spans = []
+        for rec, start, n in requests:
+            i = self.index_of(rec)
+            own = int(self._table["sample_rate"][i])
+            length = samples_at(int(self._table["num_samples"][i]), own, rate)
+            spans.append(RateSpan.plan(start, n, length, own, rate, pad=pad, what=f"recording {self._ids[i]!r}"))
+            spans[-1].recording = i
+        natives = self.read_many([(s.recording, s.a, s.b - s.a) for s in spans if s.b > s.a], pad=True)
+        out = []
+        it = iter(natives)
+        for span in spans:
+            channels = int(self._table["num_channels"][span.recording])
+            out.append(span.finish(next(it) if span.b > span.a else None, channels))
+        return out
 
     def _unreadable_bytes(self, e: OSError, start: int, stop: int) -> CorruptDataError:
         """A local chunk file of ``/adts`` that cannot be read (a directory, no permission...)."""
