@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 
+from ._labels import collate
 from ._resample import resample
 from .annotations import Annotations
 from .dataset import AACSegmentDataset
@@ -30,6 +31,7 @@ from .errors import (
     WindowError,
 )
 from .importer import ImportFailedError, ImportFailure, ImportReport, import_audio
+from .plans import EventWindows, ExplicitWindows, RandomWindows, SlidingWindows, Window, WindowPlan
 from .store import AACStore, Recording, VerifyReport
 
 __version__ = "0.1.0"
@@ -42,21 +44,28 @@ __all__ = [
     "Annotations",
     "CorruptDataError",
     "DecodeError",
+    "EventWindows",
+    "ExplicitWindows",
     "ImportFailedError",
     "ImportFailure",
     "ImportInterruptedError",
     "ImportReport",
+    "RandomWindows",
     "Recording",
     "RecordingNotFoundError",
     "RemoteStoreError",
+    "SlidingWindows",
     "SourceError",
     "StoreFormatError",
     "StoreLockedError",
     "StoreNotFoundError",
     "StoreWriteError",
     "VerifyReport",
+    "Window",
     "WindowError",
+    "WindowPlan",
     "__version__",
+    "collate",
     "import_audio",
     "resample",
 ]
