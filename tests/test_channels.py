@@ -40,7 +40,7 @@ def _write_plain_wav(path: Path, audio: np.ndarray) -> Path:
 
 def _write_extensible_wav(path: Path, audio: np.ndarray, mask: int) -> Path:
     """16-bit WAVE_FORMAT_EXTENSIBLE with the given channel mask."""
-    channels, frames = audio.shape
+    channels = audio.shape[0]
     pcm = np.clip(np.round(audio.T * 32767), -32768, 32767).astype("<i2").tobytes()
     guid = bytes.fromhex("0100000000001000800000aa00389b71")  # KSDATAFORMAT_SUBTYPE_PCM
     fmt = struct.pack("<HHIIHHHHI", 0xFFFE, channels, RATE, RATE * 2 * channels, 2 * channels, 16, 22, 16, mask) + guid
