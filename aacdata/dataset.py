@@ -24,6 +24,7 @@ from zarr.abc.store import Store
 from ._channels import remix
 from ._epoch import SharedEpoch
 from ._labels import CorpusView, WindowLabels, combine, to_rate
+from ._resample import RateSpan, parse_rate
 from .annotations import Annotations
 from .errors import AACDataError, AnnotationError, CorruptDataError, DecodeError, RecordingNotFoundError
 from .plans import Corpus, EventWindows, ExplicitWindows, RandomWindows, SlidingWindows, Window, WindowPlan
@@ -65,11 +66,15 @@ class AACSegmentDataset(torch.utils.data.Dataset[Any]):
         Recordings shorter than the window are zero-padded (``"pad"``) or left out
         (``"skip"``).
     recordings
-        Keep only these recording ids, or those whose metadata dict makes this
-        predicate true.
+        Keep only these recording ids, or the recordings for which this predicate is
+        true; it is called with a dict holding the recording's user metadata and its
+        ``id``, ``sample_rate``, ``num_channels``, ``num_samples`` and
+        ``duration_seconds`` (these win over metadata keys of the same names).
     sample_rate
-        Keep only the recordings at this rate. Required when the stores hold several
-        rates (windows of one length must share one rate).
+        Read every recording resampled to this rate (windows, ``window_seconds`` and
+        lengths are at this rate; a window equals the same slice of the whole recording
+        resampled by :func:`aacdata.resample`, remixed first when ``num_channels`` is
+        set). ``None``: the recordings' own rate, which must then be a single one.
     num_channels
         Output channels: ``1`` downmixes to mono (mean), a mono recording is repeated
         to fill ``num_channels``, a recording with more keeps its first ones.
@@ -161,23 +166,26 @@ class AACSegmentDataset(torch.utils.data.Dataset[Any]):
         table = self._load_tables(sources)
         self._store_of = table["store"]
         self._local = table["local"]
-        self._lengths = table["num_samples"]
+        self._native_lengths = table["num_samples"]
         self._rates = table["sample_rate"]
         self._channels = table["num_channels"]
-        keep = np.ones(self._lengths.size, dtype=bool)
+        keep = np.ones(self._native_lengths.size, dtype=bool)
         if recordings is not None:
             keep &= self._filter(recordings, table)
-        if sample_rate is not None:
-            keep &= self._rates == sample_rate
-        rates = sorted({int(r) for r in self._rates[keep]})
-        if not rates:
-            raise ValueError("no recordings left after the recordings= and sample_rate= filters")
-        if len(rates) > 1:
-            raise ValueError(
-                f"recordings have sample rates {', '.join(f'{r} Hz' for r in rates)}; pass sample_rate= one of "
-                "them to keep only those recordings, or re-import with --sample-rate to convert them all"
-            )
-        self.sample_rate = rates[0]
+        if not keep.any():
+            raise ValueError("no recordings left after the recordings= filter")
+        if sample_rate is None:
+            rates = sorted({int(r) for r in self._rates[keep]})
+            if len(rates) > 1:
+                raise ValueError(
+                    f"recordings have sample rates {', '.join(f'{r} Hz' for r in rates)}; pass sample_rate= to "
+                    "read them all resampled to one rate (or keep one rate with recordings=)"
+                )
+            self.sample_rate = rates[0]
+        else:
+            self.sample_rate = parse_rate(sample_rate, "sample_rate")
+        # Lengths at the dataset's rate: a recording at another rate is read resampled.
+        self._lengths = -(-self._native_lengths * self.sample_rate // self._rates)
         self._ids_cache: list[str] = table["ids"]
         self._labels: list[Any] = table["labels"]
         shortcuts = {"window_seconds": window_seconds, "window_samples": window_samples, "windows": windows}
@@ -278,7 +286,7 @@ class AACSegmentDataset(torch.utils.data.Dataset[Any]):
         else:
             view = CorpusView(
                 self._ids_cache,
-                {"sample_rate": self._rates, "num_samples": self._lengths, "num_channels": self._channels},
+                {"sample_rate": self._rates, "num_samples": self._native_lengths, "num_channels": self._channels},
                 ", ".join(map(str, self._paths)),
             )
             events = source.resolve(view)
@@ -287,7 +295,26 @@ class AACSegmentDataset(torch.utils.data.Dataset[Any]):
     @staticmethod
     def _filter(recordings: Any, table: Mapping[str, Any]) -> np.ndarray:
         if callable(recordings):
-            return np.array([bool(recordings(m)) for m in table["metadata"]], dtype=bool)
+            keys = ("sample_rate", "num_channels", "num_samples")
+            rows = zip(table["metadata"], table["ids"], *(table[k].tolist() for k in keys), strict=True)
+            return np.array(
+                [
+                    bool(
+                        recordings(
+                            {
+                                **(meta if isinstance(meta, dict) else {}),
+                                "id": rid,
+                                "sample_rate": rate,
+                                "num_channels": channels,
+                                "num_samples": n,
+                                "duration_seconds": n / rate,
+                            }
+                        )
+                    )
+                    for meta, rid, rate, channels, n in rows
+                ],
+                dtype=bool,
+            )
         wanted = {str(r) for r in recordings}
         missing = wanted - set(table["ids"])
         if missing:
@@ -334,17 +361,35 @@ class AACSegmentDataset(torch.utils.data.Dataset[Any]):
             by_store.setdefault(int(self._store_of[wins[j].recording]), []).append(j)
         state = self._worker()
         for s, js in by_store.items():
-            requests = [(int(self._local[wins[j].recording]), wins[j].start, wins[j].num_samples) for j in js]
+            spans = [self._span(wins[j]) for j in js]
+            requests = [(int(self._local[wins[j].recording]), *span[:2]) for j, span in zip(js, spans, strict=True)]
             try:
                 audio = state.store(s).read_many(requests, pad=True)
             except (CorruptDataError, DecodeError):
                 for j in js:  # find the damaged ones, window by window
                     out[j] = self._item_or_next(indices[j], wins[j])
                 continue
-            for j, a in zip(js, audio, strict=True):
+            for j, a, span in zip(js, audio, spans, strict=True):
                 state.windows_served += 1
-                out[j] = self._finish(wins[j], a)
+                out[j] = self._finish(wins[j], self._audio(wins[j], a, span[2]))
         return out
+
+    def _span(self, w: Window) -> tuple[int, int, RateSpan | None]:
+        """What to read for window ``w`` at the recording's own rate: ``(start,
+        num_samples, resampling)``, the last ``None`` where the rates agree."""
+        rate = int(self._rates[w.recording])
+        if rate == self.sample_rate:
+            return w.start, w.num_samples, None
+        span = RateSpan.plan(
+            w.start, w.num_samples, int(self._lengths[w.recording]), rate, self.sample_rate, pad=True, what=""
+        )
+        return span.a, span.b - span.a, span
+
+    def _audio(self, w: Window, native: np.ndarray, span: RateSpan | None) -> np.ndarray:
+        """The window's samples, remixed to ``num_channels`` and, at another rate, then
+        resampled (remixing first: fewer channels to resample)."""
+        mixed = self._map_channels(native, w.recording)
+        return mixed if span is None else span.finish(mixed if span.b > span.a else None, mixed.shape[0])
 
     def _item_or_next(self, index: int, window: Window) -> Any:
         try:
@@ -368,13 +413,13 @@ class AACSegmentDataset(torch.utils.data.Dataset[Any]):
     def _item(self, w: Window) -> Any:
         state = self._worker()
         store = state.store(int(self._store_of[w.recording]))
-        local = int(self._local[w.recording])
-        audio = store.read(local, w.start, w.num_samples, pad=True)
+        start, n, span = self._span(w)
+        native = store.read(int(self._local[w.recording]), start, n, pad=True)
         state.windows_served += 1
-        return self._finish(w, audio)
+        return self._finish(w, self._audio(w, native, span))
 
     def _finish(self, w: Window, audio: np.ndarray) -> Any:
-        tensor = torch.from_numpy(self._map_channels(audio, w.recording))
+        tensor = torch.from_numpy(audio)
         if self.transform is not None:
             tensor = self.transform(tensor)
         target = self._target(w)
@@ -385,7 +430,7 @@ class AACSegmentDataset(torch.utils.data.Dataset[Any]):
             "recording": w.recording,
             "id": self._ids_cache[w.recording],
             "start": w.start,
-            "sample_rate": int(self._rates[w.recording]),
+            "sample_rate": self.sample_rate,
         }
         label = self._labels[w.recording]
         if label is not None:

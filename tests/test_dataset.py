@@ -228,11 +228,47 @@ def test_mixed_sample_rates_need_a_choice(tmp_path: Path) -> None:
         write_audio(tmp_path / "src" / f"{rate}.wav", signal("tone", rate, sample_rate=rate), sample_rate=rate)
     store = tmp_path / "s.zarr"
     aacdata.import_audio(tmp_path / "src", store, workers=0, progress=False)
-    with pytest.raises(ValueError, match=r"16000 Hz, 22050 Hz.*sample_rate="):
+    with pytest.raises(ValueError, match=r"16000 Hz, 22050 Hz.*pass sample_rate="):
         AACSegmentDataset(store, window_seconds=0.1)
-    ds = AACSegmentDataset(store, window_seconds=0.1, sample_rate=22_050, num_windows=20)
+    # keeping one rate is the recordings= predicate's job; it sees the table's values
+    ds = AACSegmentDataset(store, window_seconds=0.1, recordings=lambda r: r["sample_rate"] == 22_050, num_windows=20)
     assert ds.window_samples == 2205
     assert {ds.window(i).recording for i in range(20)} == {AACStore.open(store).index_of("22050.wav")}
+    with pytest.raises(ValueError, match="sample_rate must be a positive integer"):
+        AACSegmentDataset(store, window_seconds=0.1, sample_rate=0)
+
+
+@pytest.mark.parametrize("num_channels", [None, 1])
+def test_mixed_rates_batch_at_one_rate(tmp_path: Path, num_channels: int | None) -> None:
+    # Invariant: with sample_rate=R every recording is read resampled to R, equal to the
+    # store's read at R (remixing before resampling equals remixing after, to 1e-6).
+    for rate in (8_000, 16_000, 44_100, 48_000):
+        audio = signal("chirp", rate + rate // 3, sample_rate=rate, num_channels=2, seed=rate % 5)
+        write_audio(tmp_path / "src" / f"{rate}.wav", audio, sample_rate=rate)
+    store = tmp_path / "s.zarr"
+    aacdata.import_audio(tmp_path / "src", store, workers=0, progress=False)
+    ds = AACSegmentDataset(
+        store, window_seconds=0.25, sample_rate=16_000, num_windows=32, num_channels=num_channels, return_info=True
+    )
+    assert ds.sample_rate == 16_000 and ds.window_samples == 4000
+    opened = AACStore.open(store)
+    batch = next(iter(DataLoader(ds, batch_size=32, num_workers=2)))
+    channels = 2 if num_channels is None else 1
+    assert batch["audio"].shape == (32, channels, 4000)
+    assert len({int(r) for r in batch["recording"]}) >= 3  # several rates in one batch
+    for j in range(32):
+        rec, start = int(batch["recording"][j]), int(batch["start"][j])
+        expected = opened.read(rec, start, 4000, sample_rate=16_000, pad=True)
+        if num_channels == 1:
+            expected = expected.mean(axis=0, keepdims=True)
+        np.testing.assert_allclose(batch["audio"][j].numpy(), expected, atol=1e-6, rtol=0)
+    record = opened.recording("44100.wav")
+    whole = record.num_samples_at(16_000)  # exactly one full sliding window at 16 kHz, none longer
+    for n, count in ((whole, 1), (whole + 1, 0)):
+        sliding = AACSegmentDataset(
+            store, window_samples=n, hop_seconds=1.0, last="drop", sample_rate=16_000, recordings=["44100.wav"]
+        )
+        assert len(sliding) == count
 
 
 def test_distributed_sampler_shards_are_disjoint_and_cover(corpus: Path) -> None:
