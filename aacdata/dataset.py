@@ -11,6 +11,7 @@ Legend for tensor shapes: ``B`` batch, ``C`` channels, ``T`` samples.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from collections.abc import Callable, Mapping, Sequence
@@ -128,6 +129,9 @@ class AACSegmentDataset(torch.utils.data.Dataset[Any]):
         min_overlap_seconds: float = 0.0,
         min_overlap_fraction: float = 0.0,
         label_hop_seconds: float = 0.02,
+        weights: Sequence[float] | Mapping[str, float] | None = None,
+        temperature: float = 1.0,
+        groups: str | None = None,
     ) -> None:
         sources: list[StoreLike] = (
             list(store_or_path) if isinstance(store_or_path, (list, tuple)) else [store_or_path]  # type: ignore[list-item]
@@ -198,7 +202,19 @@ class AACSegmentDataset(torch.utils.data.Dataset[Any]):
             given = ", ".join(f"{k}=" for k, v in shortcuts.items() if v is not None)
             raise ValueError(f"plan= says which windows to read; do not also give {given}")
         self._annotations_given = annotations
-        corpus = Corpus(self._lengths, self.sample_rate, np.flatnonzero(keep), self._ids_cache, self._events_of)
+        group_of, probabilities, self._group_names = _groups(
+            weights, temperature, groups, self._store_of, table["metadata"], [str(p) for p in self._paths], keep
+        )
+        self._group_of = group_of
+        corpus = Corpus(
+            self._lengths,
+            self.sample_rate,
+            np.flatnonzero(keep),
+            self._ids_cache,
+            self._events_of,
+            group_of,
+            probabilities,
+        )
         self.plan = plan.bind(corpus, seed=self.seed)
         if labels not in (None, "clip", "frames"):
             raise ValueError(f"labels must be None, 'clip' or 'frames'; got {labels!r}")
@@ -224,6 +240,7 @@ class AACSegmentDataset(torch.utils.data.Dataset[Any]):
         self._eligible = corpus.eligible
         self._length = len(self.plan)
         self._state: _WorkerState | None = None
+        self._fingerprint_cache: str | None = None
 
     # ------------------------------------------------------------------ construction helpers
 
@@ -419,6 +436,10 @@ class AACSegmentDataset(torch.utils.data.Dataset[Any]):
         return self._finish(w, self._audio(w, native, span))
 
     def _finish(self, w: Window, audio: np.ndarray) -> Any:
+        if self._group_of is not None:
+            state = self._worker()
+            g = int(self._group_of[w.recording])
+            state.group_windows[g] = state.group_windows.get(g, 0) + 1
         tensor = torch.from_numpy(audio)
         if self.transform is not None:
             tensor = self.transform(tensor)
@@ -483,7 +504,53 @@ class AACSegmentDataset(torch.utils.data.Dataset[Any]):
         for store in state.stores.values():
             for k, v in store.cache_info().items():
                 out[k] = out.get(k, 0) + v
+        for g, name in enumerate(self._group_names):
+            out[f"windows_in_group:{name}"] = state.group_windows.get(g, 0)
         return out
+
+    # ------------------------------------------------------------------ resuming
+
+    def state_dict(self) -> dict[str, Any]:
+        """What decides the windows: seed, epoch, the plan's parameters and a fingerprint
+        of the corpus. With torchdata's ``StatefulDataLoader`` (which saves it beside its
+        sampler's state), a resumed run reads exactly the windows the uninterrupted run
+        would have."""
+        return {"seed": self.seed, "epoch": self.epoch, "plan": self._plan_key(), "corpus": self._fingerprint()}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Restore :meth:`state_dict`'s seed and epoch; a different corpus or plan is
+        refused (``ValueError``), never silently resumed."""
+        try:
+            seed, epoch, plan, corpus = int(state["seed"]), int(state["epoch"]), state["plan"], state["corpus"]
+        except (KeyError, TypeError, ValueError) as e:
+            raise ValueError(f"not an AACSegmentDataset state ({type(e).__name__}: {e})") from None
+        if corpus != self._fingerprint():
+            raise ValueError(
+                "the saved state belongs to another corpus (recordings, lengths, rates or filters differ); "
+                "resuming would read other windows"
+            )
+        if plan != self._plan_key():
+            raise ValueError(
+                f"the saved state belongs to another window plan ({plan}); this dataset has {self._plan_key()}"
+            )
+        self.seed = seed
+        self.plan.seed = seed
+        self.set_epoch(epoch)
+
+    def _plan_key(self) -> str:
+        return f"{type(self.plan).__name__}({self.plan.params()}, window_samples={self.window_samples})"
+
+    def _fingerprint(self) -> str:
+        if self._fingerprint_cache is None:
+            digest = hashlib.sha256()
+            digest.update("\0".join(self._ids_cache).encode("utf-8", "surrogateescape"))
+            for arr in (self._native_lengths, self._rates, self._channels, self._eligible):
+                digest.update(np.ascontiguousarray(arr, dtype=np.int64).tobytes())
+            digest.update(f"{self.sample_rate}/{self.num_channels}".encode())
+            if self._group_names:
+                digest.update(repr(self._group_names).encode())
+            self._fingerprint_cache = digest.hexdigest()
+        return self._fingerprint_cache
 
     def clear_caches(self) -> None:
         """Drop this process's stores, decoders and cached index rows."""
@@ -522,6 +589,7 @@ class _WorkerState:
         self.stores: dict[int, AACStore] = {}
         self.windows_served = 0
         self.windows_replaced = 0
+        self.group_windows: dict[int, int] = {}
 
     def store(self, i: int) -> AACStore:
         s = self.stores.get(i)
@@ -564,3 +632,58 @@ def _plan_from_shortcuts(
     return RandomWindows(
         window_seconds, window_samples=window_samples, num_windows=num_windows, weighting=weighting, short=short
     )
+
+
+def _groups(
+    weights: Sequence[float] | Mapping[str, float] | None,
+    temperature: float,
+    key: str | None,
+    store_of: np.ndarray,
+    metadata: Sequence[Any],
+    store_names: list[str],
+    keep: np.ndarray,
+) -> tuple[np.ndarray | None, np.ndarray | None, list[str]]:
+    """Group of each recording, the groups' draw probabilities (weight ** temperature,
+    normalised) and their names, or ``(None, None, [])`` without weights."""
+    if weights is None:
+        if key is not None:
+            raise ValueError("groups= names the metadata key that weights= weighs by; give weights= too")
+        return None, None, []
+    if not temperature > 0:
+        raise ValueError(f"temperature must be > 0; got {temperature}")
+    if key is None:
+        if isinstance(weights, Mapping):
+            raise ValueError("weights= is a mapping of group values: give groups= (the metadata key) too")
+        values = [float(w) for w in weights]
+        if len(values) != len(store_names) or len(values) < 2:
+            raise ValueError(
+                f"weights= gives one weight per store: {len(store_names)} store(s), {len(values)} weight(s) "
+                "(mixing needs at least two stores, or groups= with a metadata key)"
+            )
+        group_of = np.asarray(store_of, dtype=np.int64)
+        names = store_names
+    else:
+        if not isinstance(weights, Mapping):
+            raise ValueError(f"with groups={key!r}, weights= maps each value of that metadata key to its weight")
+        found = [m.get(key) if isinstance(m, dict) else None for m in metadata]
+        missing = [i for i, v in enumerate(found) if v is None and keep[i]]
+        if missing:
+            raise ValueError(f"{len(missing)} recording(s) have no metadata key {key!r} to group them by")
+        names = sorted({str(v) for v, k in zip(found, keep, strict=True) if k})
+        unweighted = [n for n in names if n not in {str(k) for k in weights}]
+        if unweighted:
+            raise ValueError(f"weights= has no weight for the {key!r} value(s) {unweighted[:5]}")
+        extra = sorted({str(k) for k in weights} - set(names))
+        if extra:
+            raise ValueError(f"weights= names {key!r} values that no recording has: {extra[:5]}")
+        if len(names) < 2:
+            raise ValueError(f"weights= mixes groups, but every recording has the same {key!r}")
+        position = {n: i for i, n in enumerate(names)}
+        by_name = {str(k): float(v) for k, v in weights.items()}
+        group_of = np.array([position.get(str(v), -1) for v in found], dtype=np.int64)
+        values = [by_name[n] for n in names]
+    arr = np.asarray(values, dtype=np.float64)
+    if np.any(~np.isfinite(arr)) or np.any(arr < 0) or not np.any(arr > 0):
+        raise ValueError(f"weights must be finite, >= 0 and not all 0; got {values}")
+    powered = arr**temperature
+    return group_of, powered / powered.sum(), names

@@ -66,6 +66,8 @@ class Corpus:
     recording ids; ``resolve(annotations)`` turns an :class:`~aacdata.Annotations`
     table, a stored set's name, or ``None`` (the dataset's own) into events in corpus
     rows and samples at ``sample_rate`` (``None`` where the dataset has no events).
+    ``groups`` (int64 ``(R,)``) and ``group_probabilities`` (float64, one per group,
+    summing to 1) ask random plans to draw a group first, then a window in it.
     """
 
     lengths: np.ndarray
@@ -73,6 +75,8 @@ class Corpus:
     eligible: np.ndarray
     ids: Sequence[str]
     resolve: Callable[[Any], Any] | None = None
+    groups: np.ndarray | None = None
+    group_probabilities: np.ndarray | None = None
 
 
 class WindowPlan:
@@ -85,6 +89,11 @@ class WindowPlan:
 
     def bind(self, corpus: Corpus, *, seed: int = 0) -> WindowPlan:
         """A copy of this plan bound to ``corpus`` (the dataset calls this)."""
+        if corpus.group_probabilities is not None and not isinstance(self, RandomWindows):
+            raise ValueError(
+                f"weights= mixes corpora by drawing random windows; {type(self).__name__} reads every window it "
+                "has, so it takes no weights (use RandomWindows, or drop weights=)"
+            )
         bound = copy.copy(self)
         bound.seed = int(seed)
         bound._bind(corpus)
@@ -94,11 +103,12 @@ class WindowPlan:
     def _bind(self, corpus: Corpus) -> None:
         raise NotImplementedError
 
-    def _params(self) -> dict[str, Any]:
+    def params(self) -> dict[str, Any]:
+        """The plan's parameters, as given (what its ``repr`` shows)."""
         raise NotImplementedError
 
     def __repr__(self) -> str:
-        params = ", ".join(f"{k}={v!r}" for k, v in self._params().items() if v is not None)
+        params = ", ".join(f"{k}={v!r}" for k, v in self.params().items() if v is not None)
         bound = f", {len(self)} windows" if self._bound else ""
         return f"{type(self).__name__}({params}{bound})"
 
@@ -170,7 +180,7 @@ class RandomWindows(WindowPlan):
         self.weighting = weighting
         self.short = short
 
-    def _params(self) -> dict[str, Any]:
+    def params(self) -> dict[str, Any]:
         return {
             "window_seconds": self.window_seconds,
             "window_samples": self.window_samples_given,
@@ -189,10 +199,27 @@ class RandomWindows(WindowPlan):
                 raise ValueError(f"no recording is at least {length} samples long (short='skip')")
         lengths = corpus.lengths[rows].astype(np.float64)
         weights = lengths if self.weighting == "duration" else np.ones_like(lengths)
-        self._rows = rows
-        self._cum = np.cumsum(weights)
         self._lengths = corpus.lengths
         self._count = self.num_windows if self.num_windows is not None else max(1, int(lengths.sum() // length))
+        self._group_cum: np.ndarray | None = None
+        if corpus.groups is not None and corpus.group_probabilities is not None:
+            # Rows ordered by group; within a group, cumulative weights restart at 0, so that
+            # a group is drawn first and then a recording within it.
+            group = corpus.groups[rows]
+            order = np.argsort(group, kind="stable")
+            rows, weights, group = rows[order], weights[order], group[order]
+            bounds = np.searchsorted(group, np.arange(corpus.group_probabilities.size + 1))
+            empty = [g for g in range(corpus.group_probabilities.size) if bounds[g] == bounds[g + 1]]
+            if empty:
+                raise ValueError(f"weights= gives weight to groups with no recording left: {empty[:5]}")
+            self._group_bounds = bounds
+            self._group_cum = np.cumsum(corpus.group_probabilities)
+            cum = np.cumsum(weights)
+            before = np.concatenate(([0.0], cum))[bounds[:-1]]
+            self._cum = cum - np.repeat(before, np.diff(bounds))
+        else:
+            self._cum = np.cumsum(weights)
+        self._rows = rows
 
     def __len__(self) -> int:
         self._check_bound()
@@ -203,9 +230,19 @@ class RandomWindows(WindowPlan):
         index = self._index(index)
         assert self.window_samples is not None
         length = self.window_samples
-        u, v = uniforms(self.seed, epoch, index)
-        k = int(np.searchsorted(self._cum, u * self._cum[-1], side="right"))
-        g = int(self._rows[min(k, self._rows.size - 1)])
+        if self._group_cum is None:
+            u, v = uniforms(self.seed, epoch, index)
+            k = int(np.searchsorted(self._cum, u * self._cum[-1], side="right"))
+            g = int(self._rows[min(k, self._rows.size - 1)])
+        else:
+            t, u, v = uniforms(self.seed, epoch, index, 3)
+            grp = min(
+                int(np.searchsorted(self._group_cum, t * self._group_cum[-1], side="right")), self._group_cum.size - 1
+            )
+            lo, hi = int(self._group_bounds[grp]), int(self._group_bounds[grp + 1])
+            cum = self._cum[lo:hi]
+            k = lo + min(int(np.searchsorted(cum, u * cum[-1], side="right")), hi - lo - 1)
+            g = int(self._rows[k])
         starts = int(self._lengths[g]) - length + 1
         return Window(g, int(v * starts) if starts > 1 else 0, length)
 
@@ -241,7 +278,7 @@ class SlidingWindows(WindowPlan):
         self.window_samples_given = window_samples
         self.last = last
 
-    def _params(self) -> dict[str, Any]:
+    def params(self) -> dict[str, Any]:
         return {
             "window_seconds": self.window_seconds,
             "hop_seconds": self.hop_seconds,
@@ -294,7 +331,7 @@ class ExplicitWindows(WindowPlan):
         self.windows = tuple(checked)
         self._resolved: tuple[Window, ...] = ()
 
-    def _params(self) -> dict[str, Any]:
+    def params(self) -> dict[str, Any]:
         return {"windows": f"<{len(self.windows)} windows>"}
 
     def _bind(self, corpus: Corpus) -> None:
@@ -391,7 +428,7 @@ class EventWindows(WindowPlan):
         self.jitter = bool(jitter)
         self.min_gap_seconds = float(min_gap_seconds)
 
-    def _params(self) -> dict[str, Any]:
+    def params(self) -> dict[str, Any]:
         return {
             "window_seconds": self.window_seconds,
             "window_samples": self.window_samples_given,
