@@ -20,6 +20,7 @@ from .errors import (
     AnnotationError,
     CorruptDataError,
     DecodeError,
+    ImportFailedError,
     ImportInterruptedError,
     RecordingNotFoundError,
     RemoteStoreError,
@@ -30,7 +31,7 @@ from .errors import (
     StoreWriteError,
     WindowError,
 )
-from .importer import ImportFailedError, ImportFailure, ImportReport, import_audio
+from .importer import ImportFailure, ImportReport, import_audio
 from .plans import EventWindows, ExplicitWindows, RandomWindows, SlidingWindows, Window, WindowPlan
 from .store import AACStore, Recording, VerifyReport
 

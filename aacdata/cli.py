@@ -1,4 +1,4 @@
-"""The ``aacdata`` command: import, info, verify, export, bench, demo.
+"""The ``aacdata`` command: import, annotate, info, verify, export, bench, demo.
 
 Exit status: 0 success, 1 when something failed (a file not imported, a damaged
 recording or store, an output that cannot be written), 2 for usage errors (bad
@@ -19,7 +19,17 @@ from pathlib import Path
 from typing import Any
 
 from . import __version__
-from .errors import AACDataError, CorruptDataError, DecodeError, ImportInterruptedError, StoreFormatError
+from .errors import (
+    AACDataError,
+    CorruptDataError,
+    DecodeError,
+    ImportFailedError,
+    ImportInterruptedError,
+    RemoteStoreError,
+    StoreFormatError,
+    StoreLockedError,
+    StoreWriteError,
+)
 
 log = logging.getLogger("aacdata")
 
@@ -45,7 +55,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ImportInterruptedError as e:
         print(f"aacdata {args.command}: {e}", file=sys.stderr)
         return 128 + e.signum
-    except (CorruptDataError, DecodeError) as e:
+    except (CorruptDataError, DecodeError, StoreWriteError, StoreLockedError, RemoteStoreError, ImportFailedError) as e:
+        # Data, store and outage failures, not usage errors: the command was right.
         print(f"aacdata {args.command}: error: {_escaped(str(e))}", file=sys.stderr)
         return EXIT_FAILED
     except StoreFormatError as e:
@@ -91,6 +102,19 @@ def _parser() -> argparse.ArgumentParser:
         help="take over an object store's write lease although it has not expired (only if its import is gone)",
     )
     imp.set_defaults(run=_cmd_import)
+
+    ann = sub.add_parser("annotate", help="store event tables (Raven selection tables, CSV) as an annotation set")
+    ann.add_argument("store", help="store whose recordings the tables describe")
+    ann.add_argument("tables", nargs="+", help="tables: .csv files are CSV, any other file a Raven selection table")
+    ann.add_argument("--format", choices=("raven", "csv"), default=None, help="read every table in this format")
+    ann.add_argument("--name", default="default", help="the set's name (default: default)")
+    ann.add_argument("--replace", action="store_true", help="replace a set of that name")
+    ann.add_argument("--label-column", default=None, metavar="COL", help="Raven column holding the label")
+    ann.add_argument("--clip", action="store_true", help="cut events that end past their recording's end")
+    ann.add_argument(
+        "--skip-missing", action="store_true", help="drop events of recordings the store lacks instead of failing"
+    )
+    ann.set_defaults(run=_cmd_annotate)
 
     info = sub.add_parser("info", help="summarise a store")
     info.add_argument("store")
@@ -190,6 +214,12 @@ class _Progress:
             self._bar.close()
 
 
+def _listed(items: Sequence[str], limit: int = 5) -> str:
+    """The first ``limit`` items, comma-separated, and how many more there are."""
+    shown = ", ".join(items[:limit]) or "-"
+    return shown + (f" and {len(items) - limit} more" if len(items) > limit else "")
+
+
 def _size(n: float) -> str:
     for unit in ("B", "KB", "MB", "GB", "TB"):
         if abs(n) < 1000 or unit == "TB":
@@ -244,13 +274,62 @@ def _cmd_import(args: argparse.Namespace) -> int:
     return EXIT_OK if report.ok else EXIT_FAILED
 
 
+def _cmd_annotate(args: argparse.Namespace) -> int:
+    """Exit 1 when the tables cannot be stored (a bad row, a name matching no recording, a
+    set that exists without ``--replace``, a store another process writes to)."""
+    from .annotations import Annotations
+    from .errors import AnnotationError, StoreLockedError
+    from .store import AACStore
+
+    tables = [Path(t) for t in args.tables]
+    absent = [str(t) for t in tables if not t.is_file()]
+    if absent:
+        raise ValueError(f"no table at {', '.join(map(repr, absent))}")
+    if args.format is not None:
+        csv_tables = args.format == "csv"
+    else:
+        kinds = {t.suffix.lower() == ".csv" for t in tables}
+        if len(kinds) > 1:
+            raise ValueError("the tables mix .csv and Raven files; annotate one format at a time, or pass --format")
+        csv_tables = kinds == {True}
+    if csv_tables and args.label_column is not None:
+        raise ValueError("--label-column is for Raven tables; a CSV table's label column is 'label'")
+    AACStore.open(args.store).close()  # a missing store is an error, not a new empty store
+    try:
+        parsed = (
+            Annotations.from_csv(tables)
+            if csv_tables
+            else Annotations.from_raven(tables, label_column=args.label_column)
+        )
+        with AACStore.open(args.store, "a") as store:
+            resolved = parsed.resolve(store, clip=args.clip, missing="skip" if args.skip_missing else "raise")
+            store.write_annotations(resolved, args.name, replace=args.replace)
+            num_recordings = len(store)
+    except (AnnotationError, StoreLockedError) as e:
+        print(f"aacdata annotate: error: {_escaped(str(e))}", file=sys.stderr)
+        return EXIT_FAILED
+    described = len(set(resolved.recording.tolist()))
+    dropped = len(parsed) - len(resolved)
+    rows = [
+        ("store", _escaped(args.store)),
+        ("set", args.name),
+        ("events", f"{len(resolved)}" + (f" ({dropped} dropped)" if dropped else "")),
+        ("recordings", f"{described} of {num_recordings}"),
+        ("classes", f"{len(resolved.classes)}: {_escaped(', '.join(resolved.classes))}" if resolved.classes else "0"),
+        ("tables", str(len(tables))),
+    ]
+    print(_table(rows))
+    return EXIT_OK
+
+
 def _cmd_info(args: argparse.Namespace) -> int:
     from .store import AACStore
 
     with AACStore.open(args.store) as store:
         s = store.summary()
+        sets = [{"name": name, **store.annotation_info(name)} for name in store.annotation_sets]
     if args.json:
-        print(json.dumps(s, indent=2))
+        print(json.dumps({**s, "annotations": sets}, indent=2))
         return EXIT_OK
     rows = [
         ("store", _escaped(s["path"])),
@@ -271,6 +350,12 @@ def _cmd_info(args: argparse.Namespace) -> int:
         )
     if s["index_overhead"] is not None:
         rows.append(("index", f"{_size(s['index_disk_bytes'])} ({100 * s['index_overhead']:.2f}% of payload)"))
+    for a in sets:
+        classes, sources = _listed(a["classes"]), _listed(a["sources"])
+        line = f"{a['num_events']} events, {len(a['classes'])} classes ({classes}); from {sources}"
+        rows.append((f"annotations {a['name']}", _escaped(line)))
+    if not sets:
+        rows.append(("annotations", "-"))
     print(_table(rows))
     return EXIT_OK
 

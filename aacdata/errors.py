@@ -12,6 +12,7 @@ __all__ = [
     "AnnotationError",
     "CorruptDataError",
     "DecodeError",
+    "ImportFailedError",
     "ImportInterruptedError",
     "RecordingNotFoundError",
     "RemoteStoreError",
@@ -88,3 +89,7 @@ class ImportInterruptedError(AACDataError, RuntimeError):
     def __init__(self, message: str, *, signum: int) -> None:
         super().__init__(message)
         self.signum = signum
+
+
+class ImportFailedError(AACDataError, RuntimeError):
+    """Raised by ``import_audio(..., on_error="raise")`` for the first failed source."""

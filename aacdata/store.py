@@ -212,6 +212,7 @@ class AACStore:
             str(x) for x in self._read_rows(self._columns["id"], f"{_layout.RECORDINGS}/id", 0, n).reshape(-1)
         ]
         self._id_to_index: dict[str, int] | None = None
+        self._ids_tuple: tuple[str, ...] | None = None
         self._json_cache: dict[str, list[str]] = {}
         self._check_table()
         problems += self._column_problems(("id", *_layout.NUMERIC_COLUMNS))
@@ -478,14 +479,21 @@ class AACStore:
 
     @property
     def ids(self) -> tuple[str, ...]:
-        return tuple(self._ids)
+        """Every recording id, in store order (the same tuple on every access)."""
+        if self._ids_tuple is None:
+            self._ids_tuple = tuple(self._ids)
+        return self._ids_tuple
 
     def column(self, name: str) -> np.ndarray:
-        """A numeric recordings column (e.g. ``"num_samples"``) as an int64 array, one row per recording."""
+        """A numeric recordings column (e.g. ``"num_samples"``) as a read-only int64 array,
+        one row per recording."""
         try:
-            return self._table[name]
+            values = self._table[name]
         except KeyError:
             raise KeyError(f"no numeric column {name!r}; columns: {', '.join(self._table)}") from None
+        view = values.view()
+        view.flags.writeable = False  # the store's own table stays as read
+        return view
 
     def index_of(self, rec: RecordingRef) -> int:
         """The store index of a recording given by index, id or :class:`Recording`."""

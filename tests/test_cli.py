@@ -75,7 +75,7 @@ def test_import_on_error_raise(capsys: pytest.CaptureFixture[str], tmp_path: Pat
     (sources / "bad.wav").write_text("not audio")
     argv = ["import", str(sources), "-o", str(tmp_path / "s.zarr"), "--workers", "0", "--no-progress"]
     code, _, err = _run(capsys, *argv, "--on-error", "raise")
-    assert code == 2
+    assert code == 1  # a data failure, not a usage error
     assert "aacdata import: error:" in err
     assert "bad.wav" in err
 
