@@ -9,6 +9,7 @@ rest of the packet, so one ``av.Packet`` serves the whole window.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from typing import Any
 
 import av
@@ -81,25 +82,9 @@ def decode_into(
     ``out.shape[1]`` samples fill ``out`` (float32, shape ``(C, T)``). Frames decode to
     ``coded_channels(C)`` channels, of which the first ``C`` are the recording's.
     """
-    try:
-        frames = ctx.decode(av.Packet(data))
-    except av.FFmpegError as e:
-        raise DecodeError(f"{what}: AAC decoder failed ({e})") from None
-    if len(frames) != num_frames:
-        raise DecodeError(f"{what}: {num_frames} frames gave {len(frames)} decoded frames")
     channels, total = out.shape
     coded = coded_channels(channels)
-    if num_frames > preroll:
-        # Check one frame's layout before touching any .planes (a frame of another layout
-        # would make PyAV read past its data pointers). The frames' bytes passed their
-        # CRC-32s, so the rest have the layout the stream was written with; their sample
-        # counts and plane counts are still checked, which costs nothing.
-        first = frames[preroll]
-        got = first.layout.nb_channels
-        if got != coded or first.format.name != "fltp":
-            raise DecodeError(
-                f"{what}: decoded frame has {got} channels of {first.format.name} samples; expected {coded} of fltp"
-            )
+    frames = decode_packet(ctx, data, num_frames=num_frames, channels=coded, what=what)
     pos = -skip  # where the next frame's first sample lands in out
     for frame in frames[preroll:]:
         if pos >= total:
@@ -122,3 +107,44 @@ def decode_into(
         pos += SAMPLES_PER_FRAME
     if pos < total:
         raise DecodeError(f"{what}: frames decoded to {pos} samples, window needs {total}")
+
+
+def decode_packet(ctx: Any, data: bytes, *, num_frames: int, channels: int, what: str) -> list[Any]:
+    """Decode a run of ADTS frames fed as one packet (FFmpeg's AAC decoder takes one frame
+    per call and keeps the rest): exactly ``num_frames`` decoded frames, the first checked
+    for ``channels`` planar float channels before any of their planes is touched (a frame of
+    another layout would make PyAV read past its data pointers)."""
+    try:
+        frames: list[Any] = ctx.decode(av.Packet(data))
+    except av.FFmpegError as e:
+        raise DecodeError(f"{what}: AAC decoder failed ({e})") from None
+    if len(frames) != num_frames:
+        raise DecodeError(f"{what}: {num_frames} frames gave {len(frames)} decoded frames")
+    if frames:
+        got, fmt = frames[0].layout.nb_channels, frames[0].format.name
+        if got != channels or fmt != "fltp":
+            raise DecodeError(f"{what}: decoded frame has {got} channels of {fmt} samples; expected {channels} of fltp")
+    return frames
+
+
+def decode_batches(
+    ctx: Any, data: bytes, bounds: np.ndarray, *, channels: int, what: str, batch: int = 256
+) -> Iterator[tuple[int, list[Any]]]:
+    """Decode every frame of a stream, ``batch`` frames a packet: frame ``k`` is
+    ``data[bounds[k]:bounds[k + 1]]``. Yields ``(k0, frames)``, the batch's first frame
+    number and its decoded frames, each checked for ``channels`` channels of 1024 samples
+    (for verification and the import's checks, which trust nothing)."""
+    edges = bounds.tolist()
+    n = len(edges) - 1
+    for a in range(0, n, batch):
+        b = min(a + batch, n)
+        frames = decode_packet(
+            ctx, data[edges[a] : edges[b]], num_frames=b - a, channels=channels, what=f"{what} frames {a}..{b - 1}"
+        )
+        for k, frame in enumerate(frames):
+            if frame.samples != SAMPLES_PER_FRAME or frame.layout.nb_channels != channels:
+                raise DecodeError(
+                    f"{what}: frame {a + k} decodes to {frame.layout.nb_channels} channels of {frame.samples} "
+                    f"samples; expected {channels} of {SAMPLES_PER_FRAME}"
+                )
+        yield a, frames

@@ -26,7 +26,8 @@ import numpy as np
 
 from . import _adts
 from ._channels import CODED_LAYOUTS, MAX_CHANNELS, coded_channels, remix
-from .errors import CorruptDataError, SourceError
+from ._decoder import decode_batches, new_decoder
+from .errors import CorruptDataError, DecodeError, SourceError
 
 log = logging.getLogger("aacdata")
 
@@ -303,26 +304,21 @@ def decodes_repeatably(adts: bytes, sizes: np.ndarray, channels: int, batch: int
     from a generator that ``flush_buffers()`` does not reset. The first frame is left out
     of the comparison (a flushed decoder's first frame differs from a fresh one's).
     """
-    ends = np.cumsum(sizes)
-    starts = ends - sizes
-    dec = av.CodecContext.create("aac", "r")
-    dec.thread_count = 1
+    bounds = np.concatenate(([0], np.cumsum(sizes)))
+    dec = new_decoder()
 
     def digests() -> list[int]:
         out = []
-        for a in range(0, sizes.size, batch):
-            b = min(a + batch, sizes.size)
-            frames = dec.decode(av.Packet(adts[int(starts[a]) : int(ends[b - 1])]))
-            crc = 0
-            for k, frame in enumerate(frames):
-                if frame.layout.nb_channels != channels or frame.samples != _adts.SAMPLES_PER_FRAME:
-                    raise _NotPassableError(
-                        f"frame {a + k} decodes to {frame.layout.nb_channels} channels of {frame.samples} samples"
-                    )
-                if a + k > 0:
-                    for plane in frame.planes:
-                        crc = zlib.crc32(memoryview(plane)[: 4 * frame.samples], crc)
-            out.append(crc)
+        try:
+            for a, frames in decode_batches(dec, adts, bounds, channels=channels, what="passthrough", batch=batch):
+                crc = 0
+                for k, frame in enumerate(frames):
+                    if a + k > 0:
+                        for plane in frame.planes[:channels]:
+                            crc = zlib.crc32(memoryview(plane)[: 4 * frame.samples], crc)
+                out.append(crc)
+        except DecodeError as e:
+            raise _NotPassableError(str(e)) from None
         return out
 
     first = digests()

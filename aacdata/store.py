@@ -23,7 +23,7 @@ from . import _annotation_store, _layout, _lock, _remote
 from ._adts import SAMPLES_PER_FRAME, parse_adts, with_pce_in_first_frame
 from ._bytes import ByteReader
 from ._channels import coded_channels
-from ._decoder import DecoderKey, DecoderPool, decode_into
+from ._decoder import DecoderKey, DecoderPool, decode_batches, decode_into
 from ._index import FrameIndex
 from ._remote import StoreTarget
 from ._resample import RateSpan, parse_rate, samples_at
@@ -31,6 +31,7 @@ from .annotations import Annotations
 from .errors import (
     AACDataError,
     CorruptDataError,
+    DecodeError,
     RecordingNotFoundError,
     StoreFormatError,
     StoreNotFoundError,
@@ -46,7 +47,6 @@ DEFAULT_INDEX_CACHE_BYTES = 128 << 20
 within it: the least recently used chunks are dropped, and a miss decodes one chunk of
 16384 frames (~0.5 ms), which serves every recording in it."""
 
-_VERIFY_BATCH_FRAMES = 256
 MAX_SAMPLE_RATE = 1_000_000
 """Largest sample rate (Hz) a recordings row may hold; AAC itself stops at 96 kHz."""
 MAX_CHANNELS = 255
@@ -938,21 +938,13 @@ class AACStore:
         return reasons
 
     def _verify_decode(self, i: int, data: bytes, offsets: np.ndarray, sizes: np.ndarray) -> list[str]:
-        import av
-
-        ctx = self._decoders.fresh(self._decoder_key(i))
-        channels = self._decoder_key(i)[1]
-        for a in range(0, offsets.size, _VERIFY_BATCH_FRAMES):
-            b = min(a + _VERIFY_BATCH_FRAMES, offsets.size)
-            chunk = data[int(offsets[a]) : int(offsets[b - 1] + sizes[b - 1])]
-            try:
-                decoded = ctx.decode(av.Packet(chunk))
-            except av.FFmpegError as e:
-                return [f"frames {a}..{b - 1} do not decode ({e})"]
-            if len(decoded) != b - a or any(
-                f.samples != SAMPLES_PER_FRAME or f.layout.nb_channels != channels for f in decoded
-            ):
-                return [f"frames {a}..{b - 1} decode to {len(decoded)} frames, not {b - a} of {channels} channels"]
+        key = self._decoder_key(i)
+        bounds = np.append(offsets, offsets[-1] + sizes[-1]) if offsets.size else np.zeros(1, np.int64)
+        try:
+            for _ in decode_batches(self._decoders.fresh(key), data, bounds, channels=key[1], what="decoding"):
+                pass
+        except DecodeError as e:
+            return [str(e)]
         return []
 
     # ------------------------------------------------------------------ summary
