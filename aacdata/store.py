@@ -1094,7 +1094,7 @@ def _open_remote_group(zstore: Any, where: str, mode: str) -> zarr.Group:
         return _layout.create_layout(zstore)
     try:
         group = zarr.open_group(zstore, mode="r" if mode == "r" else "r+")
-    except (GroupNotFoundError, FileNotFoundError, ValueError, KeyError, TypeError) as e:
+    except (GroupNotFoundError, FileNotFoundError, ValueError, KeyError, TypeError, RecursionError) as e:
         raise StoreFormatError(f"{where!r}: the Zarr group cannot be opened ({e})") from None
     return group
 
