@@ -79,8 +79,8 @@ from . import _layout, _remote
 from ._adts import SAMPLES_PER_FRAME, AdtsFrames, parse_adts
 from ._channels import CODED_LAYOUTS, MAX_CHANNELS, coded_channels
 from ._decoder import new_decoder
-from ._transcode import EncodedRecording, decodes_repeatably
-from ._writer import PendingRecording, StoreWriter
+from ._transcode import decodes_repeatably
+from ._writer import PendingRecording, StoreWriter, stored_recording
 from .errors import CorruptDataError, StoreFormatError, StoreNotFoundError
 from .store import AACStore
 
@@ -426,19 +426,19 @@ def _prove_recording(src: _Source, table: _Table, i: int) -> tuple[PendingRecord
     )
     if problem:
         return None, [problem]
-    encoded = EncodedRecording(
-        adts=data,
-        frame_sizes=frames.sizes,
+    pending = stored_recording(
+        table.ids[i],
+        data,
+        frames.sizes,
         num_samples=value("num_samples"),
         sample_rate=sample_rate,
         num_channels=channels,
         encoder_delay=value("encoder_delay"),
-        passthrough=passthrough,
-        source_format=str(source.get("format", "")),
-        source_codec=str(source.get("codec", "")),
         random_noise=noise,
+        source=source,
+        metadata=metadata,
     )
-    return PendingRecording(table.ids[i], encoded, source, metadata), []
+    return pending, []
 
 
 def _frame_problems(src: _Source, frames: AdtsFrames, data: bytes, frame_start: int, byte_start: int) -> list[str]:

@@ -36,6 +36,37 @@ class PendingRecording:
     metadata: dict[str, Any]
 
 
+def stored_recording(
+    rid: str,
+    data: bytes,
+    frame_sizes: np.ndarray,
+    *,
+    num_samples: int,
+    sample_rate: int,
+    num_channels: int,
+    encoder_delay: int,
+    random_noise: bool,
+    source: dict[str, Any],
+    metadata: dict[str, Any],
+) -> PendingRecording:
+    """A recording taken from a store, to append to another as it is (repair, merge): its
+    stored ADTS bytes, frame sizes and table values. Nothing is re-encoded; the writer
+    derives the rest (offsets, checksums, flags, bit rate) from them as for an import."""
+    encoded = EncodedRecording(
+        adts=data,
+        frame_sizes=frame_sizes,
+        num_samples=num_samples,
+        sample_rate=sample_rate,
+        num_channels=num_channels,
+        encoder_delay=encoder_delay,
+        passthrough=bool(source.get("passthrough", False)),
+        source_format=str(source.get("format", "")),
+        source_codec=str(source.get("codec", "")),
+        random_noise=random_noise,
+    )
+    return PendingRecording(rid, encoded, source, metadata)
+
+
 class StoreWriter:
     """Appends recordings to a store opened with mode ``"a"``; holds its write lock.
 

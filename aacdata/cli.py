@@ -11,10 +11,11 @@ as a Python string literal when it holds any), so that one line of output is one
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -92,6 +93,13 @@ def _parser() -> argparse.ArgumentParser:
     imp.add_argument("--channels", type=_positive_int, default=None, help="remix to this many channels")
     imp.add_argument("--reencode", action="store_true", help="re-encode AAC-LC sources instead of passing through")
     imp.add_argument("--workers", type=int, default=None, help="conversion processes (default: all cores)")
+    imp.add_argument(
+        "--dask",
+        default=None,
+        metavar="ADDRESS",
+        help="convert on a Dask cluster (scheduler address, e.g. tcp://host:8786; needs aacdata[dask]); "
+        "this process writes the store",
+    )
     imp.add_argument("--on-error", choices=("skip", "raise"), default="skip", help="skip failed files or stop")
     imp.add_argument("--metadata", default=None, metavar="FILE", help="per-id metadata, .csv (id column) or .jsonl")
     imp.add_argument("--shard", default=None, metavar="K/N", help="import only part K of N (0-based) of the sources")
@@ -138,6 +146,12 @@ def _parser() -> argparse.ArgumentParser:
     rep.add_argument("-o", "--output", required=True, metavar="NEW_STORE", help="new store (must not hold recordings)")
     rep.add_argument("--no-progress", action="store_true", help="no progress bar")
     rep.set_defaults(run=_cmd_repair)
+
+    mrg = sub.add_parser("merge", help="combine stores imported in parts (--shard K/N) into one, bytes as stored")
+    mrg.add_argument("parts", nargs="+", metavar="PART", help="stores to merge, in this order")
+    mrg.add_argument("-o", "--output", required=True, metavar="STORE", help="merged store (created if missing)")
+    mrg.add_argument("--no-progress", action="store_true", help="no progress bar")
+    mrg.set_defaults(run=_cmd_merge)
 
     cp = sub.add_parser("copy", help="copy a store, e.g. to object storage (s3://bucket/corpus.zarr)")
     cp.add_argument("source", help="store to copy (path or URL)")
@@ -234,20 +248,46 @@ def _size(n: float) -> str:
 def _cmd_import(args: argparse.Namespace) -> int:
     from .importer import import_audio
 
-    report = import_audio(
-        args.sources,
-        args.output,
-        bitrate=args.bitrate,
-        sample_rate=args.sample_rate,
-        num_channels=args.channels,
-        reencode=args.reencode,
-        workers=args.workers,
-        on_error=args.on_error,
-        progress=not args.no_progress,
-        metadata=args.metadata,
-        shard=args.shard,
-        break_lock=args.break_lock,
-    )
+    if args.dask is not None and args.workers is not None:
+        raise ValueError("--workers sets local conversion processes; with --dask the cluster's workers convert")
+    with contextlib.ExitStack() as stack:
+        client = stack.enter_context(_dask_client(args.dask)) if args.dask is not None else None
+        report = import_audio(
+            args.sources,
+            args.output,
+            bitrate=args.bitrate,
+            sample_rate=args.sample_rate,
+            num_channels=args.channels,
+            reencode=args.reencode,
+            workers=args.workers,
+            executor=client,
+            on_error=args.on_error,
+            progress=not args.no_progress,
+            metadata=args.metadata,
+            shard=args.shard,
+            break_lock=args.break_lock,
+        )
+    return _import_summary(report)
+
+
+@contextlib.contextmanager
+def _dask_client(address: str) -> Iterator[Any]:
+    try:
+        import distributed
+    except ImportError:
+        raise ValueError("--dask needs Dask's distributed package: pip install 'aacdata[dask]'") from None
+    try:
+        connect: Any = distributed.Client  # not fully typed
+        client = connect(address, timeout=30)
+    except (OSError, TimeoutError) as e:
+        raise ValueError(f"cannot reach the Dask scheduler at {address!r} ({e})") from None
+    try:
+        yield client
+    finally:
+        client.close()
+
+
+def _import_summary(report: Any) -> int:
     for failure in report.failed:
         print(f"failed: {failure}", file=sys.stderr)
     for rid, note in report.notes:
@@ -435,6 +475,31 @@ def _cmd_repair(args: argparse.Namespace) -> int:
             f"with -o {_escaped(args.output)}: it resumes, importing only what the new store lacks"
         )
     return EXIT_OK if report.ok else EXIT_FAILED
+
+
+def _cmd_merge(args: argparse.Namespace) -> int:
+    """Exit 0 when every recording of the parts is in the merged store; 2 for parts that
+    cannot be merged (a duplicate id, a destination holding other content), 1 for damage."""
+    from ._merge import merge_stores
+
+    with _Progress("merge", "rec", enabled=not args.no_progress) as tick:
+        report = merge_stores(args.parts, args.output, progress=tick)
+    for part, name in report.annotation_sets:
+        print(
+            f"note: annotation set {_shown(name)} of {_escaped(part)} was not merged "
+            f"(annotate {_escaped(args.output)} again from its tables)"
+        )
+    print(
+        _table(
+            [
+                ("store", _escaped(report.store)),
+                ("merged", f"{len(report.merged)} recordings from {len(args.parts)} parts"),
+                ("skipped", f"{len(report.skipped)} (already in the store)"),
+                ("written", _size(report.bytes_written)),
+            ]
+        )
+    )
+    return EXIT_OK
 
 
 def _cmd_copy(args: argparse.Namespace) -> int:

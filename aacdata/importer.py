@@ -116,6 +116,7 @@ def import_audio(
     num_channels: int | None = None,
     reencode: bool = False,
     workers: int | None = None,
+    executor: Any = None,
     on_error: Literal["skip", "raise"] = "skip",
     progress: bool = True,
     metadata: str | os.PathLike[str] | Mapping[str, Mapping[str, Any]] | None = None,
@@ -150,6 +151,16 @@ def import_audio(
     workers
         Conversion processes (``None``: all cores). A file that crashes the decoder then
         fails alone. ``0`` converts in this process (no such protection).
+    executor
+        Where to convert instead of a local process pool: any
+        :class:`concurrent.futures.Executor` (a ``ThreadPoolExecutor``, a
+        ``ProcessPoolExecutor``, ...) or a Dask ``distributed.Client``. Tasks get batches
+        of source paths (about an audio-hour each, estimated from file sizes; a huge file
+        alone) and return encoded frames; this process stays the only writer. A task that
+        fails on the engine (a worker died, a lost connection) is retried, twice as a
+        batch and then file by file; a result delivered twice is committed once. With an
+        executor, recordings are appended (and listed in the report) in the order their
+        conversions complete, not in source order. Not with ``workers``.
     on_error
         ``"skip"``: record the failure and go on; ``"raise"``: commit what is done and
         raise the first failure.
@@ -186,6 +197,9 @@ def import_audio(
         raise ValueError(f"on_error must be 'skip' or 'raise'; got {on_error!r}")
     if bitrate is not None and bitrate <= 0:
         raise ValueError(f"bitrate must be a positive number of bit/s; got {bitrate}")
+    if executor is not None and workers is not None:
+        raise ValueError("pass workers (a local process pool) or executor, not both")
+    engine = _engine(executor) if executor is not None else None
     started = time.perf_counter()
     listed, failures = discover_sources(sources)
     if shard is not None:
@@ -225,10 +239,19 @@ def import_audio(
     bar = _progress_bar(len(listed), progress)
     last_commit = time.monotonic()
     signals = _StopSignals()
-    outcomes = _convert_all(listed, writer.committed_ids, options, workers)
+    outcomes = (
+        _convert_all(listed, writer.committed_ids, options, workers)
+        if engine is None
+        else _convert_on(engine, listed, writer.committed_ids, options)
+    )
+    handled: set[str] = set()  # an engine may deliver a result twice: each id is taken once
     try:
         signals.install()
         for src, outcome in outcomes:
+            if src.id in handled:
+                log.debug("%s: a second result for this recording was dropped", src.id)
+                continue
+            handled.add(src.id)
             if isinstance(outcome, _Skipped):
                 skipped.append(src.id)
             elif isinstance(outcome, _Converted):
@@ -421,13 +444,66 @@ def _convert_one(path: str, existing_checksum: str | None, options: dict[str, An
     return _Converted(encoded, info)
 
 
+def _convert_batch(
+    items: Sequence[tuple[str, str, str | None]], options: dict[str, Any]
+) -> list[tuple[str, _Converted | _Skipped | _Failed]]:
+    """Runs on a worker (a process of the local pool, an executor's worker, a Dask worker):
+    ``(path, id, committed checksum)`` items -> ``(id, outcome)`` in the same order. A bad
+    source gives its own ``_Failed``; anything raised is an engine error for the caller."""
+    return [(rid, _convert_one(path, existing, options)) for path, rid, existing in items]
+
+
+_BATCH_BYTES = 128 << 20
+"""Source bytes per conversion task: about an audio-hour of 16 kHz 16-bit mono PCM or of
+256 kbit/s compressed audio, a few minutes of 44.1 kHz stereo PCM. A larger file goes alone."""
+_BATCH_FILES = 256
+"""At most this many files per task: short clips come back in steady steps."""
+_UNKNOWN_SIZE = 1 << 20
+"""Size assumed for a source that cannot be stat'ed here (a URL, a path only workers see)."""
+_ATTEMPTS = 3
+"""Times a task is run before its sources are tried one by one, and a single source failed."""
+_WAIT_SECONDS = 0.5
+"""Longest block while waiting for results, so that signals and engine refreshes are seen."""
+
+
+def _batches(sources: Iterable[Source], *, total: int, parallelism: int) -> Iterator[list[Source]]:
+    """Sources grouped into conversion tasks, in order, lazily (one ``stat`` per source).
+
+    A task holds at most :data:`_BATCH_BYTES` of source files and :data:`_BATCH_FILES`
+    files, and no more than an eighth of a worker's share of ``total``, so that every
+    worker gets several tasks and the last ones finish together.
+    """
+    max_files = max(1, min(_BATCH_FILES, -(-total // (8 * max(1, parallelism)))))
+    batch: list[Source] = []
+    size = 0
+    for src in sources:
+        try:
+            n = os.stat(src.path).st_size
+        except (OSError, ValueError):
+            n = _UNKNOWN_SIZE
+        if batch and (size + n > _BATCH_BYTES or len(batch) >= max_files):
+            yield batch
+            batch, size = [], 0
+        batch.append(src)
+        size += n
+    if batch:
+        yield batch
+
+
+def _items(batch: Sequence[Source], committed: Mapping[str, str]) -> list[tuple[str, str, str | None]]:
+    return [(src.path, src.id, committed.get(src.id)) for src in batch]
+
+
 def _convert_all(
     sources: Sequence[Source],
     committed: Mapping[str, str],
     options: dict[str, Any],
     workers: int | None,
 ) -> Generator[tuple[Source, _Converted | _Skipped | _Failed], None, None]:
-    """Outcomes in source order; at most a few conversions in flight per worker."""
+    """Outcomes in source order from a local process pool (or this process); at most two
+    tasks in flight per worker. A worker that dies (a crash inside FFmpeg, or killed)
+    breaks the pool: the sources of the tasks in flight are then converted one by one,
+    each in its own process, so that the file that kills its process fails alone."""
     n_workers = (os.cpu_count() or 1) if workers is None else int(workers)
     if n_workers < 0:
         raise ValueError(f"workers must be >= 0; got {workers}")
@@ -440,30 +516,198 @@ def _convert_all(
     n_workers = min(n_workers, len(sources))
     methods = multiprocessing.get_all_start_methods()
     ctx = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
-    todo = collections.deque(sources)
-    queue: collections.deque[tuple[Source, cf.Future[Any]]] = collections.deque()
-    while todo or queue:
+    todo = _batches(sources, total=len(sources), parallelism=n_workers)
+    queue: collections.deque[tuple[list[Source], cf.Future[Any]]] = collections.deque()
+    more = True
+    while more or queue:
         with _pool(n_workers, ctx) as pool:
             broken = False
-            while (todo or queue) and not broken:
-                while todo and len(queue) < 2 * n_workers:
-                    src = todo.popleft()
-                    queue.append((src, pool.submit(_convert_one, src.path, committed.get(src.id), options)))
-                src, fut = queue[0]
+            while (more or queue) and not broken:
+                while more and len(queue) < 2 * n_workers:
+                    batch = next(todo, None)
+                    if batch is None:
+                        more = False
+                        break
+                    queue.append((batch, pool.submit(_convert_batch, _items(batch, committed), options)))
+                if not queue:
+                    break
+                batch, fut = queue[0]
                 try:
-                    outcome = fut.result()
+                    results = fut.result()
                 except cf.process.BrokenProcessPool:
                     broken = True
                     break
                 queue.popleft()
-                yield src, outcome
+                yield from zip(batch, (outcome for _, outcome in results), strict=True)
         if broken:
-            # A worker died (a crash inside FFmpeg, or killed): retry the conversions that were
-            # in flight one by one, each in its own process, to find the file that kills it.
-            in_flight = [src for src, _ in queue]
+            in_flight = [src for batch, _ in queue for src in batch]
             queue.clear()
             for src in in_flight:
                 yield src, _convert_isolated(src, committed.get(src.id), options, ctx)
+
+
+# ---------------------------------------------------------------------- executors
+
+
+class _Engine:
+    """The few operations the importer needs of an executor; handles are its futures."""
+
+    def parallelism(self) -> int:
+        raise NotImplementedError
+
+    def submit(self, items: list[tuple[str, str, str | None]], options: dict[str, Any]) -> Any:
+        raise NotImplementedError
+
+    def wait(self, handles: list[Any], timeout: float) -> list[Any]:
+        """The handles that are done (result or error), after at most ``timeout`` s."""
+        raise NotImplementedError
+
+    def result(self, handle: Any) -> list[tuple[str, _Converted | _Skipped | _Failed]]:
+        raise NotImplementedError
+
+    def cancel(self, handles: list[Any]) -> None:
+        raise NotImplementedError
+
+
+class _FuturesEngine(_Engine):
+    """Any :class:`concurrent.futures.Executor` (not shut down here: it is the caller's)."""
+
+    def __init__(self, executor: cf.Executor) -> None:
+        self._executor = executor
+        # Thread and process pools say how many workers they have; other executors: the cores.
+        workers = getattr(executor, "_max_workers", None)
+        self._parallelism = workers if isinstance(workers, int) and workers > 0 else (os.cpu_count() or 1)
+
+    def parallelism(self) -> int:
+        return self._parallelism
+
+    def submit(self, items: list[tuple[str, str, str | None]], options: dict[str, Any]) -> Any:
+        return self._executor.submit(_convert_batch, items, options)
+
+    def wait(self, handles: list[Any], timeout: float) -> list[Any]:
+        done, _ = cf.wait(handles, timeout=timeout, return_when=cf.FIRST_COMPLETED)
+        return list(done)
+
+    def result(self, handle: Any) -> list[tuple[str, _Converted | _Skipped | _Failed]]:
+        result: list[tuple[str, _Converted | _Skipped | _Failed]] = handle.result()
+        return result
+
+    def cancel(self, handles: list[Any]) -> None:
+        for handle in handles:
+            handle.cancel()
+
+
+class _DaskEngine(_Engine):
+    """A Dask ``distributed.Client``: tasks go to its cluster's workers, which import
+    ``aacdata`` themselves and open the source paths or URLs they are sent."""
+
+    _REFRESH_SECONDS = 10.0
+
+    def __init__(self, client: Any) -> None:
+        import distributed
+
+        self._client = client
+        self._wait: Any = distributed.wait
+        self._threads = 0
+        self._checked = -float("inf")
+
+    def parallelism(self) -> int:
+        # An adaptive cluster grows and shrinks: the worker threads are counted again now and then.
+        if time.monotonic() - self._checked > self._REFRESH_SECONDS:
+            self._threads = sum(self._client.nthreads().values())
+            self._checked = time.monotonic()
+        return max(1, self._threads)
+
+    def submit(self, items: list[tuple[str, str, str | None]], options: dict[str, Any]) -> Any:
+        # pure=False: a retried task is a new task, not the failed one found again by its key.
+        return self._client.submit(_convert_batch, items, options, pure=False)
+
+    def wait(self, handles: list[Any], timeout: float) -> list[Any]:
+        with contextlib.suppress(TimeoutError):
+            self._wait(handles, timeout=timeout, return_when="FIRST_COMPLETED")
+        return [h for h in handles if h.done()]
+
+    def result(self, handle: Any) -> list[tuple[str, _Converted | _Skipped | _Failed]]:
+        result: list[tuple[str, _Converted | _Skipped | _Failed]] = handle.result()
+        return result
+
+    def cancel(self, handles: list[Any]) -> None:
+        if handles and self._client.status == "running":
+            self._client.cancel(handles)
+
+
+def _engine(executor: Any) -> _Engine:
+    if isinstance(executor, cf.Executor):
+        return _FuturesEngine(executor)
+    if type(executor).__module__.split(".")[0] == "distributed" and hasattr(executor, "nthreads"):
+        return _DaskEngine(executor)
+    raise TypeError(
+        f"executor must be a concurrent.futures.Executor or a Dask distributed.Client; got {type(executor).__name__}"
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class _Task:
+    sources: tuple[Source, ...]
+    attempts: int = 0
+    error: str = ""
+
+
+def _convert_on(
+    engine: _Engine,
+    sources: Sequence[Source],
+    committed: Mapping[str, str],
+    options: dict[str, Any],
+) -> Generator[tuple[Source, _Converted | _Skipped | _Failed], None, None]:
+    """Outcomes in completion order from an executor, at most two tasks in flight per
+    worker thread (memory stays flat however many sources there are).
+
+    A task that raises failed on the engine (its sources' own errors come back as
+    outcomes): it runs again up to :data:`_ATTEMPTS` times, then each of its sources
+    alone, so that a file that kills its worker fails by itself. Tasks still running when
+    the caller stops (an interrupt, an error) are cancelled.
+    """
+    batches = _batches(sources, total=len(sources), parallelism=engine.parallelism())
+    known = {src.id: src for src in sources}
+    retry: collections.deque[_Task] = collections.deque()
+    running: dict[Any, _Task] = {}
+    more = True
+    try:
+        while True:
+            while len(running) < 2 * engine.parallelism():
+                if retry:
+                    task = retry.popleft()
+                elif more and (batch := next(batches, None)) is not None:
+                    task = _Task(tuple(batch))
+                else:
+                    more = False
+                    break
+                running[engine.submit(_items(task.sources, committed), options)] = task
+            if not running:
+                return
+            for handle in engine.wait(list(running), _WAIT_SECONDS):
+                task = running.pop(handle)
+                try:
+                    results = engine.result(handle)
+                except Exception as e:  # noqa: BLE001 - any error of the engine: retried, then reported per file
+                    error = f"{type(e).__name__}: {e}" if str(e) else type(e).__name__
+                    log.warning("a conversion task of %d files failed on the executor (%s)", len(task.sources), error)
+                    if task.attempts + 1 < _ATTEMPTS:
+                        retry.append(_Task(task.sources, task.attempts + 1, error))
+                    elif len(task.sources) > 1:
+                        retry.extend(_Task((src,)) for src in task.sources)
+                    else:
+                        reason = f"the executor failed to convert this file {_ATTEMPTS} times (last: {error})"
+                        yield task.sources[0], _Failed(reason)
+                    continue
+                for rid, outcome in results:
+                    src = known.get(rid)
+                    if src is None:
+                        log.warning("the executor returned a result for %r, which this import did not send", rid)
+                    else:
+                        yield src, outcome
+    finally:
+        engine.cancel(list(running))
 
 
 def _convert_isolated(

@@ -1,0 +1,232 @@
+"""Merge stores built in parts (``aacdata import --shard K/N``) into one store.
+
+Every recording is copied as stored: its ADTS bytes, frame sizes and table values go
+through the single writer (:class:`StoreWriter`) exactly as an import appends a converted
+file, so nothing is re-encoded and the destination's index, checksums and counts are
+written by the same commit protocol. Parts are read in byte order, a few tens of MB at a
+time; each recording's bytes are checked against its stored CRC-32 before they are copied.
+
+Merging is resumable: a recording whose id the destination already holds with the same
+source checksum is skipped, so a merge that was stopped is finished by running it again.
+Annotation sets are not merged (their rows point into one part's recordings table); the
+report names those it left behind.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import zlib
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import zarr
+
+from . import _layout, _remote
+from ._writer import StoreWriter, stored_recording
+from .errors import CorruptDataError, StoreFormatError
+from .store import AACStore, Recording
+
+_READ_BYTES = 32 << 20
+"""Bytes of a part read at once (recordings are copied from this window)."""
+_COMMIT_BYTES = 64 << 20
+_COMMIT_RECORDINGS = 4096
+
+
+@dataclass(frozen=True, slots=True)
+class MergeReport:
+    """What :func:`merge_stores` did: ids copied, ids skipped (already in the destination
+    with the same source checksum), ``(part, set)`` for annotation sets left behind."""
+
+    store: str
+    merged: tuple[str, ...]
+    skipped: tuple[str, ...]
+    annotation_sets: tuple[tuple[str, str], ...]
+    bytes_written: int
+
+    def __repr__(self) -> str:
+        return (
+            f"MergeReport(store={self.store!r}, merged={len(self.merged)}, skipped={len(self.skipped)}, "
+            f"annotation_sets={len(self.annotation_sets)}, bytes_written={self.bytes_written})"
+        )
+
+
+def merge_stores(
+    parts: Sequence[_remote.StoreTarget],
+    destination: _remote.StoreTarget,
+    *,
+    storage_options: Mapping[str, Any] | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> MergeReport:
+    """Append every recording of ``parts`` to ``destination`` (created if missing), bytes
+    as stored, parts in the order given and each part's recordings in its own order.
+
+    Raises
+    ------
+    StoreFormatError
+        An id is in two parts (the message names it and both parts), or already in
+        ``destination`` with another source checksum, or ``destination`` is one of the parts.
+    CorruptDataError
+        A part's recording fails its checksum, or its index does not tile its bytes (run
+        ``aacdata verify`` on the part, and ``aacdata repair`` where it is damaged).
+    StoreLockedError
+        Another process writes to ``destination``.
+    """
+    if not parts:
+        raise ValueError("merge needs at least one part")
+    target = _remote.describe(destination)
+    for part in parts:
+        if _same_place(part, destination):
+            raise StoreFormatError(f"the destination {target!r} is also given as a part; merge into a new store")
+    opened: list[AACStore] = []
+    try:
+        for part in parts:
+            opened.append(AACStore.open(part, storage_options=storage_options))
+        owner: dict[str, int] = {}
+        for k, st in enumerate(opened):
+            for rid in st.ids:
+                other = owner.setdefault(rid, k)
+                if other != k:
+                    raise StoreFormatError(
+                        f"recording id {rid!r} is in both {opened[other].path!r} and {st.path!r}; ids must be unique "
+                        "across the parts (import each part with the same sources and --shard K/N)"
+                    )
+        total = sum(len(st) for st in opened)
+        left_behind = tuple((st.path, name) for st in opened for name in st.annotation_sets)
+        with AACStore.open(destination, "a", storage_options=storage_options) as dst:
+            writer = StoreWriter(dst)
+            try:
+                merged, skipped, written = _merge_into(writer, opened, total, progress)
+            finally:
+                writer.close()
+            return MergeReport(dst.path, tuple(merged), tuple(skipped), left_behind, written)
+    finally:
+        for st in opened:
+            st.close()
+
+
+def _merge_into(
+    writer: StoreWriter, parts: Sequence[AACStore], total: int, progress: Callable[[int, int], None] | None
+) -> tuple[list[str], list[str], int]:
+    merged: list[str] = []
+    skipped: list[str] = []
+    written = 0
+    done = 0
+    for part in parts:
+        sources = part.text_column("source")
+        metadata = part.text_column("metadata")
+        flags = part.column("flags")
+        todo: list[int] = []
+        for i, rid in enumerate(part.ids):
+            checksum = _checksum(sources[i])
+            committed = writer.committed_ids.get(rid)
+            if committed is None:
+                todo.append(i)
+            elif committed == checksum and checksum:
+                skipped.append(rid)
+            else:
+                raise StoreFormatError(
+                    f"recording id {rid!r} of {part.path!r} is already in the destination with another source "
+                    f"checksum ({committed or 'unknown'}, the part has {checksum or 'none'}); remove one of them"
+                )
+        done += len(part) - len(todo)
+        for run in _runs(part, todo):
+            for i in run.rows:
+                rec = part.recordings[i]
+                a = rec.byte_start - run.byte_start
+                payload = run.data[a : a + rec.num_bytes]
+                if zlib.crc32(payload) != rec.crc32:
+                    raise CorruptDataError(
+                        f"{part.path!r}: recording {rec.id!r} fails its checksum; run `aacdata verify {part.path}` "
+                        "(and `aacdata repair` if it is damaged) before merging"
+                    )
+                f = rec.frame_start - run.frame_start
+                index = run.index[f : f + rec.num_frames]
+                sizes = index[:, 1]
+                offsets = index[:, 0] - rec.byte_start
+                if (
+                    index.shape[0] != rec.num_frames
+                    or int(sizes.sum()) != rec.num_bytes
+                    or offsets[0] != 0
+                    or np.any(offsets[1:] != np.cumsum(sizes[:-1]))
+                ):
+                    raise CorruptDataError(
+                        f"{part.path!r}: the index rows of recording {rec.id!r} do not tile its bytes; run "
+                        f"`aacdata verify {part.path}` before merging"
+                    )
+                writer.add(
+                    stored_recording(
+                        rec.id,
+                        payload,
+                        sizes.astype(np.uint64),
+                        num_samples=rec.num_samples,
+                        sample_rate=rec.sample_rate,
+                        num_channels=rec.num_channels,
+                        encoder_delay=rec.encoder_delay,
+                        random_noise=bool(int(flags[i]) & _layout.FLAG_FRESH_DECODER),
+                        source=_object(sources[i]),
+                        metadata=_object(metadata[i]),
+                    )
+                )
+                merged.append(rec.id)
+                written += rec.num_bytes
+                done += 1
+                if writer.pending_bytes >= _COMMIT_BYTES or len(writer) >= _COMMIT_RECORDINGS:
+                    writer.commit()
+            if progress is not None:
+                progress(done, total)
+        writer.commit()
+        if progress is not None:
+            progress(done, total)
+    return merged, skipped, written
+
+
+@dataclass(frozen=True, slots=True)
+class _Run:
+    """Consecutive recordings of a part, with their bytes and index rows."""
+
+    rows: list[int]
+    byte_start: int
+    data: bytes
+    frame_start: int
+    index: np.ndarray
+
+
+def _runs(part: AACStore, rows: Sequence[int]) -> Iterator[_Run]:
+    """Consecutive runs of ``rows`` (in table order) of at most :data:`_READ_BYTES` (or
+    one recording), their bytes and index rows read at once from the arrays."""
+    arrays = _layout.open_arrays(zarr.open_group(part.zarr_store, mode="r"), part.path, part.counts)
+    recs = part.recordings
+    run: list[int] = []
+    for i in rows:
+        if run and (i != run[-1] + 1 or recs[i].byte_start + recs[i].num_bytes - recs[run[0]].byte_start > _READ_BYTES):
+            yield _read(arrays, recs, run)
+            run = []
+        run.append(i)
+    if run:
+        yield _read(arrays, recs, run)
+
+
+def _read(arrays: _layout.Arrays, recs: Sequence[Recording], run: list[int]) -> _Run:
+    first, last = recs[run[0]], recs[run[-1]]
+    data = bytes(np.asarray(arrays.adts[first.byte_start : last.byte_start + last.num_bytes], dtype=np.uint8))
+    index = np.asarray(arrays.index[first.frame_start : last.frame_start + last.num_frames], dtype=np.int64)
+    return _Run(run, first.byte_start, data, first.frame_start, index.reshape(-1, 3))
+
+
+def _checksum(text: str) -> str:
+    value = _object(text).get("checksum")
+    return value if isinstance(value, str) else ""
+
+
+def _object(text: str) -> dict[str, Any]:
+    obj = json.loads(text) if text else {}
+    return obj if isinstance(obj, dict) else {}
+
+
+def _same_place(a: _remote.StoreTarget, b: _remote.StoreTarget) -> bool:
+    if _remote.is_local(a) and _remote.is_local(b):
+        return os.path.realpath(_remote.local_path(a)) == os.path.realpath(_remote.local_path(b))
+    return _remote.describe(a) == _remote.describe(b)
