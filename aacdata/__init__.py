@@ -13,6 +13,7 @@ import logging
 
 from ._labels import collate
 from ._resample import resample
+from ._verify import VerifyReport
 from .annotations import Annotations
 from .dataset import AACSegmentDataset
 from .errors import (
@@ -33,7 +34,7 @@ from .errors import (
 )
 from .importer import ImportFailure, ImportReport, import_audio
 from .plans import EventWindows, ExplicitWindows, RandomWindows, SlidingWindows, Window, WindowPlan
-from .store import AACStore, Recording, VerifyReport
+from .store import AACStore, Recording
 
 __version__ = "0.1.0"
 

@@ -409,8 +409,7 @@ def _cmd_verify(args: argparse.Namespace) -> int:
         print(f"damaged: {_escaped(str(e))}")
         return EXIT_FAILED
     with store, _Progress("verify", "rec", enabled=not args.no_progress) as tick:
-        total = len(store)
-        report = store.verify(decode=not args.no_decode, progress=lambda done: tick(done, total))
+        report = store.verify(decode=not args.no_decode, progress=tick)
     for problem in report.store_problems:
         print(f"damaged: {_escaped(problem)}")
     for rid, reason in report.problems:

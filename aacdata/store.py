@@ -20,18 +20,18 @@ from zarr.core.sync import sync
 from zarr.errors import GroupNotFoundError
 
 from . import _annotation_store, _layout, _lock, _remote
-from ._adts import SAMPLES_PER_FRAME, parse_adts, with_pce_in_first_frame
+from ._adts import SAMPLES_PER_FRAME, with_pce_in_first_frame
 from ._bytes import ByteReader
 from ._channels import coded_channels
-from ._decoder import DecoderKey, DecoderPool, decode_batches, decode_into
+from ._decoder import DecoderKey, DecoderPool, decode_into
 from ._index import FrameIndex
 from ._remote import StoreTarget
 from ._resample import RateSpan, parse_rate, samples_at
+from ._verify import Progress, VerifyReport, frames_failing_crc, verify_store
 from .annotations import Annotations
 from .errors import (
     AACDataError,
     CorruptDataError,
-    DecodeError,
     RecordingNotFoundError,
     StoreFormatError,
     StoreNotFoundError,
@@ -93,31 +93,6 @@ class Recording:
             f"Recording(index={self.index}, id={self.id!r}, num_samples={self.num_samples}, "
             f"sample_rate={self.sample_rate}, num_channels={self.num_channels}, "
             f"num_frames={self.num_frames}, num_bytes={self.num_bytes})"
-        )
-
-
-@dataclass(frozen=True, slots=True)
-class VerifyReport:
-    """Outcome of :meth:`AACStore.verify`: ``problems`` holds ``(id, reason)`` pairs for
-    damaged recordings, ``store_problems`` what is wrong with the store as a whole (e.g. a
-    recordings column that fails its checksum)."""
-
-    num_recordings: int
-    problems: tuple[tuple[str, str], ...]
-    store_problems: tuple[str, ...] = ()
-
-    @property
-    def ok(self) -> bool:
-        return not self.problems and not self.store_problems
-
-    @property
-    def bad_ids(self) -> tuple[str, ...]:
-        return tuple(dict.fromkeys(i for i, _ in self.problems))
-
-    def __repr__(self) -> str:
-        return (
-            f"VerifyReport(num_recordings={self.num_recordings}, num_bad={len(self.bad_ids)}, "
-            f"store_problems={len(self.store_problems)}, ok={self.ok})"
         )
 
 
@@ -750,7 +725,7 @@ class AACStore:
     def _check_frames(self, i: int, data: bytes, bounds: np.ndarray, crcs: np.ndarray, first: int) -> None:
         """Compare the frames in ``data`` (frame ``first`` on; ``bounds`` in ``/adts``) with
         their stored CRC-32s."""
-        bad = _frames_failing_crc(data, bounds - int(bounds[0]), crcs, stop_at_first=True)
+        bad = frames_failing_crc(data, bounds - int(bounds[0]), crcs, stop_at_first=True)
         if bad:
             k, got = bad[0]
             raise CorruptDataError(
@@ -862,90 +837,49 @@ class AACStore:
 
     # ------------------------------------------------------------------ checking
 
-    def verify(self, *, decode: bool = True, progress: Any = None) -> VerifyReport:
+    def verify(self, *, decode: bool = True, progress: Progress | None = None) -> VerifyReport:
         """Check every committed recording: checksum of its bytes, index rows against the
         ADTS headers, its table values and JSON, and (``decode=True``) that every frame
         decodes. A chunk that cannot be read (damaged index or table chunks) is reported
         for the recordings it holds, and checking goes on with the next recording.
 
-        ``progress``, if given, is called with the number of recordings checked so far.
+        ``progress(done, total)``, if given, is called as recordings are checked.
         """
-        problems: list[tuple[str, str]] = []
-        store_problems = [*self._table_problems]
-        json_columns = []
-        for column in ("source", "metadata"):
-            try:
-                store_problems += self._column_problems((column,))
-            except CorruptDataError as e:
-                store_problems.append(str(e))
-            else:
-                json_columns.append(column)
-        for i in range(len(self)):
-            rid = self._ids[i]
-            try:
-                problems.extend((rid, reason) for reason in self._verify_one(i, decode))
-                for column in json_columns:
-                    self._json(column, i)
-            except AACDataError as e:
-                problems.append((rid, str(e)))
-            if progress is not None:
-                progress(i + 1)
-        return VerifyReport(num_recordings=len(self), problems=tuple(problems), store_problems=tuple(store_problems))
+        return verify_store(self, decode=decode, progress=progress)
 
-    def _verify_one(self, i: int, decode: bool) -> list[str]:
-        t = self._table
-        reasons = []
-        if i in self._row_problems:
-            return [self._row_problems[i]]
-        data = self._stored_bytes(i, check=False)
-        crc = zlib.crc32(data)
-        if crc != int(t["crc32"][i]):
-            reasons.append(f"checksum mismatch: stored bytes have crc32 {crc:08x}, table says {int(t['crc32'][i]):08x}")
-        rows = self.frame_index(i).astype(np.int64)
-        try:
-            frames = parse_adts(data)
-        except CorruptDataError as e:
-            return [*reasons, f"ADTS stream damaged: {e}"]
-        byte_start = int(t["byte_start"][i])
-        nf = int(t["num_frames"][i])
-        if len(frames) != nf:
-            reasons.append(f"headers show {len(frames)} frames, table says {nf}")
-        elif not (
-            np.array_equal(rows[:, 0], frames.offsets + byte_start)
-            and np.array_equal(rows[:, 1], frames.sizes)
-            and np.array_equal(rows[:, 2], np.arange(nf, dtype=np.int64) * SAMPLES_PER_FRAME)
-        ):
-            bad = int(np.flatnonzero(
-                (rows[:, 0] != frames.offsets + byte_start) | (rows[:, 1] != frames.sizes)
-                | (rows[:, 2] != np.arange(nf) * SAMPLES_PER_FRAME)
-            )[0])  # fmt: skip
-            reasons.append(f"index row {bad} disagrees with the ADTS headers")
-        if len(frames) == nf and nf:
-            start = int(t["frame_start"][i])
-            stored = np.asarray(self._read_rows(self._frame_crc, _layout.FRAME_CRC, start, start + nf), np.uint32)
-            bounds = np.append(frames.offsets, frames.offsets[-1] + frames.sizes[-1])
-            bad_frames = [k for k, _ in _frames_failing_crc(data, bounds, stored)]
-            if bad_frames:
-                shown = ", ".join(map(str, bad_frames[:5])) + (", ..." if len(bad_frames) > 5 else "")
-                reasons.append(f"{len(bad_frames)} frame(s) fail their CRC-32: {shown}")
-        if frames.sample_rate != int(t["sample_rate"][i]):
-            reasons.append(f"headers say {frames.sample_rate} Hz, table says {int(t['sample_rate'][i])} Hz")
-        needed = int(t["encoder_delay"][i]) + int(t["num_samples"][i])
-        if nf * SAMPLES_PER_FRAME < needed:
-            reasons.append(f"{nf} frames cannot hold delay + num_samples = {needed} samples")
-        if decode and not reasons:
-            reasons.extend(self._verify_decode(i, data, frames.offsets, frames.sizes))
-        return reasons
+    # ------------------------------------------------------------------ what checks read
 
-    def _verify_decode(self, i: int, data: bytes, offsets: np.ndarray, sizes: np.ndarray) -> list[str]:
-        key = self._decoder_key(i)
-        bounds = np.append(offsets, offsets[-1] + sizes[-1]) if offsets.size else np.zeros(1, np.int64)
-        try:
-            for _ in decode_batches(self._decoders.fresh(key), data, bounds, channels=key[1], what="decoding"):
-                pass
-        except DecodeError as e:
-            return [str(e)]
-        return []
+    @property
+    def table_problems(self) -> tuple[str, ...]:
+        """What the checks at open found wrong with the recordings table (only a store
+        opened with ``check_table=False`` can have any)."""
+        return tuple(self._table_problems)
+
+    def row_problem(self, rec: RecordingRef) -> str | None:
+        """Why a recording's table row cannot be used (found at open), or ``None``."""
+        return self._row_problems.get(self.index_of(rec))
+
+    def check_columns(self, names: Iterable[str]) -> list[str]:
+        """Recordings columns that disagree with the CRC-32s of the last commit."""
+        return self._column_problems(names)
+
+    def stored_bytes(self, rec: RecordingRef, *, check: bool = True) -> bytes:
+        """A recording's bytes exactly as stored (for a layout signalled by a PCE, without
+        the PCE that :meth:`adts_bytes` puts in frame 0); checked against the recording's
+        CRC-32 unless ``check=False``."""
+        return self._stored_bytes(self.index_of(rec), check=check)
+
+    def frame_crcs(self, rec: RecordingRef) -> np.ndarray:
+        """The stored CRC-32 of each frame of a recording, uint32 ``(num_frames,)``."""
+        i = self.index_of(rec)
+        start = int(self._table["frame_start"][i])
+        rows = self._read_rows(self._frame_crc, _layout.FRAME_CRC, start, start + int(self._table["num_frames"][i]))
+        return np.asarray(rows, dtype=np.uint32)
+
+    def decoder_config(self, rec: RecordingRef) -> DecoderKey:
+        """``(sample_rate, coded channels, PCE layout)``: what a decoder of the recording
+        is configured with (see :func:`aacdata._decoder.new_decoder`)."""
+        return self._decoder_key(self.index_of(rec))
 
     # ------------------------------------------------------------------ summary
 
@@ -970,23 +904,6 @@ class AACStore:
             "sample_rates": sorted({int(x) for x in t["sample_rate"]}),
             "channel_counts": sorted({int(x) for x in t["num_channels"]}),
         }
-
-
-def _frames_failing_crc(
-    data: bytes, bounds: np.ndarray, expected: np.ndarray, *, stop_at_first: bool = False
-) -> list[tuple[int, int]]:
-    """``(k, crc)`` of the frames ``data[bounds[k]:bounds[k + 1]]`` whose CRC-32 is not
-    ``expected[k]``."""
-    view = memoryview(data)
-    edges = bounds.tolist()
-    bad = []
-    for k, want in enumerate(expected.tolist()):
-        got = zlib.crc32(view[edges[k] : edges[k + 1]])
-        if got != want:
-            bad.append((k, got))
-            if stop_at_first:
-                break
-    return bad
 
 
 def _is_damage(e: Exception, local: bool) -> bool:

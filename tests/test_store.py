@@ -264,9 +264,9 @@ def test_verify_ok(small_store: AACStore) -> None:
     assert report.problems == ()
     assert report.bad_ids == ()
     assert report.num_recordings == len(STORE_IDS)
-    seen: list[int] = []
-    assert small_store.verify(decode=False, progress=seen.append).ok
-    assert seen == list(range(1, len(STORE_IDS) + 1))
+    seen: list[tuple[int, int]] = []
+    assert small_store.verify(decode=False, progress=lambda done, total: seen.append((done, total))).ok
+    assert seen == [(i, len(STORE_IDS)) for i in range(1, len(STORE_IDS) + 1)]
     assert repr(report) == f"VerifyReport(num_recordings={len(STORE_IDS)}, num_bad=0, store_problems=0, ok=True)"
 
 

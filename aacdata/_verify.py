@@ -1,0 +1,144 @@
+"""Checks of a store: every recording's bytes, index rows, CRCs, table values and JSON.
+
+Used by :meth:`AACStore.verify` (and so by ``aacdata verify``); it reads the store only
+through the store's public accessors, so other tools (repair) can run the same checks.
+A recording that cannot be checked (a chunk that does not decode, a value out of range)
+is reported with its reason, and checking goes on with the next one.
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from ._adts import SAMPLES_PER_FRAME, parse_adts
+from ._decoder import decode_batches, new_decoder
+from .errors import AACDataError, CorruptDataError, DecodeError
+
+if TYPE_CHECKING:
+    from .store import AACStore
+
+Progress = Callable[[int, int], None]
+"""``progress(done, total)``: the one progress callback signature of long operations."""
+
+
+@dataclass(frozen=True, slots=True)
+class VerifyReport:
+    """Outcome of :meth:`AACStore.verify`: ``problems`` holds ``(id, reason)`` pairs for
+    damaged recordings, ``store_problems`` what is wrong with the store as a whole (e.g. a
+    recordings column that fails its checksum)."""
+
+    num_recordings: int
+    problems: tuple[tuple[str, str], ...]
+    store_problems: tuple[str, ...] = ()
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems and not self.store_problems
+
+    @property
+    def bad_ids(self) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(i for i, _ in self.problems))
+
+    def __repr__(self) -> str:
+        return (
+            f"VerifyReport(num_recordings={self.num_recordings}, num_bad={len(self.bad_ids)}, "
+            f"store_problems={len(self.store_problems)}, ok={self.ok})"
+        )
+
+
+def verify_store(store: AACStore, *, decode: bool = True, progress: Progress | None = None) -> VerifyReport:
+    """Check every committed recording of ``store`` (see :meth:`AACStore.verify`)."""
+    problems: list[tuple[str, str]] = []
+    store_problems = [*store.table_problems]
+    json_ok = True
+    for column in ("source", "metadata"):
+        try:
+            store_problems += store.check_columns((column,))
+        except CorruptDataError as e:
+            store_problems.append(str(e))
+            json_ok = False
+    ids = store.ids
+    for i in range(len(store)):
+        try:
+            problems.extend((ids[i], reason) for reason in verify_recording(store, i, decode=decode))
+            if json_ok:
+                store.recording(i)  # parses its source and metadata JSON
+        except AACDataError as e:
+            problems.append((ids[i], str(e)))
+        if progress is not None:
+            progress(i + 1, len(store))
+    return VerifyReport(num_recordings=len(store), problems=tuple(problems), store_problems=tuple(store_problems))
+
+
+def verify_recording(store: AACStore, i: int, *, decode: bool = True) -> list[str]:
+    """Why recording ``i`` is damaged (an empty list: it is sound): its bytes against its
+    CRC-32, its index rows against the ADTS headers, each frame against its CRC-32, the
+    table's rate and length against the frames, and (``decode=True``) every frame decoded."""
+    problem = store.row_problem(i)
+    if problem is not None:
+        return [problem]
+    value = {name: int(store.column(name)[i]) for name in _COLUMNS}
+    reasons = []
+    data = store.stored_bytes(i, check=False)
+    crc = zlib.crc32(data)
+    if crc != value["crc32"]:
+        reasons.append(f"checksum mismatch: stored bytes have crc32 {crc:08x}, table says {value['crc32']:08x}")
+    rows = store.frame_index(i).astype(np.int64)
+    try:
+        frames = parse_adts(data)
+    except CorruptDataError as e:
+        return [*reasons, f"ADTS stream damaged: {e}"]
+    nf = value["num_frames"]
+    positions = np.arange(nf, dtype=np.int64) * SAMPLES_PER_FRAME
+    if len(frames) != nf:
+        reasons.append(f"headers show {len(frames)} frames, table says {nf}")
+    else:
+        wrong = (rows[:, 0] != frames.offsets + value["byte_start"]) | (rows[:, 1] != frames.sizes)
+        wrong |= rows[:, 2] != positions
+        if wrong.any():
+            reasons.append(f"index row {int(np.flatnonzero(wrong)[0])} disagrees with the ADTS headers")
+        elif nf:
+            bounds = np.append(frames.offsets, frames.offsets[-1] + frames.sizes[-1])
+            bad = [k for k, _ in frames_failing_crc(data, bounds, store.frame_crcs(i))]
+            if bad:
+                shown = ", ".join(map(str, bad[:5])) + (", ..." if len(bad) > 5 else "")
+                reasons.append(f"{len(bad)} frame(s) fail their CRC-32: {shown}")
+    if frames.sample_rate != value["sample_rate"]:
+        reasons.append(f"headers say {frames.sample_rate} Hz, table says {value['sample_rate']} Hz")
+    needed = value["encoder_delay"] + value["num_samples"]
+    if nf * SAMPLES_PER_FRAME < needed:
+        reasons.append(f"{nf} frames cannot hold delay + num_samples = {needed} samples")
+    if decode and not reasons and nf:
+        key = store.decoder_config(i)
+        bounds = np.append(frames.offsets, frames.offsets[-1] + frames.sizes[-1])
+        try:
+            for _ in decode_batches(new_decoder(key), data, bounds, channels=key[1], what="decoding"):
+                pass
+        except DecodeError as e:
+            reasons.append(str(e))
+    return reasons
+
+
+_COLUMNS = ("crc32", "byte_start", "num_frames", "sample_rate", "encoder_delay", "num_samples")
+
+
+def frames_failing_crc(
+    data: bytes, bounds: np.ndarray, expected: np.ndarray, *, stop_at_first: bool = False
+) -> list[tuple[int, int]]:
+    """``(k, crc)`` of the frames ``data[bounds[k]:bounds[k + 1]]`` whose CRC-32 is not
+    ``expected[k]``."""
+    view = memoryview(data)
+    edges = bounds.tolist()
+    bad = []
+    for k, want in enumerate(expected.tolist()):
+        got = zlib.crc32(view[edges[k] : edges[k + 1]])
+        if got != want:
+            bad.append((k, got))
+            if stop_at_first:
+                break
+    return bad
