@@ -1,15 +1,8 @@
-"""Import side: ADTS index building, import throughput per core, size on disk.
-
-(a) ``aacdata._adts.parse_adts`` on an hour of 160 kbit/s stereo ADTS, against a plain
-    Python walk over the frame lengths and PyAV's ADTS demuxer (baselines, same run);
-(b) ``import_audio(..., workers=0)`` of music-like 44.1 kHz stereo FLAC (transcoded) and
-    of the same audio as .m4a (passthrough), against PyAV doing only the codec work
-    (decode + encode, or demux); FLAC also with ``workers=2``;
-(c) ``du`` of a store holding an hour of audio over its ADTS payload, and the size of
-    its ``/index``.
-
-Sources are synthetic (``aacdata._synth``), built on first use and cached under
-``--workdir``; see benchmarks/README.md.
+"""Import side: (a) ADTS index building (``aacdata._adts.parse_adts`` on an hour of ADTS)
+against a Python walk over the frame lengths and PyAV's ADTS demuxer; (b) ``import_audio``
+of FLAC (transcoded; ``workers=0`` and ``2``) and of .m4a (passthrough) against PyAV doing
+only the codec work; (c) ``du`` of a store of an hour of audio over its ADTS payload.
+Synthetic sources, cached under ``--workdir``; see benchmarks/README.md.
 
     .venv/bin/python benchmarks/bench_import.py            # full run
     .venv/bin/python benchmarks/bench_import.py --quick    # smoke test, < 30 s
@@ -17,35 +10,18 @@ Sources are synthetic (``aacdata._synth``), built on first use and cached under
 
 from __future__ import annotations
 
-import argparse
-import gc
 import io
 import shutil
-import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout's aacdata, installed or not
-
 import av
 import numpy as np
-from _common import (
-    Contention,
-    SegmentPool,
-    Summary,
-    aacdata_fingerprint,
-    cached,
-    disk_usage,
-    header,
-    info_line,
-    mark_built,
-    parallel_map,
-    print_table,
-    ratio_line,
-)
+from _corpus import SegmentPool, aacdata_fingerprint, cached, disk_usage, mark_built, parallel_map
+from _harness import Report, parser
 
 import aacdata
 from aacdata import _adts, _synth, _transcode
@@ -70,33 +46,8 @@ class Config:
     pool_segments: int  # distinct 10 s music segments
 
 
-FULL = Config(
-    tag="full",
-    index_seconds=60.0,
-    index_copies=60,
-    index_reps=15,
-    import_files=4,
-    import_seconds=45.0,
-    import_reps=3,
-    disk_files=60,
-    disk_seconds=60.0,
-    pool_segments=6,
-)
-QUICK = Config(
-    tag="quick",
-    index_seconds=20.0,
-    index_copies=30,
-    index_reps=3,
-    import_files=2,
-    import_seconds=15.0,
-    import_reps=1,
-    disk_files=6,
-    disk_seconds=60.0,
-    pool_segments=2,
-)
-
-
-# ---------------------------------------------------------------------- sources
+FULL = Config("full", 60.0, 60, 7, 4, 45.0, 3, 60, 60.0, 6)
+QUICK = Config("quick", 20.0, 30, 3, 2, 15.0, 1, 6, 60.0, 2)
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,9 +87,7 @@ def build_sources(workdir: Path, cfg: Config, seed: int) -> Sources:
     if cached(root, params):
         return src
     t0 = time.perf_counter()
-    _POOL = SegmentPool(
-        ["music"], segments=cfg.pool_segments, segment_seconds=10.0, sample_rate=SAMPLE_RATE, num_channels=2, seed=seed
-    )
+    _POOL = SegmentPool(["music"], segments=cfg.pool_segments, seconds=10.0, rate=SAMPLE_RATE, channels=2, seed=seed)
     index_flac = root / "index-source.flac"
     jobs = [(seed, round(cfg.index_seconds * SAMPLE_RATE), (index_flac,))]
     jobs += [(seed + 1 + i, n_import, (src.flac[i], src.m4a[i])) for i in range(cfg.import_files)]
@@ -149,9 +98,6 @@ def build_sources(workdir: Path, cfg: Config, seed: int) -> Sources:
     mark_built(root, params)
     print(f"built the import sources in {time.perf_counter() - t0:.0f} s")
     return src
-
-
-# ---------------------------------------------------------------------- (a) index
 
 
 def python_walk(data: bytes) -> int:
@@ -176,52 +122,32 @@ def pyav_demux(data: bytes) -> int:
     return count
 
 
-def bench_index(src: Sources, cfg: Config) -> list[str]:
+def bench_index(report: Report, src: Sources, cfg: Config) -> None:
     one = src.adts.read_bytes()
     data = one * cfg.index_copies  # concatenated ADTS streams are one valid ADTS stream
     frames = len(_adts.parse_adts(data))
     hours = frames * _adts.SAMPLES_PER_FRAME / SAMPLE_RATE / 3600
-    methods: dict[str, Callable[[], int]] = {
-        "parse_adts": lambda: len(_adts.parse_adts(data)),
-        "Python walk over lengths": lambda: python_walk(data),
-        "PyAV ADTS demuxer": lambda: pyav_demux(data),
+    methods: dict[str, Callable[[int], int]] = {
+        "parse_adts": lambda _: len(_adts.parse_adts(data)),
+        "Python walk over lengths": lambda _: python_walk(data),
+        "PyAV ADTS demuxer": lambda _: pyav_demux(data),
     }
-    reps = {"parse_adts": cfg.index_reps, "Python walk over lengths": 3, "PyAV ADTS demuxer": 3}
-    times: dict[str, list[float]] = {k: [] for k in methods}
-    contention = Contention()
-    for name, fn in methods.items():  # warm-up, and every method finds the same frames
-        got = fn()
-        if got != frames:
+    for name, fn in methods.items():  # every method finds the same frames
+        if (got := fn(0)) != frames:
             raise RuntimeError(f"{name} found {got} frames, parse_adts {frames}")
-    gc.collect()
-    for r in range(max(reps.values())):
-        for name, fn in methods.items():
-            if r < reps[name]:
-                t0 = time.perf_counter()
-                fn()
-                times[name].append(time.perf_counter() - t0)
-    stats = {k: Summary.of(np.asarray(v) * 1e3) for k, v in times.items()}
-    print_table(
+    stats = report.compare(
         f"(a) index building: {frames:,} frames ({hours:.2f} h stereo 44.1 kHz, {len(data) / 1e6:.0f} MB, "
         f"{len(one) * 8 / cfg.index_seconds / 1000:.0f} kbit/s)",
-        list(stats.items()),
+        lambda: methods,
+        range(cfg.index_reps),
         baseline="Python walk over lengths",
         unit="ms/stream",
+        scale=1e3,
     )
-    for name, s in stats.items():
-        print(f"  {name:<26} {frames / s.median * 1e3 / 1e6:8.2f} million frames/s")
-    print(f"  {contention.note()}")
-    return [
-        "(a) index building",
-        ratio_line("parse_adts, million frames/s", frames / stats["parse_adts"].median * 1e3 / 1e6, ">=", 2.0),
-        info_line(
-            "parse_adts / Python walk (time)",
-            stats["parse_adts"].median / stats["Python walk over lengths"].median,
-        ),
-    ]
-
-
-# ---------------------------------------------------------------------- (b) import throughput
+    rate = frames / stats["parse_adts"].median * 1e3 / 1e6
+    report.target("(a) parse_adts, million frames/s", rate, ">=", 2.0)
+    ratio = stats["parse_adts"].median / stats["Python walk over lengths"].median
+    report.info("(a) parse_adts / Python walk (time)", ratio)
 
 
 def encode_only(path: Path) -> int:
@@ -229,13 +155,8 @@ def encode_only(path: Path) -> int:
     with av.open(str(path)) as c:
         s = c.streams.audio[0]
         enc = av.CodecContext.create("aac", "w")
-        enc.sample_rate = SAMPLE_RATE
-        enc.layout = "stereo"
-        enc.format = "fltp"
-        enc.bit_rate = BITRATE
-        enc.time_base = Fraction(1, SAMPLE_RATE)
-        enc.thread_count = 1
-        enc.options = dict(_transcode.ENCODER_OPTIONS)
+        enc.sample_rate, enc.layout, enc.format, enc.bit_rate = SAMPLE_RATE, "stereo", "fltp", BITRATE
+        enc.time_base, enc.thread_count, enc.options = Fraction(1, SAMPLE_RATE), 1, dict(_transcode.ENCODER_OPTIONS)
         enc.open()
         resampler = av.AudioResampler(format="fltp", layout="stereo", rate=SAMPLE_RATE)
         nbytes = pts = 0
@@ -257,7 +178,7 @@ def demux_only(path: Path) -> int:
         return sum(len(bytes(p)) for p in c.demux(audio=0) if p.size)
 
 
-def bench_throughput(src: Sources, workdir: Path, cfg: Config) -> list[str]:
+def bench_throughput(report: Report, src: Sources, workdir: Path, cfg: Config) -> None:
     seconds = len(src.flac) * round(cfg.import_seconds * SAMPLE_RATE) / SAMPLE_RATE
     stores = workdir / f"import-{cfg.tag}" / "stores"
 
@@ -265,11 +186,11 @@ def bench_throughput(src: Sources, workdir: Path, cfg: Config) -> list[str]:
         def run() -> None:
             out = stores / f"{name}.zarr"
             shutil.rmtree(out, ignore_errors=True)
-            report = aacdata.import_audio(sources, out, workers=workers, progress=False)
-            if not report.ok or len(report.imported) != len(sources):
-                raise RuntimeError(f"import failed: {report.failed[:3]}")
-            if (report.passthrough == len(sources)) != (name == "m4a"):
-                raise RuntimeError(f"{name}: {report.passthrough} of {len(sources)} passed through")
+            done = aacdata.import_audio(sources, out, workers=workers, progress=False)
+            if not done.ok or len(done.imported) != len(sources):
+                raise RuntimeError(f"import failed: {done.failed[:3]}")
+            if (done.passthrough == len(sources)) != (name == "m4a"):
+                raise RuntimeError(f"{name}: {done.passthrough} of {len(sources)} passed through")
 
         return run
 
@@ -280,119 +201,67 @@ def bench_throughput(src: Sources, workdir: Path, cfg: Config) -> list[str]:
         "import m4a passthrough, workers=0": importer(src.m4a, 0, "m4a"),
         "PyAV demux m4a only": lambda: [demux_only(p) for p in src.m4a],
     }
-    # Passthrough runs take a fraction of a second: repeat them more.
-    reps = {k: cfg.import_reps * (5 if "m4a" in k else 1) for k in methods}
-    contention = Contention()
-    for fn in methods.values():  # warm-up: imports, codecs, page cache
-        fn()
-    times: dict[str, list[float]] = {k: [] for k in methods}
-    names = list(methods)
-    for r in range(max(reps.values())):
-        k = r % len(names)
-        for name in names[k:] + names[:k]:
-            if len(times[name]) < reps[name]:
-                gc.collect()
-                t0 = time.perf_counter()
-                methods[name]()
-                times[name].append(time.perf_counter() - t0)
-    stats = {k: Summary.of(v) for k, v in times.items()}
-    print(f"\n(b) import throughput: {len(src.flac)} files, {seconds:.0f} s of 44.1 kHz stereo music-like audio")
-    width = max(map(len, stats))
-    print(f"  {'method':<{width}}  {'median s':>9}  {'p90 s':>7}  {'n':>3}  {'x realtime':>10}")
-    for name, s in stats.items():
-        print(f"  {name:<{width}}  {s.median:9.3f}  {s.p90:7.3f}  {s.count:>3}  {seconds / s.median:10.0f}")
-    print(f"  {contention.note()}")
+    stats = report.compare(
+        f"(b) import throughput: {len(src.flac)} files, {seconds:.0f} s of 44.1 kHz stereo music-like audio",
+        lambda: {k: (lambda _, f=f: f()) for k, f in methods.items()},
+        range(cfg.import_reps),
+        warmup=[0],
+        unit="s",
+        scale=1.0,
+    )
     rt = {k: seconds / s.median for k, s in stats.items()}
-    return [
-        "(b) import throughput",
-        ratio_line("import FLAC, workers=0, x realtime", rt["import FLAC, workers=0"], ">=", 40),
-        ratio_line("import m4a passthrough, workers=0, x realtime", rt["import m4a passthrough, workers=0"], ">=", 500),
-        info_line("import FLAC, workers=2, x realtime", rt["import FLAC, workers=2"]),
-        info_line(
-            "import FLAC workers=2 / workers=0 (speed)", rt["import FLAC, workers=2"] / rt["import FLAC, workers=0"]
-        ),
-        info_line(
-            "import FLAC / PyAV decode+encode (time)",
-            stats["import FLAC, workers=0"].median / stats["PyAV decode+encode only"].median,
-        ),
-        info_line(
-            "import m4a / PyAV demux (time)",
-            stats["import m4a passthrough, workers=0"].median / stats["PyAV demux m4a only"].median,
-        ),
-    ]
+    report.table("(b) import throughput, x realtime (audio s / wall s)", ["method", "x realtime"], list(rt.items()))
+    f0, f2, m4a = rt["import FLAC, workers=0"], rt["import FLAC, workers=2"], rt["import m4a passthrough, workers=0"]
+    report.target("(b) import FLAC, workers=0, x realtime", f0, ">=", 40)
+    report.target("(b) import m4a passthrough, workers=0, x realtime", m4a, ">=", 500)
+    report.info("(b) import FLAC, workers=2, x realtime", f2)
+    report.info("(b) import FLAC / PyAV decode+encode (time)", rt["PyAV decode+encode only"] / f0)
+    report.info("(b) import m4a / PyAV demux (time)", rt["PyAV demux m4a only"] / m4a)
 
 
-# ---------------------------------------------------------------------- (c) size on disk
-
-
-def bench_disk(src: Sources, workdir: Path, cfg: Config) -> list[str]:
+def bench_disk(report: Report, src: Sources, workdir: Path, cfg: Config) -> None:
     out = workdir / f"import-{cfg.tag}" / "stores" / "disk.zarr"
     shutil.rmtree(out, ignore_errors=True)
-    report = aacdata.import_audio(src.disk, out, workers=2, progress=False)
-    if not report.ok or report.passthrough != len(src.disk):
-        raise RuntimeError(f"import failed or re-encoded: {report}")
+    imported = aacdata.import_audio(src.disk, out, workers=2, progress=False)
+    if not imported.ok or imported.passthrough != len(src.disk):
+        raise RuntimeError(f"import failed or re-encoded: {imported}")
     with aacdata.AACStore.open(out) as st:
-        payload = st.counts.num_bytes
-        frames = st.counts.num_frames
+        payload, frames = st.counts.num_bytes, st.counts.num_frames
     total = disk_usage(out)
     parts = {p.name: disk_usage(out, p.name) for p in sorted(out.iterdir()) if p.is_dir()}
-    hours = report.audio_seconds / 3600
-    print(
-        f"\n(c) size on disk: {len(src.disk)} recordings, {hours:.2f} h, {frames:,} frames, "
-        f"ADTS payload {payload:,} bytes ({payload * 8 / report.audio_seconds / 1000:.1f} kbit/s)"
-    )
-    print(f"  {'part':<12} {'apparent bytes':>15} {'allocated bytes':>16} {'allocated / payload':>20}")
     top = (total[0] - sum(a for a, _ in parts.values()), total[1] - sum(b for _, b in parts.values()))
-    for name, (apparent, allocated) in [*parts.items(), ("top files", top), ("whole store", total)]:
-        print(f"  {name:<12} {apparent:>15,} {allocated:>16,} {allocated / payload:>20.4f}")
-    return [
-        f"(c) size on disk ({hours:.2f} h)",
-        ratio_line("du (allocated) / ADTS payload", total[1] / payload, "<=", 1.03),
-        info_line("apparent size / ADTS payload", total[0] / payload),
-        info_line("/index, % of payload (allocated)", 100 * parts["index"][1] / payload),
-        info_line("/index, % of payload (apparent)", 100 * parts["index"][0] / payload),
-    ]
-
-
-# ---------------------------------------------------------------------- main
-
-
-def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawTextHelpFormatter
+    hours = imported.audio_seconds / 3600
+    report.table(
+        f"(c) size on disk: {len(src.disk)} recordings, {hours:.2f} h, {frames:,} frames, ADTS payload "
+        f"{payload:,} bytes ({payload * 8 / imported.audio_seconds / 1000:.1f} kbit/s)",
+        ["part", "apparent bytes", "allocated bytes", "allocated / payload"],
+        [[k, a, b, f"{b / payload:.4f}"] for k, (a, b) in [*parts.items(), ("top files", top), ("whole store", total)]],
     )
-    parser.add_argument(
-        "--workdir",
-        type=Path,
-        default=Path("/tmp/aacdata-bench"),
-        help="cache of sources and stores (default: %(default)s)",
-    )
-    parser.add_argument("--quick", action="store_true", help="small sources and few repetitions (smoke test, < 30 s)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the synthetic audio and the windows")
-    parser.add_argument(
+    report.target("(c) du (allocated) / ADTS payload", total[1] / payload, "<=", 1.03)
+    report.info("(c) apparent size / ADTS payload", total[0] / payload)
+    report.info("(c) /index, % of payload (allocated)", 100 * parts["index"][1] / payload)
+
+
+def main() -> None:
+    p = parser(__doc__)
+    p.add_argument(
         "--only", nargs="+", choices=("index", "throughput", "disk"), default=("index", "throughput", "disk")
     )
-    args = parser.parse_args(argv)
+    args = p.parse_args()
     cfg = QUICK if args.quick else FULL
-    header(
+    report = Report(
         "bench_import: index building, import throughput, size on disk",
-        [Path(sys.argv[0]).name, *(sys.argv[1:] if argv is None else argv)],
+        args,
+        f"aacdata {aacdata.__version__}, PyAV {av.__version__}, numpy {np.__version__}",
     )
-    print(f"# aacdata {aacdata.__version__}, PyAV {av.__version__}, numpy {np.__version__}")
-    started = time.perf_counter()
     src = build_sources(args.workdir, cfg, args.seed)
-    summary: list[str] = []
     if "index" in args.only:
-        summary += bench_index(src, cfg)
+        bench_index(report, src, cfg)
     if "throughput" in args.only:
-        summary += bench_throughput(src, args.workdir, cfg)
+        bench_throughput(report, src, args.workdir, cfg)
     if "disk" in args.only:
-        summary += bench_disk(src, args.workdir, cfg)
-    print("\nSummary")
-    if args.quick:
-        summary.append("(--quick: a smoke test on small inputs; the targets are for the full run)")
-    print("\n".join(summary))
-    print(f"\n# total {time.perf_counter() - started:.0f} s")
+        bench_disk(report, src, args.workdir, cfg)
+    report.finish()
 
 
 if __name__ == "__main__":

@@ -1,14 +1,8 @@
-"""Scale: a store of 10,000 short recordings and a store of >= 10 hours, each against a
-small store measured in the same run.
-
-(1) ``AACStore.open`` + ``AACSegmentDataset(...)`` construction in fresh subprocesses;
-(2) resident memory of a ``DataLoader`` worker after serving many random windows, with the
-    default ``index_cache_bytes`` and with a small one (is the cache bound kept?);
-(3) random 1 s windows (``AACStore.read``, index cached, page cache warm): big store / small
-    store.
-
-Stores are built from raw ADTS cut from (or concatenated from) one encoded stream,
-imported as passthrough, and cached under ``--workdir``; see benchmarks/README.md.
+"""Scale: a store of 10,000 short recordings and one of >= 10 hours, each against a small
+store measured in the same run: (1) ``AACStore.open`` + ``AACSegmentDataset(...)`` in fresh
+interpreters; (2) a ``DataLoader`` worker's resident memory with the default and with a
+small ``index_cache_bytes``; (3) random 1 s windows, big store / small store. See
+benchmarks/README.md.
 
     .venv/bin/python benchmarks/bench_scale.py            # full run
     .venv/bin/python benchmarks/bench_scale.py --quick    # smoke test, < 40 s
@@ -16,42 +10,24 @@ imported as passthrough, and cached under ``--workdir``; see benchmarks/README.m
 
 from __future__ import annotations
 
-import argparse
-import gc
 import json
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout's aacdata, installed or not
-
 import numpy as np
 import torch
-from _common import (
-    MUSIC_RATE,
-    Contention,
-    Summary,
-    build_repeated_stores,
-    build_short_speech,
-    header,
-    info_line,
-    memory_kib,
-    music_segment,
-    print_table,
-    ratio_line,
-    time_rounds,
-    warm_page_cache,
-)
+from _corpus import MUSIC_RATE, build_repeated_stores, build_short_speech, music_segment, warm_page_cache
+from _harness import ROOT, Method, Report, Summary, memory_kib, parser
 
 import aacdata
-from aacdata import AACSegmentDataset, AACStore, _bytes
+from aacdata import AACSegmentDataset, AACStore
 from aacdata.store import DEFAULT_INDEX_CACHE_BYTES
 
-ROOT = Path(__file__).resolve().parents[1]
 MiB = 1 << 20
 
 
@@ -67,33 +43,12 @@ class Config:
     rss_windows: int  # windows served by the DataLoader worker before its RSS is read
     windows: int  # timed AACStore.read windows per store
     warmup: int
-    round_size: int
 
 
-FULL = Config(
-    tag="full",
-    num_many=10_000,
-    long_seconds=1800.0,
-    num_long=20,
-    open_runs=5,
-    rss_windows=8192,
-    windows=400,
-    warmup=40,
-    round_size=20,
-)
-QUICK = Config(
-    tag="quick",
-    num_many=300,
-    long_seconds=300.0,
-    num_long=4,
-    open_runs=1,
-    rss_windows=512,
-    windows=40,
-    warmup=10,
-    round_size=10,
-)
-CHUNK_CACHE_ALLOWANCE = 15 * MiB
-"""What aacdata documents on top of ``index_cache_bytes``: up to 32 decoded index chunks."""
+FULL = Config("full", 10_000, 1800.0, 20, 5, 8192, 400, 40)
+QUICK = Config("quick", 300, 300.0, 4, 1, 512, 40, 10)
+SLACK = 15 * MiB
+"""Allowed on top of ``index_cache_bytes`` in a worker's RSS growth: decoders, allocator."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,30 +66,16 @@ class Pair:
 
 def build(workdir: Path, cfg: Config, seed: int) -> list[Pair]:
     one, many = build_short_speech(workdir, cfg.num_many, seed)
-    segment = music_segment(workdir, seed=seed)
-    long = build_repeated_stores(
-        workdir / f"scale-long-{cfg.tag}",
-        segment,
-        {"long": [cfg.long_seconds] * cfg.num_long, "small": [120.0]},
-        seed,
-    )
+    stores = {"long": [cfg.long_seconds] * cfg.num_long, "small": [120.0]}
+    long = build_repeated_stores(workdir / f"scale-long-{cfg.tag}", music_segment(workdir, seed=seed), stores, seed)
     with AACStore.open(long["long"]) as st:
         minutes = sum(r.duration_seconds for r in st.recordings) / 60
+    label = f"{cfg.num_long} x {minutes / cfg.num_long:.1f} min ({minutes / 60:.1f} h)"
     return [
         Pair("many", many, one, 16_000, f"{cfg.num_many:,} x 3-5 s", "1 x 2 min", 2 * MiB),
-        Pair(
-            "long",
-            long["long"],
-            long["small"],
-            MUSIC_RATE,
-            f"{cfg.num_long} x {minutes / cfg.num_long:.1f} min ({minutes / 60:.1f} h)",
-            "1 x 2 min",
-            8 * MiB,
-        ),
+        Pair("long", long["long"], long["small"], MUSIC_RATE, label, "1 x 2 min", 8 * MiB),
     ]
 
-
-# ---------------------------------------------------------------------- (1) open + dataset
 
 _OPEN_SCRIPT = """
 import json, sys, time
@@ -153,48 +94,36 @@ print(json.dumps({{"import": t1 - t0, "open": t2 - t1, "dataset": t3 - t2, "firs
 """
 
 
-def bench_open(pairs: Sequence[Pair], cfg: Config) -> list[str]:
+def bench_open(report: Report, pairs: Sequence[Pair], cfg: Config) -> None:
     """Median of ``cfg.open_runs`` fresh interpreters per store, stores interleaved."""
-    stores = [
-        (f"{p.name}: {label}", path, p.sample_rate)
+    stores = {
+        f"{p.name}: {label}": (path, p.sample_rate)
         for p in pairs
         for label, path in ((p.small_label, p.small), (p.big_label, p.big))
-    ]
-    runs: dict[str, list[dict[str, float]]] = {name: [] for name, _, _ in stores}
-    contention = Contention()
-    for r in range(cfg.open_runs):
-        for name, path, rate in stores[r % len(stores) :] + stores[: r % len(stores)]:
-            code = _OPEN_SCRIPT.format(root=str(ROOT), path=str(path), rate=rate)
-            out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-            runs[name].append(json.loads(out.stdout.strip().splitlines()[-1]))
-    print(
-        f"\n(1) AACStore.open + AACSegmentDataset(path, window_seconds=1.0, sample_rate=, num_channels=1), "
-        f"fresh interpreter, {cfg.open_runs} run(s) per store, ms"
-    )
-    width = max(len(n) for n in runs)
-    cols = ("open", "dataset", "both", "both p90", "1st item")
-    print(f"  {'store':<{width}}  " + "  ".join(f"{c:>8}" for c in cols) + f"  {'import aacdata':>14}")
-    both: dict[str, Summary] = {}
+    }
+
+    def run(path: Path, rate: int) -> dict[str, float]:
+        code = _OPEN_SCRIPT.format(root=str(ROOT), path=str(path), rate=rate)
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+        return json.loads(out.stdout.strip().splitlines()[-1])
+
+    runs: dict[str, list[dict[str, float]]] = {name: [] for name in stores}
+    calls: dict[str, Method] = {k: (lambda _, k=k: runs[k].append(run(*stores[k]))) for k in stores}
+    report.compare("(1) a fresh interpreter's wall time", lambda: calls, range(cfg.open_runs), unit="s", scale=1.0)
+    rows = []
     for name, rs in runs.items():
-        o = Summary.of([x["open"] * 1e3 for x in rs])
-        d = Summary.of([x["dataset"] * 1e3 for x in rs])
-        both[name] = b = Summary.of([(x["open"] + x["dataset"]) * 1e3 for x in rs])
-        first = Summary.of([x["first_item"] * 1e3 for x in rs])
-        imp = Summary.of([x["import"] * 1e3 for x in rs])
-        print(
-            f"  {name:<{width}}  {o.median:8.1f}  {d.median:8.1f}  {b.median:8.1f}  {b.p90:8.1f}  "
-            f"{first.median:8.1f}  {imp.median:14.0f}"
-        )
-    print(f"  {contention.note()}")
-    lines = ["(1) open + dataset construction (median, fresh process)"]
-    for p in pairs:
-        big, small = both[f"{p.name}: {p.big_label}"], both[f"{p.name}: {p.small_label}"]
-        lines.append(ratio_line(f"[{p.name}] open + dataset, s", big.median / 1e3, "<=", 1.0))
-        lines.append(info_line(f"[{p.name}] open + dataset, big / small store", big.median / small.median))
-    return lines
+        both = Summary.of([(x["open"] + x["dataset"]) * 1e3 for x in rs])
+        med = {k: float(np.median([x[k] for x in rs])) * 1e3 for k in ("open", "dataset", "first_item", "import")}
+        rows.append([name, med["open"], med["dataset"], both.median, both.p90, med["first_item"], med["import"]])
+        if name.endswith(next(p.big_label for p in pairs if name.startswith(p.name))):
+            report.target(f"(1) [{name.split(':')[0]}] open + dataset, s", both.median / 1e3, "<=", 1.0)
+    report.table(
+        f"(1) AACStore.open + AACSegmentDataset(path, window_seconds=1.0, sample_rate=, num_channels=1), fresh "
+        f"interpreter, {cfg.open_runs} run(s) per store, median ms",
+        ["store", "open", "dataset", "both", "both p90", "1st item", "import aacdata"],
+        rows,
+    )
 
-
-# ---------------------------------------------------------------------- (2) worker memory
 
 _INIT_MEMORY: dict[str, int] = {}
 
@@ -203,36 +132,17 @@ def _probe_init(worker_id: int) -> None:
     _INIT_MEMORY.update(memory_kib())
 
 
-def _cache_internals(ds: AACSegmentDataset) -> tuple[int, int] | None:
-    """Bytes of decoded /index and /frame_crc chunks that the worker's stores keep (their
-    private ``_ChunkCache``), and bytes of other chunk arrays that cached rows still point
-    into (views keep a whole chunk alive); None if this aacdata has no such internals."""
-    try:
-        stores = list(ds._state.stores.values())  # type: ignore[union-attr]
-        chunks = [c for s in stores for cache in (s._index_chunks, s._crc_chunks) for c in cache._chunks.values()]
-        entries = [a for s in stores for entry in s._offsets.values() for a in entry]
-    except AttributeError:
-        return None
-    kept = {id(c if c.base is None else c.base) for c in chunks}
-    pinned = {id(a.base): a.base.nbytes for a in entries if a.base is not None and id(a.base) not in kept}
-    return sum(c.nbytes for c in chunks), sum(pinned.values())
-
-
 def _probe_collate(batch: list[torch.Tensor]) -> tuple[torch.Tensor, dict[str, Any]]:
     """default_collate, plus the worker's memory and cache counters after this batch."""
     info = torch.utils.data.get_worker_info()
     assert info is not None
-    ds = info.dataset
-    probe: dict[str, Any] = {**ds.stats(), **memory_kib(), "init_rss": _INIT_MEMORY.get("VmRSS", 0)}
-    if probe["windows_served"] >= len(ds):  # the last batch: look inside the caches once
-        probe["internals"] = _cache_internals(ds)
+    probe = {**info.dataset.stats(), **memory_kib(), "init_rss": _INIT_MEMORY.get("VmRSS", 0)}
     return torch.utils.data.default_collate(batch), probe
 
 
 def worker_memory(path: Path, rate: int, num_windows: int, cache_bytes: int, seed: int) -> dict[str, Any]:
     """Serve ``num_windows`` random 1 s windows through one DataLoader worker; its memory
-    and counters after the first and after the last batch."""
-    batch = 32
+    and counters after the first and after the last batch, and its windows/s."""
     ds = AACSegmentDataset(
         str(path),
         window_seconds=1.0,
@@ -242,180 +152,101 @@ def worker_memory(path: Path, rate: int, num_windows: int, cache_bytes: int, see
         seed=seed,
         index_cache_bytes=cache_bytes,
     )
-    loader = torch.utils.data.DataLoader(
-        ds, batch_size=batch, num_workers=1, collate_fn=_probe_collate, worker_init_fn=_probe_init
-    )
-    it = iter(loader)
+    kw: dict[str, Any] = {"collate_fn": _probe_collate, "worker_init_fn": _probe_init}
+    it = iter(torch.utils.data.DataLoader(ds, batch_size=32, num_workers=1, **kw))
     _, first = next(it)
     t0 = time.perf_counter()
-    last = first
-    served = 0
+    last, served = first, 0
     for _, probe in it:
-        last = probe
-        served += batch
-    elapsed = time.perf_counter() - t0
+        last, served = probe, served + 32
+    rate_ = served / (time.perf_counter() - t0)
     del it
-    return {"first": first, "last": last, "rate": served / elapsed if elapsed > 0 else 0.0}
+    return {"first": first, "last": last, "rate": rate_}
 
 
-def bench_memory(pairs: Sequence[Pair], cfg: Config, seed: int) -> list[str]:
-    print(
-        f"\n(2) DataLoader(batch_size=32, num_workers=1): the worker's memory after {cfg.rss_windows:,} random 1 s "
-        "windows (mono), MiB"
-    )
-    cols = ("RSS init", "1st batch", "end", "growth", "peak", "tracked", "chunks", "pinned", "recs", "misses", "win/s")
-    widths = [max(6, len(c)) for c in cols]
-    print(f"  {'store':<22} {'budget':>7}  " + " ".join(f"{c:>{w}}" for c, w in zip(cols, widths, strict=True)))
-    lines = ["(2) worker memory"]
-    contention = Contention()
+def bench_memory(report: Report, pairs: Sequence[Pair], cfg: Config, seed: int) -> None:
+    rows = []
     for p in pairs:
         for budget in (DEFAULT_INDEX_CACHE_BYTES, p.small_cache):
             r = worker_memory(p.big, p.sample_rate, cfg.rss_windows, budget, seed)
             a, b = r["first"], r["last"]
             growth = (b["VmRSS"] - a["VmRSS"]) / 1024
-            internals = b.get("internals")
-            chunks, pinned = ("n/a", "n/a") if internals is None else (f"{x / MiB:.1f}" for x in internals)
-            values = (
-                f"{a['init_rss'] / 1024:.1f}",
-                f"{a['VmRSS'] / 1024:.1f}",
-                f"{b['VmRSS'] / 1024:.1f}",
-                f"{growth:.1f}",
-                f"{b['VmHWM'] / 1024:.1f}",
-                f"{b['index_cache_bytes'] / MiB:.1f}",
-                chunks,
-                pinned,
-                f"{b['index_cache_recordings']:,}",
-                f"{b['index_cache_misses']:,}",
-                f"{r['rate']:.0f}",
-            )
-            row = " ".join(f"{v:>{w}}" for v, w in zip(values, widths, strict=True))
-            print(f"  {p.big_label:<22} {budget / MiB:>3.0f} MiB  {row}")
-            tag = f"[{p.name}] {budget / MiB:.0f} MiB cache"
-            lines.append(ratio_line(f"{tag}: tracked rows / budget", b["index_cache_bytes"] / budget, "<=", 1.0))
-            if budget == p.small_cache:  # the documented bound: the budget plus the decoded-chunk cache
-                bound = (budget + CHUNK_CACHE_ALLOWANCE) / MiB
-                lines.append(ratio_line(f"{tag}: RSS growth / {bound:.0f} MiB", growth / bound, "<=", 1.0))
+            mem = [a["init_rss"], a["VmRSS"], b["VmRSS"], b["VmRSS"] - a["VmRSS"], b["VmHWM"]]
+            held = b.get("index_cache_chunks", b.get("index_cache_recordings", 0))  # what the cache holds
+            cache = [b["index_cache_bytes"] / MiB, held, b["index_cache_misses"], r["rate"]]
+            rows.append([p.big_label, f"{budget / MiB:.0f} MiB", *(m / 1024 for m in mem), *cache])
+            tag = f"(2) [{p.name}] {budget / MiB:.0f} MiB cache"
+            report.target(f"{tag}: tracked / budget", b["index_cache_bytes"] / budget, "<=", 1.0)
+            if budget == p.small_cache:  # the budget must bound the growth
+                bound = (budget + SLACK) / MiB
+                report.target(f"{tag}: RSS growth / {bound:.0f} MiB", growth / bound, "<=", 1.0)
             else:
-                lines.append(info_line(f"{tag}: RSS growth, MiB", growth))
-            lines.append(info_line(f"{tag}: windows/s (1 worker)", r["rate"]))
-    print(
-        "  growth: RSS after the last batch minus after the first; tracked: index rows counted against the budget\n"
-        "  (index_cache_bytes); chunks: decoded /index and /frame_crc chunks cached besides (private _ChunkCache, not\n"
-        "  counted); pinned: other chunk arrays kept alive by cached rows that are views into them (not counted);\n"
-        "  recs: recordings with cached rows; misses: index loads. Checked below: growth with the small budget <=\n"
-        f"  budget + {CHUNK_CACHE_ALLOWANCE / MiB:.0f} MiB (the decoded chunks aacdata documents on top of the budget)"
+                report.info(f"{tag}: RSS growth, MiB", growth)
+    report.table(
+        f"(2) DataLoader(batch_size=32, num_workers=1): the worker's memory (MiB) after {cfg.rss_windows:,} random "
+        "1 s windows (mono)",
+        ["store", "budget", "RSS init", "1st batch", "end", "growth", "peak", "tracked", "held", "misses", "win/s"],
+        rows,
+        "growth: RSS after the last batch minus after the first; tracked: what the store counts against the budget "
+        "(`index_cache_bytes`); held: index chunks (or, in older stores, recordings) it holds; misses: index loads "
+        f"(`ds.stats()`). Checked: growth with the small budget <= budget + {SLACK / MiB:.0f} MiB (decoders etc.).",
     )
-    print(f"  {contention.note()}")
-    return lines
 
 
-# ---------------------------------------------------------------------- (3) read cost
-
-
-def bench_reads(pairs: Sequence[Pair], cfg: Config, seed: int) -> list[str]:
-    lines = ["(3) random 1 s windows, AACStore.read (index cached)"]
-    for p in pairs:
-        lines += bench_reads_pair(p, cfg, seed)
-    return lines
-
-
-def bench_reads_pair(p: Pair, cfg: Config, seed: int) -> list[str]:
-    """Interleaved 1 s reads from the small and the big store, after the first read of
-    every recording of the big one (timed separately) and a warm-up."""
+def bench_reads(report: Report, p: Pair, cfg: Config, seed: int) -> None:
+    """Interleaved 1 s reads from the small and the big store, index rows cached (every
+    recording of the big store read once, untimed), page cache warm."""
     rng = np.random.default_rng(seed + 7)
-    warmed = {which: warm_page_cache(which) for which in (p.small, p.big)}
+    for path in (p.small, p.big):
+        warm_page_cache(path)
     small, big = AACStore.open(p.small), AACStore.open(p.big)
     n = p.sample_rate  # 1 s
-
-    def draw(store: AACStore, count: int) -> list[tuple[int, int]]:
-        recs = rng.integers(0, len(store), count)
-        lengths = store.column("num_samples")
-        return [(int(r), int(rng.integers(0, int(lengths[r]) - n))) for r in recs]
-
-    contention = Contention()
-    # The first read of each recording loads its index rows (then cached): for information.
     lengths = big.column("num_samples")
-    first = np.empty(len(big))
-    for j, r in enumerate(rng.permutation(len(big)).tolist()):
-        s = int(rng.integers(0, int(lengths[r]) - n))
-        t = time.perf_counter_ns()
-        big.read(r, s, n)
-        first[j] = time.perf_counter_ns() - t
-    for store in (small, big):
-        for r, s in draw(store, cfg.warmup):
-            store.read(r, s, n)
-    win_small, win_big = draw(small, cfg.windows), draw(big, cfg.windows)
-    calls: dict[str, Callable[[int], Any]] = {
-        p.small_label: lambda i: small.read(win_small[i][0], win_small[i][1], n),
-        p.big_label: lambda i: big.read(win_big[i][0], win_big[i][1], n),
+    big.read_many([(r, int(rng.integers(0, int(lengths[r]) - n)), n) for r in range(len(big))])
+
+    def draw(store: AACStore) -> tuple[int, int]:
+        r = int(rng.integers(0, len(store)))
+        return r, int(rng.integers(0, int(store.column("num_samples")[r]) - n))
+
+    pairs = [(draw(small), draw(big)) for _ in range(cfg.warmup + cfg.windows)]
+    methods: Mapping[str, Method] = {
+        p.small_label: lambda w: small.read(*w[0], n),
+        p.big_label: lambda w: big.read(*w[1], n),
     }
-    gc.collect()
-    times = time_rounds(calls, cfg.windows, cfg.round_size)
-    stats = {k: Summary.of(v / 1e3) for k, v in times.items()}
-    first_label = f"{p.big_label}, first read of each"
-    stats[first_label] = Summary.of(first / 1e3)
-    rec = big.recording(0)
-    print_table(
-        f"(3) [{p.name}] random 1 s windows of {rec.sample_rate / 1000:g} kHz, {rec.num_channels} channel(s): "
-        f"{p.small_label} vs {p.big_label}",
-        list(stats.items()),
+    stats = report.compare(
+        f"(3) [{p.name}] random 1 s windows, AACStore.read: {p.small_label} vs {p.big_label}",
+        lambda: methods,
+        pairs[cfg.warmup :],
+        warmup=pairs[: cfg.warmup],
         baseline=p.small_label,
     )
-    print(f"  {contention.note()}")
-    chunk_files = sum(1 for _ in (p.big / "adts" / "c").iterdir())
-    print(
-        f"  page cache warmed: {warmed[p.big][0] / MiB:,.0f} MiB in {warmed[p.big][1]:.1f} s; /adts chunk files "
-        f"{chunk_files:,}, kept open per process {_bytes._MAX_OPEN_FILES}; "
-        f"index cache {big.cache_info()['index_cache_bytes'] / MiB:.1f} MiB for {len(big):,} recordings"
+    report.target(
+        f"(3) [{p.name}] big / small store", stats[p.big_label].median / stats[p.small_label].median, "<=", 1.2
     )
     small.close()
     big.close()
-    base = stats[p.small_label].median
-    return [
-        ratio_line(f"[{p.name}] big / small store", stats[p.big_label].median / base, "<=", 1.2),
-        info_line(f"[{p.name}] first read of each / small store", stats[first_label].median / base),
-    ]
 
 
-# ---------------------------------------------------------------------- main
-
-
-def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawTextHelpFormatter
-    )
-    parser.add_argument(
-        "--workdir",
-        type=Path,
-        default=Path("/tmp/aacdata-bench"),
-        help="cache of stores (default: %(default)s)",
-    )
-    parser.add_argument("--quick", action="store_true", help="small stores and few repetitions (smoke test, < 40 s)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the synthetic audio and the windows")
-    parser.add_argument(
-        "--only", choices=("open", "memory", "reads"), nargs="+", default=["open", "memory", "reads"], help="sections"
-    )
-    args = parser.parse_args(argv)
+def main() -> None:
+    p = parser(__doc__, "< 40 s")
+    p.add_argument("--only", choices=("open", "memory", "reads"), nargs="+", default=["open", "memory", "reads"])
+    args = p.parse_args()
     cfg = QUICK if args.quick else FULL
-    header(
-        "bench_scale: many recordings, many hours", [Path(sys.argv[0]).name, *(sys.argv[1:] if argv is None else argv)]
+    report = Report(
+        "bench_scale: many recordings, many hours",
+        args,
+        f"aacdata {aacdata.__version__}, torch {torch.__version__}, numpy {np.__version__}",
     )
-    print(f"# aacdata {aacdata.__version__}, torch {torch.__version__}, numpy {np.__version__}")
     torch.set_num_threads(1)
-    started = time.perf_counter()
     pairs = build(args.workdir, cfg, args.seed)
-    summary: list[str] = []
     if "open" in args.only:
-        summary += bench_open(pairs, cfg)
+        bench_open(report, pairs, cfg)
     if "memory" in args.only:
-        summary += bench_memory(pairs, cfg, args.seed)
+        bench_memory(report, pairs, cfg, args.seed)
     if "reads" in args.only:
-        summary += bench_reads(pairs, cfg, args.seed)
-    print("\nSummary")
-    if args.quick:
-        summary.append("(--quick: a smoke test on small stores; the targets are for the full run)")
-    print("\n".join(summary))
-    print(f"\n# total {time.perf_counter() - started:.0f} s")
+        for pair in pairs:
+            bench_reads(report, pair, cfg, args.seed)
+    report.finish()
 
 
 if __name__ == "__main__":

@@ -1,7 +1,8 @@
-"""Helpers shared by the benchmark scripts: timing in interleaved rounds, summaries,
-ratio lines with targets, synthetic corpora cached on disk.
+"""Synthetic inputs shared by the benchmark scripts, built on first use and cached under
+``--workdir``: a music-like corpus (store + the same audio as FLAC and .m4a), a store of
+many short speech-like clips, and stores of long recordings made from one encoded segment.
 
-Not a public module; the scripts import it as ``_common`` (they run from this folder).
+Not a public module; the scripts import it as ``_corpus`` (they run from this folder).
 """
 
 from __future__ import annotations
@@ -10,7 +11,6 @@ import hashlib
 import json
 import multiprocessing
 import os
-import resource
 import shutil
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -22,147 +22,7 @@ from typing import Any
 import numpy as np
 
 import aacdata
-from aacdata import AACDataError, AACStore, _adts, _synth
-
-# ---------------------------------------------------------------------- timing
-
-
-def time_rounds(
-    calls: Mapping[str, Callable[[int], object]],
-    num: int,
-    round_size: int,
-) -> dict[str, np.ndarray]:
-    """Time ``call(i)`` for ``i in range(num)`` for every method, in interleaved rounds.
-
-    Round ``r`` runs items ``[r * round_size, (r + 1) * round_size)`` through each method
-    in turn, starting with a different method each round, so slow drifts of a noisy
-    machine (frequency, other tenants) spread over all methods alike. Returns the time of
-    every call in nanoseconds, float64 ``(num,)`` per method.
-    """
-    names = list(calls)
-    out = {name: np.empty(num, dtype=np.float64) for name in names}
-    clock = time.perf_counter_ns
-    for r, a in enumerate(range(0, num, round_size)):
-        b = min(a + round_size, num)
-        k = r % len(names)
-        for name in names[k:] + names[:k]:
-            call, times = calls[name], out[name]
-            for i in range(a, b):
-                t0 = clock()
-                call(i)
-                times[i] = clock() - t0
-    return out
-
-
-@dataclass(frozen=True, slots=True)
-class Summary:
-    """Median and 90th percentile of a set of timings, in the unit they were given."""
-
-    median: float
-    p90: float
-    count: int
-
-    @classmethod
-    def of(cls, values: np.ndarray | Sequence[float]) -> Summary:
-        v = np.asarray(values, dtype=np.float64)
-        return cls(float(np.median(v)), float(np.percentile(v, 90)), int(v.size))
-
-
-def print_table(title: str, rows: Sequence[tuple[str, Summary]], baseline: str, unit: str = "µs/window") -> None:
-    """A table of methods: median, p90 and the ratio of medians to ``baseline``'s."""
-    base = dict(rows)[baseline].median
-    width = max(len(name) for name, _ in rows)
-    print(f"\n{title}")
-    print(f"  {'method':<{width}}  {'median ' + unit:>18}  {'p90':>10}  {'n':>5}  {'/ ' + baseline:>14}")
-    for name, s in rows:
-        print(f"  {name:<{width}}  {s.median:>18.1f}  {s.p90:>10.1f}  {s.count:>5}  {s.median / base:>14.2f}")
-
-
-def ratio_line(label: str, value: float, op: str, target: float) -> str:
-    """``label  value  target op X  met|MISSED`` (``op`` is ``"<="`` or ``">="``)."""
-    ok = value <= target if op == "<=" else value >= target
-    return f"  {label:<44} {value:7.2f}   target {op} {target:<5}  {'met' if ok else 'MISSED'}"
-
-
-def info_line(label: str, value: float, note: str = "") -> str:
-    return f"  {label:<44} {value:7.2f}   {note}".rstrip()
-
-
-class Contention:
-    """CPU that other processes (and other VMs: steal time) took while this one measured.
-
-    The reference machine has 2 cores: anything else running (a test suite, another
-    benchmark) slows whatever is timed. ``cores()`` is the average number of cores used
-    by processes other than this one and its reaped children since ``start()`` (Linux
-    ``/proc/stat``; 0 where unavailable).
-    """
-
-    def __init__(self, ours: Sequence[int] = ()) -> None:
-        self._ours = tuple(ours)  # other processes that are part of the measurement (a local S3 server)
-        self.start()
-
-    def start(self) -> None:
-        self._t, self._busy, self._own = time.monotonic(), _system_busy(), self._ours_cpu()
-
-    def _ours_cpu(self) -> float:
-        return own_cpu() + sum(process_cpu(pid) for pid in self._ours)
-
-    def cores(self) -> float:
-        dt = time.monotonic() - self._t
-        if dt <= 0 or self._busy is None:
-            return 0.0
-        busy = _system_busy()
-        assert busy is not None
-        return max(0.0, (busy - self._busy) - (self._ours_cpu() - self._own)) / dt
-
-    def note(self, when: str = "meanwhile") -> str:
-        c = self.cores()
-        return f"other processes used {c:.2f} cores {when}" + ("  (busy machine: timings skewed)" if c > 0.25 else "")
-
-
-def _system_busy() -> float | None:
-    """Seconds of CPU the whole system spent busy (user, nice, system, irq, softirq, steal)."""
-    try:
-        with open("/proc/stat") as f:
-            fields = [int(x) for x in f.readline().split()[1:9]]
-    except (OSError, ValueError):
-        return None
-    user, nice, system, _idle, _iowait, irq, softirq, steal = fields
-    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
-
-
-def own_cpu() -> float:
-    """Seconds of CPU used by this process (all threads) and its reaped children."""
-    me = resource.getrusage(resource.RUSAGE_SELF)
-    kids = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
-
-
-def process_cpu(pid: int) -> float:
-    """Seconds of CPU used by a running process (user + system, threads included; 0 if gone)."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-    except (OSError, IndexError):
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def memory_kib(pid: int | str = "self") -> dict[str, int]:
-    """``VmRSS`` (resident now) and ``VmHWM`` (peak resident) of a process, in KiB (Linux)."""
-    out = {}
-    try:
-        with open(f"/proc/{pid}/status") as f:
-            for line in f:
-                key, _, value = line.partition(":")
-                if key in ("VmRSS", "VmHWM"):
-                    out[key] = int(value.split()[0])
-    except OSError:
-        pass
-    return out
-
-
-# ---------------------------------------------------------------------- synthetic audio
+from aacdata import AACDataError, AACStore, _adts, _layout, _synth
 
 
 class SegmentPool:
@@ -175,21 +35,10 @@ class SegmentPool:
     """
 
     def __init__(
-        self,
-        kinds: Iterable[str],
-        *,
-        segments: int,
-        segment_seconds: float,
-        sample_rate: int,
-        num_channels: int,
-        seed: int,
+        self, kinds: Iterable[str], *, segments: int, seconds: float, rate: int, channels: int, seed: int
     ) -> None:
-        n = round(segment_seconds * sample_rate)
-        jobs = [
-            (k, n, sample_rate, num_channels, seed * 1000 + 17 * j + i)
-            for i, k in enumerate(kinds)
-            for j in range(segments)
-        ]
+        n = round(seconds * rate)
+        jobs = [(k, n, rate, channels, seed * 1000 + 17 * j + i) for i, k in enumerate(kinds) for j in range(segments)]
         made = parallel_map(_make_segment, jobs)
         self.segments: dict[str, list[np.ndarray]] = {}
         for (kind, *_), audio in zip(jobs, made, strict=True):
@@ -226,9 +75,6 @@ def parallel_map(fn: Callable[..., Any], jobs: Sequence[tuple[Any, ...]], worker
         return [f.result() for f in futures]
 
 
-# ---------------------------------------------------------------------- cache on disk
-
-
 def cached(root: Path, params: Mapping[str, Any], check: Callable[[], object] | None = None) -> bool:
     """Whether ``root`` holds a finished build made with ``params`` that passes ``check``
     (e.g. its stores open with this aacdata); if not, empty it."""
@@ -245,17 +91,12 @@ def cached(root: Path, params: Mapping[str, Any], check: Callable[[], object] | 
     return False
 
 
-_STORED_BY = ("_adts.py", "_layout.py", "_synth.py", "_transcode.py", "_writer.py", "importer.py")
-
-
 def aacdata_fingerprint() -> str:
-    """A digest of the aacdata modules that decide what a build writes: a change to any of
-    them (a new store layout, another encoder setting) invalidates the cached builds."""
-    root = Path(_synth.__file__).parent
-    h = hashlib.sha1()
-    for name in _STORED_BY:
-        path = root / name
-        h.update(path.read_bytes() if path.exists() else b"")
+    """What a cached build depends on besides its parameters: the store format version and
+    the synthetic-audio generator. Other library changes keep a build as long as its stores
+    still open (the ``check`` of :func:`cached`); delete ``--workdir`` to rebuild all."""
+    h = hashlib.sha1(str(_layout.FORMAT_VERSION).encode())
+    h.update(Path(_synth.__file__).read_bytes())
     return h.hexdigest()[:12]
 
 
@@ -284,9 +125,6 @@ def disk_usage(root: Path, sub: str | None = None) -> tuple[int, int]:
             apparent += st.st_size
             allocated += st.st_blocks * 512
     return apparent, allocated
-
-
-# ---------------------------------------------------------------------- stores built from ADTS
 
 
 def build_short_speech(workdir: Path, num: int, seed: int) -> tuple[Path, Path]:
@@ -406,9 +244,55 @@ def warm_page_cache(path: Path) -> tuple[int, float]:
     return total, time.perf_counter() - t0
 
 
-def header(title: str, argv: Sequence[str]) -> None:
-    print(f"# {title}")
-    print(f"# {time.strftime('%Y-%m-%d %H:%M:%S %Z')}  cores={os.cpu_count()}  command: {' '.join(argv)}")
-    probe = Contention()
-    time.sleep(1.0)
-    print(f"# {probe.note('in the second before the start')}; load average {os.getloadavg()[0]:.2f} (1 min)")
+@dataclass(frozen=True, slots=True)
+class Corpus:
+    """A store and the same audio as 16-bit FLAC and as .m4a, by store recording index."""
+
+    name: str
+    store: Path
+    flac: list[Path]
+    m4a: list[Path]
+
+
+KINDS = {"music": ("music",), "sparse": ("tone", "speech")}
+"""Corpus name -> signal kinds, alternating over its recordings."""
+_POOL: SegmentPool | None = None  # set before forking the writers, inherited by them
+
+
+def _write_recording(kind: str, num_samples: int, seed: int, flac: Path, m4a: Path) -> None:
+    assert _POOL is not None
+    audio = _POOL.compose(kind, num_samples, seed)
+    _synth.write_audio(flac, audio, sample_rate=MUSIC_RATE)
+    _synth.write_audio(m4a, audio, sample_rate=MUSIC_RATE, bitrate=160_000)
+
+
+def build_corpus(workdir: Path, name: str, seconds: Sequence[float], seed: int, pool_segments: int = 6) -> Corpus:
+    """44.1 kHz stereo recordings of ``seconds`` each (plus < 1 frame), written as FLAC and
+    .m4a (160 kbit/s AAC-LC) and the FLAC files imported (160 kbit/s, ``workers=2``)."""
+    global _POOL
+    kinds = KINDS[name]
+    rng = np.random.default_rng(seed)
+    lengths = [round(s * MUSIC_RATE) + int(rng.integers(_adts.SAMPLES_PER_FRAME)) for s in seconds]
+    names = [f"r{i:02d}_{kinds[i % len(kinds)]}" for i in range(len(lengths))]
+    root = workdir / f"{name}-{len(lengths)}-{round(sum(seconds))}"
+    params = {"kinds": kinds, "lengths": lengths, "seed": seed, "aacdata": aacdata_fingerprint()}
+    store = root / "store.zarr"
+    if not cached(root, params, check_stores(store)):
+        t0 = time.perf_counter()
+        _POOL = SegmentPool(kinds, segments=pool_segments, seconds=10.0, rate=MUSIC_RATE, channels=2, seed=seed)
+        jobs = [
+            (kinds[i % len(kinds)], n, seed * 7919 + i, root / "flac" / f"{s}.flac", root / "m4a" / f"{s}.m4a")
+            for i, (n, s) in enumerate(zip(lengths, names, strict=True))
+        ]
+        parallel_map(_write_recording, sorted(jobs, key=lambda j: -j[1]))  # longest first: balanced workers
+        _POOL = None
+        report = aacdata.import_audio(root / "flac", store, workers=2, progress=False)
+        if not report.ok or len(report.imported) != len(lengths):
+            raise RuntimeError(f"import of the {name} corpus failed: {report} {report.failed}")
+        mark_built(root, params)
+        print(f"built the {name} corpus: {sum(lengths) / MUSIC_RATE / 60:.1f} min in {time.perf_counter() - t0:.0f} s")
+    with AACStore.open(store) as st:
+        ids = list(st.ids)
+    return Corpus(
+        name, store, [root / "flac" / i for i in ids], [root / "m4a" / Path(i).with_suffix(".m4a").name for i in ids]
+    )
