@@ -14,19 +14,24 @@ the garbage of an interrupted import, which the next import overwrites.
 
 from __future__ import annotations
 
+import json
 import math
+import os
 import warnings
 import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, TypeGuard
+from typing import Any, Literal, TypeGuard
 
 import numpy as np
 import zarr
 from zarr.codecs import BloscCodec
+from zarr.core.sync import sync
+from zarr.errors import GroupNotFoundError
 
+from . import _lock, _remote
 from ._adts import SAMPLES_PER_FRAME
-from .errors import StoreFormatError
+from .errors import AACDataError, StoreFormatError, StoreNotFoundError
 
 FORMAT_VERSION = 1
 ATTRIBUTE = "aacdata"
@@ -353,3 +358,94 @@ def _check_array(array: Any, where: str, dtype: str, ndim: int) -> zarr.Array[An
                 f"{MAX_CHUNK_BYTES} bytes in all (its zarr.json is damaged)"
             )
     return array
+
+
+# ---------------------------------------------------------------------- opening and creating
+
+
+def open_root(
+    path_or_url: Any, mode: str, *, storage_options: Mapping[str, Any] | None = None
+) -> tuple[zarr.Group, str]:
+    """The root group of the store at a local path, URL or zarr ``Store`` (created, empty,
+    where ``mode="a"`` finds none), and the store's name for messages.
+
+    Creation happens under the write lock, so that two imports racing to create a store do
+    not build the layout over each other; opening errors say what is there instead.
+    """
+    where = _remote.describe(path_or_url)
+    if _remote.is_local(path_or_url):
+        local = _remote.local_path(path_or_url)
+        if mode == "r":
+            if not os.path.exists(local):
+                raise StoreNotFoundError(f"no store at {where!r} (create one with `aacdata import SOURCES -o {where}`)")
+            return _open_local(local, "r"), where
+        if os.path.isfile(os.path.join(local, "zarr.json")):
+            return _open_or_create_local(local), where
+        with _lock.acquire(zarr.storage.LocalStore(local), where):
+            return _open_or_create_local(local), where
+    zstore = _remote.open_store(path_or_url, read_only=mode == "r", storage_options=storage_options)
+    if mode == "a" and not _remote_exists(zstore, where):
+        with _lock.acquire(zstore, where):
+            return _open_remote(zstore, where, mode), where
+    return _open_remote(zstore, where, mode), where
+
+
+def _open_local(where: str, mode: Literal["r", "r+"]) -> zarr.Group:
+    """Open the Zarr group at a local path, with errors that say what is there instead."""
+    if not os.path.isdir(where):
+        raise StoreFormatError(f"{where!r} is a file, not a store directory")
+    meta_path = os.path.join(where, "zarr.json")
+    if not os.path.exists(meta_path):
+        hint = " (a Zarr v2 store?)" if os.path.exists(os.path.join(where, ".zgroup")) else ""
+        raise StoreFormatError(f"{where!r} is a directory without zarr.json{hint}, not an aacdata store")
+    try:
+        with open(meta_path, "rb") as f:
+            node_type = json.load(f).get("node_type")
+    except (OSError, ValueError, AttributeError, RecursionError) as e:  # RecursionError: nested too deeply
+        raise StoreFormatError(f"{where!r}: its zarr.json cannot be read ({type(e).__name__}: {e})") from None
+    if node_type != "group":
+        raise StoreFormatError(f"{where!r} is a Zarr {node_type or 'node'}, not an aacdata store (a group)")
+    try:
+        return zarr.open_group(zarr.storage.LocalStore(where, read_only=mode == "r"), mode=mode)
+    except (GroupNotFoundError, OSError, ValueError, KeyError, TypeError, RecursionError) as e:
+        raise StoreFormatError(f"{where!r}: the Zarr group cannot be opened ({type(e).__name__}: {e})") from None
+
+
+def _open_remote(zstore: Any, where: str, mode: str) -> zarr.Group:
+    # An outage is a RemoteStoreError (from _remote.RemoteStore, or here for other Store
+    # objects), never "no store here": a caller may create a store where none is found.
+    try:
+        exists = sync(zstore.exists("zarr.json"))
+    except AACDataError:
+        raise
+    except Exception as e:  # any client error: name the store and the cause
+        raise _remote.remote_error(where, "checking", "zarr.json", e) from e
+    if not exists:
+        if mode == "r":
+            raise StoreNotFoundError(f"no store at {where!r} (create one with `aacdata import SOURCES -o {where}`)")
+        return create_layout(zstore)
+    try:
+        group = zarr.open_group(zstore, mode="r" if mode == "r" else "r+")
+    except (GroupNotFoundError, FileNotFoundError, ValueError, KeyError, TypeError, RecursionError) as e:
+        raise StoreFormatError(f"{where!r}: the Zarr group cannot be opened ({e})") from None
+    return group
+
+
+def _remote_exists(zstore: Any, where: str) -> bool:
+    try:
+        return bool(sync(zstore.exists("zarr.json")))
+    except Exception:  # noqa: BLE001 - opening the group reports the client error with its cause
+        return True
+
+
+def _open_or_create_local(where: str) -> zarr.Group:
+    if os.path.exists(where) and not os.path.isdir(where):
+        raise StoreFormatError(f"{where!r} is a file, not a store directory; choose another output path")
+    store = zarr.storage.LocalStore(where)
+    if os.path.exists(os.path.join(where, "zarr.json")):
+        group = _open_local(where, "r+")
+        parse_root_attributes(group.attrs.asdict(), where)
+        return group
+    if os.path.isdir(where) and set(os.listdir(where)) - {_lock.LOCK_FILE}:
+        raise StoreFormatError(f"{where!r} is a non-empty directory without zarr.json; choose a new path for the store")
+    return create_layout(store)

@@ -16,8 +16,6 @@ from typing import Any, Literal
 import numpy as np
 import zarr
 from zarr.abc.store import Store
-from zarr.core.sync import sync
-from zarr.errors import GroupNotFoundError
 
 from . import _annotation_store, _layout, _lock, _remote
 from ._adts import SAMPLES_PER_FRAME, with_pce_in_first_frame
@@ -34,7 +32,6 @@ from .errors import (
     CorruptDataError,
     RecordingNotFoundError,
     StoreFormatError,
-    StoreNotFoundError,
     StoreWriteError,
     WindowError,
 )
@@ -264,30 +261,7 @@ class AACStore:
         """
         if mode not in ("r", "a"):
             raise ValueError(f"mode must be 'r' (read) or 'a' (append); got {mode!r}")
-        where = _remote.describe(path_or_url)
-        if _remote.is_local(path_or_url):
-            local = _remote.local_path(path_or_url)
-            if mode == "r":
-                if not os.path.exists(local):
-                    raise StoreNotFoundError(
-                        f"no store at {where!r} (create one with `aacdata import SOURCES -o {where}`)"
-                    )
-                group = _open_group(local, "r")
-            else:
-                if os.path.isfile(os.path.join(local, "zarr.json")):
-                    group = _open_or_create(local)
-                else:
-                    # Creation happens under the write lock, so that two imports racing to
-                    # create a store do not build the layout over each other.
-                    with _lock.acquire(zarr.storage.LocalStore(local), where):
-                        group = _open_or_create(local)
-        else:
-            zstore = _remote.open_store(path_or_url, read_only=mode == "r", storage_options=storage_options)
-            if mode == "a" and not _remote_exists(zstore, where):
-                with _lock.acquire(zstore, where):
-                    group = _open_remote_group(zstore, where, mode)
-            else:
-                group = _open_remote_group(zstore, where, mode)
+        group, where = _layout.open_root(path_or_url, mode, storage_options=storage_options)
         store = cls(group, where=where, mode=mode, index_cache_bytes=index_cache_bytes, check_table=check_table)
         store.target = path_or_url if isinstance(path_or_url, Store) else where
         return store
@@ -973,64 +947,3 @@ def _disk_usage(root: str) -> dict[str, int]:
                 sizes[top[0]] = sizes.get(top[0], 0) + size
     sizes["total"] = total
     return sizes
-
-
-def _open_group(where: str, mode: Literal["r", "r+"]) -> zarr.Group:
-    """Open the Zarr group at a local path, with errors that say what is there instead."""
-    if not os.path.isdir(where):
-        raise StoreFormatError(f"{where!r} is a file, not a store directory")
-    meta_path = os.path.join(where, "zarr.json")
-    if not os.path.exists(meta_path):
-        hint = " (a Zarr v2 store?)" if os.path.exists(os.path.join(where, ".zgroup")) else ""
-        raise StoreFormatError(f"{where!r} is a directory without zarr.json{hint}, not an aacdata store")
-    try:
-        with open(meta_path, "rb") as f:
-            node_type = json.load(f).get("node_type")
-    except (OSError, ValueError, AttributeError, RecursionError) as e:  # RecursionError: nested too deeply
-        raise StoreFormatError(f"{where!r}: its zarr.json cannot be read ({type(e).__name__}: {e})") from None
-    if node_type != "group":
-        raise StoreFormatError(f"{where!r} is a Zarr {node_type or 'node'}, not an aacdata store (a group)")
-    try:
-        return zarr.open_group(zarr.storage.LocalStore(where, read_only=mode == "r"), mode=mode)
-    except (GroupNotFoundError, OSError, ValueError, KeyError, TypeError, RecursionError) as e:
-        raise StoreFormatError(f"{where!r}: the Zarr group cannot be opened ({type(e).__name__}: {e})") from None
-
-
-def _open_remote_group(zstore: Any, where: str, mode: str) -> zarr.Group:
-    # An outage is a RemoteStoreError (from _remote.RemoteStore, or here for other Store
-    # objects), never "no store here": a caller may create a store where none is found.
-    try:
-        exists = sync(zstore.exists("zarr.json"))
-    except AACDataError:
-        raise
-    except Exception as e:  # any client error: name the store and the cause
-        raise _remote.remote_error(where, "checking", "zarr.json", e) from e
-    if not exists:
-        if mode == "r":
-            raise StoreNotFoundError(f"no store at {where!r} (create one with `aacdata import SOURCES -o {where}`)")
-        return _layout.create_layout(zstore)
-    try:
-        group = zarr.open_group(zstore, mode="r" if mode == "r" else "r+")
-    except (GroupNotFoundError, FileNotFoundError, ValueError, KeyError, TypeError, RecursionError) as e:
-        raise StoreFormatError(f"{where!r}: the Zarr group cannot be opened ({e})") from None
-    return group
-
-
-def _remote_exists(zstore: Any, where: str) -> bool:
-    try:
-        return bool(sync(zstore.exists("zarr.json")))
-    except Exception:  # noqa: BLE001 - opening the group reports the client error with its cause
-        return True
-
-
-def _open_or_create(where: str) -> zarr.Group:
-    if os.path.exists(where) and not os.path.isdir(where):
-        raise StoreFormatError(f"{where!r} is a file, not a store directory; choose another output path")
-    store = zarr.storage.LocalStore(where)
-    if os.path.exists(os.path.join(where, "zarr.json")):
-        group = _open_group(where, "r+")
-        _layout.parse_root_attributes(group.attrs.asdict(), where)
-        return group
-    if os.path.isdir(where) and set(os.listdir(where)) - {_lock.LOCK_FILE}:
-        raise StoreFormatError(f"{where!r} is a non-empty directory without zarr.json; choose a new path for the store")
-    return _layout.create_layout(store)

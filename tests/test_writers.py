@@ -145,14 +145,16 @@ def test_a_store_opened_before_another_import_commits_loses_nothing(tmp_path: Pa
 
 _SLOW_OPEN = textwrap.dedent(
     """
-    import sys, time
+    import os, sys, time
     import aacdata.store as store_module
     original = store_module.AACStore.open.__func__
 
     def slow_open(cls, *args, **kwargs):
         opened = original(cls, *args, **kwargs)
         print("opened", flush=True)
-        time.sleep(float(sys.argv[1]))
+        deadline = time.monotonic() + 120
+        while not os.path.exists(sys.argv[1]) and time.monotonic() < deadline:
+            time.sleep(0.05)  # until the other import is done
         return opened
 
     store_module.AACStore.open = classmethod(slow_open)
@@ -167,9 +169,10 @@ def test_cli_imports_with_a_slow_open_keep_both_commits(tmp_path: Path, slow: st
     # Invariant: two CLI imports whose opening overlaps both land, in either order.
     sources = {"a": _sources(tmp_path / "a", 3, prefix="a"), "b": _sources(tmp_path / "b", 3, prefix="b")}
     store = tmp_path / "s.zarr"
+    go = tmp_path / "go"  # the slow import goes on once the fast one is done
     fast = "b" if slow == "a" else "a"
     slow_proc = subprocess.Popen(
-        [sys.executable, "-c", _SLOW_OPEN, "4", "import", str(sources[slow]), "-o", str(store), "--no-progress"],
+        [sys.executable, "-c", _SLOW_OPEN, str(go), "import", str(sources[slow]), "-o", str(store), "--no-progress"],
         env=env_with_package(),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -185,6 +188,7 @@ def test_cli_imports_with_a_slow_open_keep_both_commits(tmp_path: Path, slow: st
         timeout=120,
     )
     assert fast_run.returncode == 0, fast_run.stderr
+    go.touch()
     _out, err = slow_proc.communicate(timeout=120)
     assert slow_proc.returncode == 0, err
     with AACStore.open(store) as st:
