@@ -21,6 +21,7 @@ from . import _annotation_store, _layout, _lock, _remote
 from ._adts import SAMPLES_PER_FRAME, with_pce_in_first_frame
 from ._bytes import ByteReader
 from ._channels import coded_channels
+from ._chunks import DirectChunks
 from ._decoder import DecoderKey, DecoderPool, decode_into
 from ._index import FrameIndex
 from ._remote import StoreTarget
@@ -197,6 +198,8 @@ class AACStore:
         self._decoders = DecoderPool()
         self.index_cache_bytes = int(index_cache_bytes)
         t = self._table
+        self._direct_index = DirectChunks(self._index)
+        self._direct_crc = DirectChunks(self._frame_crc)
         # Index rows and CRCs by chunk, decoded once, shared by neighbouring recordings.
         self._frame_index = FrameIndex(
             self._read_index_rows,
@@ -297,6 +300,12 @@ class AACStore:
             ) from e
 
     def _read_index_rows(self, node: str, start: int, stop: int) -> np.ndarray:
+        """Rows of ``/index`` or ``/frame_crc`` for the index cache: straight from the chunk
+        file where it can (local stores), else through zarr."""
+        direct = self._direct_index if node == _layout.INDEX else self._direct_crc
+        rows = direct.read(start, stop)
+        if rows is not None:
+            return rows
         array = self._index if node == _layout.INDEX else self._frame_crc
         return self._read_rows(array, node, start, stop)
 

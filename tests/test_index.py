@@ -3,6 +3,8 @@ chunks, equal the stored rows, and only windows that use damaged rows fail."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -107,3 +109,30 @@ def test_rows_outside_their_recording_fail() -> None:
     index = _index(columns, rows, crcs, chunk_rows=16384)
     with pytest.raises(CorruptDataError):
         index.window(0, 90, 99)
+
+
+def test_direct_chunk_reads_equal_zarr_and_fall_back(store_path: Path, tmp_path: Path) -> None:
+    # Invariant: rows read straight from a local chunk file equal zarr's; a chunk that is
+    # missing or does not decode yields None (the store then reads through zarr, which
+    # reports the damage).
+    import shutil
+
+    import zarr
+
+    from aacdata._chunks import DirectChunks
+
+    copy = tmp_path / "s.zarr"
+    shutil.copytree(store_path, copy)
+    group = zarr.open_group(str(copy), mode="r")
+    for node in ("index", "frame_crc"):
+        array = group[node]
+        direct = DirectChunks(array)
+        n = array.shape[0]
+        for a, b in ((0, n), (1, n), (5, 17)):
+            np.testing.assert_array_equal(direct.read(a, b), np.asarray(array[a:b]))
+        assert direct.read(0, array.chunks[0] + 1) is None  # across chunks: not direct
+    chunk = copy / "index" / "c" / "0" / "0"
+    chunk.write_bytes(chunk.read_bytes()[:40])
+    assert DirectChunks(zarr.open_group(str(copy), mode="r")["index"]).read(0, 5) is None
+    chunk.unlink()
+    assert DirectChunks(zarr.open_group(str(copy), mode="r")["index"]).read(0, 5) is None
