@@ -30,7 +30,7 @@ from typing import Any, Literal
 
 from ._transcode import EncodedRecording, file_checksum, transcode
 from ._writer import PendingRecording, StoreWriter
-from .errors import AACDataError, ImportInterruptedError, SourceError
+from .errors import ImportFailedError, ImportInterruptedError, SourceError
 from .store import AACStore
 
 log = logging.getLogger("aacdata")
@@ -324,10 +324,6 @@ def import_audio(
         passthrough=int(stats["passthrough"]),
         notes=tuple(notes),
     )
-
-
-class ImportFailedError(AACDataError, RuntimeError):
-    """Raised by ``import_audio(..., on_error="raise")`` for the first failed source."""
 
 
 class _Stop(BaseException):
