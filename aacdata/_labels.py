@@ -98,6 +98,12 @@ def to_rate(ann: Annotations, rates: np.ndarray, rate: int) -> Annotations:
     )
 
 
+_FEW = 8
+"""Up to this many events in a window, targets are computed event by event: on caches
+that the window's decoding just left cold, a few scalar steps cost less than numpy's
+per-call overhead (see benchmarks/bench_labels.py)."""
+
+
 class WindowLabels:
     """Targets and event lists of windows, from a resolved table in corpus rows."""
 
@@ -131,6 +137,9 @@ class WindowLabels:
                 + " (add them, or leave classes= out to use every label)"
             )
         self._class_of = np.array([position[c] for c in events.classes], dtype=np.int64)
+        # Target class of each event, and plain references to the columns the loops read.
+        self._klass = self._class_of[events.label] if len(events) else np.zeros(0, dtype=np.int64)
+        self._start, self._stop = events.start, events.stop
         self._min_overlap = min_overlap_seconds * sample_rate
         self._fraction = float(min_overlap_fraction)
         self._hop = label_hop_seconds * sample_rate
@@ -150,12 +159,20 @@ class WindowLabels:
     def clip(self, recording: int, a: int, b: int) -> np.ndarray:
         """float32 ``(K,)`` multi-hot: classes of the events that label ``[a, b)``."""
         target = np.zeros(len(self.classes), dtype=np.float32)
-        _, s, e, k = self._rows(recording, a, b)
-        if k.size:
+        rows = self.events.events_in(recording, a, b)
+        if rows.size > _FEW:
+            s, e, k = self._start[rows], self._stop[rows], self._klass[rows]
             o = np.minimum(b, e) - np.maximum(a, s)
             ok = (o > 0) & ((o >= self._min_overlap) | (o >= self._fraction * (e - s)))
             ok |= (e == s) & (s >= a) & (s < b)
             target[k[ok]] = 1.0
+            return target
+        start, stop, klass = self._start, self._stop, self._klass
+        for r in rows.tolist():  # the same rule, event by event
+            s0, e0 = int(start[r]), int(stop[r])
+            o0 = min(b, e0) - max(a, s0)
+            if (o0 > 0 and (o0 >= self._min_overlap or o0 >= self._fraction * (e0 - s0))) or (e0 == s0 and a <= s0 < b):
+                target[int(klass[r])] = 1.0
         return target
 
     def frames(self, recording: int, a: int, b: int) -> np.ndarray:
@@ -164,14 +181,22 @@ class WindowLabels:
         f = self.num_frames(b - a)
         target = np.zeros((len(self.classes), f), dtype=np.float32)
         # The frames' centres (a window shorter than one hop still has one frame).
-        _, s, e, k = self._rows(recording, a, max(b, math.ceil(a + f * self._hop)))
-        if k.size:
+        rows = self.events.events_in(recording, a, max(b, math.ceil(a + f * self._hop)))
+        if rows.size > _FEW:
+            s, e, k = self._start[rows], self._stop[rows], self._klass[rows]
             # Frames whose centre c_j = a + (j + 1/2) hop satisfies s <= c_j < e.
             lo = np.ceil((s - a) / self._hop - 0.5).astype(np.int64).clip(0, f)
             hi = np.ceil((e - a) / self._hop - 0.5).astype(np.int64).clip(0, f)
             for kk, j0, j1 in zip(k.tolist(), lo.tolist(), hi.tolist(), strict=True):
                 if j1 > j0:
                     target[kk, j0:j1] = 1.0
+            return target
+        start, stop, klass, hop = self._start, self._stop, self._klass, self._hop
+        for r in rows.tolist():  # the same frames, event by event
+            j0 = min(max(math.ceil((int(start[r]) - a) / hop - 0.5), 0), f)
+            j1 = min(max(math.ceil((int(stop[r]) - a) / hop - 0.5), 0), f)
+            if j1 > j0:
+                target[int(klass[r]), j0:j1] = 1.0
         return target
 
     def window_events(self, recording: int, a: int, b: int) -> dict[str, np.ndarray]:

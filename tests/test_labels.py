@@ -211,3 +211,47 @@ def test_stored_sets_label_sliding_windows(field_store: Path, tmp_path: Path) ->
     ds = AACSegmentDataset(store_path, window_seconds=1.0, hop_seconds=1.0, annotations="calls", labels="clip")
     hits = [(ds.window(i).recording, ds.window(i).start) for i in range(len(ds)) if ds[i][1].sum() > 0]
     assert hits == [(1, 32_000)]  # the window [2 s, 3 s) of site1 alone
+
+
+@pytest.mark.parametrize(("min_seconds", "fraction"), [(0.0, 0.0), (0.05, 0.5), (0.0, 1.0)])
+def test_targets_event_by_event_equal_the_vectorised_ones(
+    monkeypatch: pytest.MonkeyPatch, min_seconds: float, fraction: float
+) -> None:
+    # Invariant: the scalar path (few events in a window) and the numpy path (many) give
+    # the same clip and frame targets, instants and events past the window included.
+    import aacdata._labels as labels_module
+
+    rng = np.random.default_rng(5)
+    starts = rng.integers(0, 4900, 400)
+    records = [
+        (int(r), int(s), int(min(s + d, 5000)), str(lab))
+        for r, s, d, lab in zip(
+            rng.integers(0, 3, 400),
+            starts,
+            rng.choice([0, 1, 30, 400], 400),
+            rng.choice(["a", "b", "c"], 400),
+            strict=True,
+        )
+    ]
+    labels = WindowLabels(
+        _events(records, [5000, 5000, 5000]),
+        classes=["c", "a", "b"],
+        sample_rate=RATE,
+        min_overlap_seconds=min_seconds,
+        min_overlap_fraction=fraction,
+        label_hop_seconds=0.03,
+    )
+    windows = [
+        (int(r), int(a), int(a + n))
+        for r, a, n in zip(
+            rng.integers(0, 3, 300), rng.integers(-500, 5000, 300), rng.integers(1, 2000, 300), strict=True
+        )
+    ]
+    got = {}
+    for few in (-1, 10**9):
+        monkeypatch.setattr(labels_module, "_FEW", few)
+        got[few] = [(labels.clip(*w), labels.frames(*w)) for w in windows]
+    assert max(len(labels.events.events_in(*w)) for w in windows) > 8  # both paths ran by default
+    for (c1, f1), (c2, f2) in zip(got[-1], got[10**9], strict=True):
+        np.testing.assert_array_equal(c1, c2)
+        np.testing.assert_array_equal(f1, f2)
