@@ -27,6 +27,7 @@ import numpy as np
 from . import _adts
 from ._channels import CODED_LAYOUTS, MAX_CHANNELS, coded_channels, remix
 from ._decoder import decode_batches, new_decoder
+from ._framerun import FrameRun
 from .errors import CorruptDataError, DecodeError, SourceError
 
 log = logging.getLogger("aacdata")
@@ -50,26 +51,13 @@ _END_HOLD_SAMPLES = 16_384
 
 
 @dataclass(frozen=True, slots=True)
-class EncodedRecording:
-    """One source converted to ADTS, ready to append to a store.
+class EncodedRecording(FrameRun):
+    """One source converted to ADTS (a :class:`~aacdata._framerun.FrameRun`), with what
+    the conversion knows of its source."""
 
-    ``adts`` holds ``num_frames`` frames; decoding them gives ``num_frames * 1024``
-    samples per channel, of which ``[encoder_delay, encoder_delay + num_samples)`` are
-    the source's samples.
-    """
-
-    adts: bytes
-    frame_sizes: np.ndarray
-    num_samples: int
-    sample_rate: int
-    num_channels: int
-    encoder_delay: int
-    passthrough: bool
-    source_format: str
-    source_codec: str
-    random_noise: bool = False
-    """The stream uses PNS, whose decoded noise depends on decoder state: read each window
-    with a fresh decoder so that reads repeat exactly."""
+    passthrough: bool = False
+    source_format: str = ""
+    source_codec: str = ""
     source_sample_rate: int = 0
     """The source's own rate (0: the same as ``sample_rate``)."""
     source_num_channels: int = 0
@@ -93,16 +81,6 @@ class EncodedRecording:
                 f"{20 * math.log10(self.peak):.1f} dB to avoid clipping"
             )
         return tuple(out)
-
-    @property
-    def num_frames(self) -> int:
-        return int(self.frame_sizes.size)
-
-    @property
-    def bitrate(self) -> int:
-        """Average bit rate of the stored stream (headers included), bit/s."""
-        seconds = self.num_samples / self.sample_rate
-        return round(len(self.adts) * 8 / seconds) if seconds > 0 else 0
 
     def __repr__(self) -> str:
         return (

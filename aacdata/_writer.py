@@ -20,8 +20,8 @@ import zarr
 
 from . import _layout, _lock
 from ._adts import SAMPLES_PER_FRAME, channel_config_of
+from ._framerun import FrameRun
 from ._lock import WriteLock
-from ._transcode import EncodedRecording
 from .errors import AACDataError, RemoteStoreError, StoreLockedError, StoreWriteError
 from .store import AACStore
 
@@ -31,7 +31,7 @@ log = logging.getLogger("aacdata")
 @dataclass(frozen=True, slots=True)
 class PendingRecording:
     id: str
-    encoded: EncodedRecording
+    encoded: FrameRun
     source: dict[str, Any]
     metadata: dict[str, Any]
 
@@ -52,16 +52,13 @@ def stored_recording(
     """A recording taken from a store, to append to another as it is (repair, merge): its
     stored ADTS bytes, frame sizes and table values. Nothing is re-encoded; the writer
     derives the rest (offsets, checksums, flags, bit rate) from them as for an import."""
-    encoded = EncodedRecording(
+    encoded = FrameRun(
         adts=data,
         frame_sizes=frame_sizes,
         num_samples=num_samples,
         sample_rate=sample_rate,
         num_channels=num_channels,
         encoder_delay=encoder_delay,
-        passthrough=bool(source.get("passthrough", False)),
-        source_format=str(source.get("format", "")),
-        source_codec=str(source.get("codec", "")),
         random_noise=random_noise,
     )
     return PendingRecording(rid, encoded, source, metadata)
@@ -215,7 +212,7 @@ class StoreWriter:
             lock.release()
 
 
-def _flags(e: EncodedRecording) -> int:
+def _flags(e: FrameRun) -> int:
     flags = _layout.FLAG_FRESH_DECODER if e.random_noise else 0
     if e.adts and channel_config_of(e.adts) == 0:
         flags |= _layout.FLAG_PCE
