@@ -444,7 +444,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
 def _export_pcm(store: Any, rec: Any, out: Path) -> None:
     import numpy as np
 
-    from ._synth import write_audio
+    from ._audiofile import write_audio
 
     audio = store.read(rec, 0, rec.num_samples)
     write_audio(out, np.asarray(audio), sample_rate=rec.sample_rate, float_wav=out.suffix.lower() == ".wav")

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import _synth
+from . import _audiofile
 from .dataset import AACSegmentDataset
 from .importer import import_audio
 from .store import AACStore
@@ -30,7 +30,7 @@ def _run(root: Path, seconds: float, workers: int) -> None:
     corpus, store_path = root / "corpus", root / "corpus.zarr"
     print(f"1. synthesizing {seconds:.0f} s of audio in {corpus}")
     t0 = time.perf_counter()
-    files = _synth.make_corpus(corpus, seconds=seconds)
+    files = _audiofile.make_corpus(corpus, seconds=seconds)
     flac_bytes = sum(f.stat().st_size for f in files)
     print(
         f"   {len(files)} FLAC files (tone, chirp, noise, speech, music; mono and stereo; 44.1 and 16 kHz), "
@@ -50,9 +50,20 @@ def _run(root: Path, seconds: float, workers: int) -> None:
 
     store = AACStore.open(store_path)
     print(f"3. reading random 1 s windows through a DataLoader ({workers} workers, batches of 16)")
-    for rate in store.summary()["sample_rates"]:
+    rates = store.summary()["sample_rates"]
+    for rate in [*rates, None]:
+        # One line per stored rate (its recordings alone), then every recording read at the
+        # lowest rate, resampled on read.
+        keep = (lambda r, rate=rate: r["sample_rate"] == rate) if rate is not None else None
         ds = AACSegmentDataset(
-            store_path, window_seconds=1.0, sample_rate=rate, num_channels=1, num_windows=640, seed=0, return_info=True
+            store_path,
+            window_seconds=1.0,
+            sample_rate=rate or min(rates),
+            recordings=keep,
+            num_channels=1,
+            num_windows=640,
+            seed=0,
+            return_info=True,
         )
         loader = torch.utils.data.DataLoader(ds, batch_size=16, num_workers=workers)
         t0 = time.perf_counter()
@@ -62,12 +73,18 @@ def _run(root: Path, seconds: float, workers: int) -> None:
             n += batch["audio"].shape[0]
         elapsed = time.perf_counter() - t0
         # Every item equals a direct read of the window its info reports.
+        # (resampled windows: to 1e-6, remixing before or after resampling)
         for i in (0, len(ds) // 2, len(ds) - 1):
             item = ds[i]
-            ref = store.read(item["recording"], item["start"], ds.window_samples or 0, pad=True)
-            exact &= bool(np.array_equal(item["audio"].numpy(), ref.mean(axis=0, keepdims=True, dtype=np.float32)))
+            ref = store.read(
+                item["recording"], item["start"], ds.window_samples or 0, sample_rate=ds.sample_rate, pad=True
+            )
+            mono = ref.mean(axis=0, keepdims=True, dtype=np.float32)
+            got = item["audio"].numpy()
+            exact &= bool(np.array_equal(got, mono) if rate else np.max(np.abs(got - mono), initial=0) <= 1e-6)
+        label = f"{rate:>6} Hz" if rate else f"all at {ds.sample_rate} Hz"
         print(
-            f"   {rate:>6} Hz: {n} windows {tuple(batch['audio'].shape[1:])} in {elapsed:.2f} s = "
+            f"   {label}: {n} windows {tuple(batch['audio'].shape[1:])} in {elapsed:.2f} s = "
             f"{n / elapsed:.0f} windows/s (incl. worker start-up), exact: {'yes' if exact else 'NO'}"
         )
     verify = store.verify()

@@ -22,13 +22,13 @@ from typing import Any
 import numpy as np
 
 import aacdata
-from aacdata import AACDataError, AACStore, _adts, _layout, _synth
+from aacdata import AACDataError, AACStore, _adts, _audiofile, _layout, testing
 
 
 class SegmentPool:
     """A few seconds of each signal kind, cut and concatenated into long recordings.
 
-    Generating ``_synth.signal("music", ...)`` costs ~7 s per minute of stereo audio, so
+    Generating ``testing.signal("music", ...)`` costs ~7 s per minute of stereo audio, so
     long corpora are composed from a pool of distinct segments (different seeds) in a
     random order, starting at a random offset. The codec sees no repetition: AAC frames
     are 1024 samples and segments are many seconds long.
@@ -61,7 +61,7 @@ class SegmentPool:
 
 
 def _make_segment(kind: str, n: int, sample_rate: int, num_channels: int, seed: int) -> np.ndarray:
-    return _synth.signal(kind, n, sample_rate=sample_rate, num_channels=num_channels, seed=seed)
+    return testing.signal(kind, n, sample_rate=sample_rate, num_channels=num_channels, seed=seed)
 
 
 def parallel_map(fn: Callable[..., Any], jobs: Sequence[tuple[Any, ...]], workers: int = 2) -> list[Any]:
@@ -96,7 +96,7 @@ def aacdata_fingerprint() -> str:
     the synthetic-audio generator. Other library changes keep a build as long as its stores
     still open (the ``check`` of :func:`cached`); delete ``--workdir`` to rebuild all."""
     h = hashlib.sha1(str(_layout.FORMAT_VERSION).encode())
-    h.update(Path(_synth.__file__).read_bytes())
+    h.update(Path(testing.__file__).read_bytes())
     return h.hexdigest()[:12]
 
 
@@ -142,9 +142,9 @@ def build_short_speech(workdir: Path, num: int, seed: int) -> tuple[Path, Path]:
         return one, many
     t0 = time.perf_counter()
     rate, frame = 16_000, _adts.SAMPLES_PER_FRAME
-    source = _synth.write_audio(
+    source = _audiofile.write_audio(
         root / "one" / "speech.aac",
-        _synth.signal("speech", 120 * rate, sample_rate=rate, num_channels=1, seed=seed),
+        testing.signal("speech", 120 * rate, sample_rate=rate, num_channels=1, seed=seed),
         sample_rate=rate,
         bitrate=32_000,
     )
@@ -177,8 +177,8 @@ def music_segment(workdir: Path, *, seconds: float = 30.0, seed: int = 0, bitrat
     params = {"seconds": seconds, "seed": seed, "bitrate": bitrate, "aacdata": aacdata_fingerprint()}
     path = root / "music.aac"
     if not cached(root, params):
-        audio = _synth.signal("music", round(seconds * MUSIC_RATE), sample_rate=MUSIC_RATE, num_channels=2, seed=seed)
-        _synth.write_audio(path, audio, sample_rate=MUSIC_RATE, bitrate=bitrate)
+        audio = testing.signal("music", round(seconds * MUSIC_RATE), sample_rate=MUSIC_RATE, num_channels=2, seed=seed)
+        _audiofile.write_audio(path, audio, sample_rate=MUSIC_RATE, bitrate=bitrate)
         mark_built(root, params)
     return path.read_bytes()
 
@@ -262,8 +262,8 @@ _POOL: SegmentPool | None = None  # set before forking the writers, inherited by
 def _write_recording(kind: str, num_samples: int, seed: int, flac: Path, m4a: Path) -> None:
     assert _POOL is not None
     audio = _POOL.compose(kind, num_samples, seed)
-    _synth.write_audio(flac, audio, sample_rate=MUSIC_RATE)
-    _synth.write_audio(m4a, audio, sample_rate=MUSIC_RATE, bitrate=160_000)
+    _audiofile.write_audio(flac, audio, sample_rate=MUSIC_RATE)
+    _audiofile.write_audio(m4a, audio, sample_rate=MUSIC_RATE, bitrate=160_000)
 
 
 def build_corpus(workdir: Path, name: str, seconds: Sequence[float], seed: int, pool_segments: int = 6) -> Corpus:

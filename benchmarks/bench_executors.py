@@ -43,9 +43,10 @@ import psutil
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout's aacdata
 
 import aacdata
-from aacdata._synth import signal, write_audio
+from aacdata._audiofile import write_audio
 from aacdata._transcode import transcode
 from aacdata.importer import _BATCH_FILES
+from aacdata.testing import signal
 
 
 def _write_wav(path: Path, seed: int, sample_rate: int = 16_000) -> None:

@@ -24,7 +24,7 @@ from _corpus import SegmentPool, aacdata_fingerprint, cached, disk_usage, mark_b
 from _harness import Report, parser
 
 import aacdata
-from aacdata import _adts, _synth, _transcode
+from aacdata import _adts, _audiofile, _transcode
 
 SAMPLE_RATE = 44_100
 BITRATE = 160_000
@@ -65,7 +65,7 @@ def _write(seed: int, num_samples: int, paths: tuple[Path, ...]) -> None:
     assert _POOL is not None
     audio = _POOL.compose("music", num_samples, seed)
     for p in paths:
-        _synth.write_audio(p, audio, sample_rate=SAMPLE_RATE, bitrate=BITRATE)
+        _audiofile.write_audio(p, audio, sample_rate=SAMPLE_RATE, bitrate=BITRATE)
 
 
 def build_sources(workdir: Path, cfg: Config, seed: int) -> Sources:

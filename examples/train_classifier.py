@@ -20,7 +20,8 @@ import torch
 from torch import nn
 
 import aacdata
-from aacdata._synth import signal, write_audio
+from aacdata._audiofile import write_audio
+from aacdata.testing import signal
 
 CLASSES = ("tone", "chirp", "noise", "speech")
 RATE = 16_000

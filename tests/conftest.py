@@ -20,7 +20,8 @@ import av  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
-from aacdata._synth import signal, write_audio  # noqa: E402
+from aacdata._audiofile import write_audio  # noqa: E402
+from aacdata.testing import signal  # noqa: E402
 
 EXTENSIONS = (".wav", ".flac", ".mp3", ".ogg", ".opus", ".m4a", ".mp4", ".aac", ".mkv", ".webm")
 """Every container the tests write; ``.ogg`` (native Vorbis encoder) is stereo only."""

@@ -15,8 +15,9 @@ from torch.utils.data.distributed import DistributedSampler
 
 import aacdata
 from aacdata import AACStore
-from aacdata._synth import signal, write_audio
+from aacdata._audiofile import write_audio
 from aacdata.dataset import AACSegmentDataset
+from aacdata.testing import signal
 
 RATE = 16_000
 

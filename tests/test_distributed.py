@@ -15,8 +15,9 @@ import pytest
 
 import aacdata
 from aacdata import AACSegmentDataset, AACStore
-from aacdata._synth import signal, write_audio
+from aacdata._audiofile import write_audio
 from aacdata.importer import parse_shard, shard_of
+from aacdata.testing import signal
 
 RATE = 16_000
 ROOT = Path(__file__).resolve().parent.parent

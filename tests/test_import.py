@@ -24,7 +24,7 @@ import aacdata
 import aacdata._writer
 from aacdata import AACStore, ImportFailedError, StoreLockedError
 from aacdata._adts import parse_adts
-from aacdata._synth import signal
+from aacdata.testing import signal
 
 MakeAudio = Callable[..., tuple[Path, np.ndarray]]
 
@@ -656,7 +656,7 @@ def test_pns_makes_decoding_random(noise: np.ndarray) -> None:
 
 def test_library_encodes_without_pns(tmp_path: Path, noise: np.ndarray) -> None:
     path = tmp_path / "noise.wav"
-    from aacdata._synth import write_audio
+    from aacdata._audiofile import write_audio
 
     write_audio(path, noise, sample_rate=44_100, float_wav=True)
     _import(path, tmp_path / "s.zarr", bitrate=32_000)

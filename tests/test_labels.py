@@ -16,9 +16,10 @@ from torch.utils.data import DataLoader
 
 import aacdata
 from aacdata import AACSegmentDataset, Annotations
+from aacdata._audiofile import write_audio
 from aacdata._labels import CorpusView, WindowLabels, collate
-from aacdata._synth import signal, write_audio
 from aacdata.plans import Corpus, EventWindows
+from aacdata.testing import signal
 
 RATE = 1000
 

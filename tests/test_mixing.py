@@ -13,7 +13,8 @@ import pytest
 
 import aacdata
 from aacdata import AACSegmentDataset
-from aacdata._synth import signal, write_audio
+from aacdata._audiofile import write_audio
+from aacdata.testing import signal
 
 RATE = 16_000
 

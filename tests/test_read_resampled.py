@@ -13,7 +13,8 @@ from hypothesis import strategies as st
 import aacdata
 from aacdata import AACStore, WindowError
 from aacdata._adts import SAMPLE_RATES
-from aacdata._synth import signal, write_audio
+from aacdata._audiofile import write_audio
+from aacdata.testing import signal
 
 RATES = sorted(SAMPLE_RATES)
 PAIRS = [(a, b) for a, b in itertools.permutations(RATES, 2)]

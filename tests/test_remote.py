@@ -15,9 +15,10 @@ from zarr.storage import WrapperStore
 
 import aacdata
 from aacdata import AACSegmentDataset, AACStore
+from aacdata._audiofile import write_audio
 from aacdata._copy import copy_store
-from aacdata._synth import signal, write_audio
 from aacdata.cli import main
+from aacdata.testing import signal
 
 pytest.importorskip("s3fs")
 moto_server = pytest.importorskip("moto.server")

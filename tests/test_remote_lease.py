@@ -14,7 +14,8 @@ import pytest
 
 import aacdata
 from aacdata import AACStore, StoreLockedError, _lock
-from aacdata._synth import signal, write_audio
+from aacdata._audiofile import write_audio
+from aacdata.testing import signal
 
 pytest.importorskip("s3fs")
 boto3 = pytest.importorskip("boto3")

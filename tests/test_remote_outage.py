@@ -24,6 +24,7 @@ from zarr.storage import MemoryStore, WrapperStore
 
 import aacdata
 from aacdata import AACSegmentDataset, AACStore
+from aacdata._audiofile import write_audio
 from aacdata._copy import copy_store
 from aacdata._remote import (
     DEFAULT_CONNECT_TIMEOUT_SECONDS,
@@ -32,9 +33,8 @@ from aacdata._remote import (
     RemoteStore,
     open_store,
 )
-from aacdata._synth import signal as synth_signal
-from aacdata._synth import write_audio
 from aacdata.errors import AACDataError, CorruptDataError, RemoteStoreError, StoreNotFoundError
+from aacdata.testing import signal as synth_signal
 
 pytest.importorskip("s3fs")
 pytest.importorskip("moto.server")

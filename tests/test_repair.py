@@ -17,10 +17,11 @@ import zarr
 
 import aacdata
 from aacdata import AACStore
+from aacdata._audiofile import write_audio
 from aacdata._layout import column_crc32
 from aacdata._repair import rebuild_store
-from aacdata._synth import signal, write_audio
 from aacdata.cli import main
+from aacdata.testing import signal
 
 IDS = tuple(f"f{i}.wav" for i in range(5))
 METADATA = {rid: {"label": f"class{i % 2}", "take": i} for i, rid in enumerate(IDS)}

@@ -12,8 +12,8 @@ import pytest
 
 import aacdata
 import aacdata.importer as importer
-from aacdata._synth import signal as make_signal
-from aacdata._synth import write_audio
+from aacdata._audiofile import write_audio
+from aacdata.testing import signal as make_signal
 
 
 @pytest.mark.skipif("fork" not in multiprocessing.get_all_start_methods(), reason="patching relies on fork")
