@@ -144,3 +144,31 @@ def test_num_channels_one_is_the_datasets_mean_downmix(tmp_path: Path) -> None:
         ref = expected[0, 2048:-2048]
         assert np.sum((got - ref) ** 2) / np.sum(ref**2) < 0.01
         assert rec.source["num_channels"] == 2
+
+
+def test_an_aac_source_that_cannot_pass_through_keeps_its_head(tmp_path: Path) -> None:
+    # An AAC-LC m4a whose layout needs a PCE (6.0: channel_config 0) is re-encoded, not
+    # passed through; the re-encode must start from the file's first sample, not after a
+    # seek that mutes the decoder's priming (it lost its first 256-1,800 samples before).
+    audio = _tones(6, RATE * 2)
+    path = tmp_path / "six.m4a"
+    with av.open(str(path), "w", format="ipod") as out:
+        stream = out.add_stream("aac", rate=RATE, layout="6.0")
+        stream.bit_rate = 384_000
+        stream.codec_context.options = {"aac_pns": "0"}
+        frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(audio), format="fltp", layout="6.0")
+        frame.sample_rate = RATE
+        frame.pts = 0
+        for packet in [*stream.encode(frame), *stream.encode(None)]:
+            out.mux(packet)
+    report = aacdata.import_audio(path, tmp_path / "s.zarr", workers=0, progress=False)
+    assert report.ok and report.passthrough == 0
+    with AACStore.open(tmp_path / "s.zarr") as store:
+        rec = store.recording(0)
+        assert rec.num_samples == audio.shape[1] and rec.num_channels == 6
+        head = store.read(rec, 0, 256)
+        for c in range(6):
+            ref = audio[c, :256]
+            # the first 256 samples are there (after two lossy codings), not muted
+            assert 0.5 < np.sum(head[c] ** 2) / np.sum(ref**2) < 2.0, c
+            assert np.sum((head[c] - ref) ** 2) / np.sum(ref**2) < 0.3, c
