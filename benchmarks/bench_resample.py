@@ -123,8 +123,47 @@ def _level_db(y: np.ndarray) -> float:
     return float(20 * np.log10(max(rms, 1e-12) / np.sqrt(0.5)))
 
 
+def _peers() -> dict[str, Callable[[np.ndarray, int, int], np.ndarray]]:
+    """Other resamplers to compare quality with, where they are installed (not dependencies)."""
+    peers: dict[str, Callable[[np.ndarray, int, int], np.ndarray]] = {"pyav": pyav_resample}
+    try:
+        import soxr
+
+        peers["soxr HQ"] = lambda x, a, b: np.asarray(soxr.resample(x.T, a, b, quality="HQ")).T
+    except ImportError:
+        print("  (soxr not installed: pip install soxr to compare)")
+    try:
+        import torch
+        import torchaudio.functional
+
+        peers["torchaudio"] = lambda x, a, b: torchaudio.functional.resample(torch.from_numpy(x), a, b).numpy()
+    except (ImportError, OSError, RuntimeError) as e:
+        print(f"  (torchaudio not usable here: {type(e).__name__}; its rows are left out)")
+    return peers
+
+
 def quality(seconds: float) -> None:
-    print(f"\n(b) quality ({seconds:g} s tones; low = min(rates))")
+    print(f"\n(b) quality ({seconds:g} s tones; low = min(rates)): SNR of a 0.4 low tone, alias of a 0.6 low tone")
+    peers = _peers()
+    print(f"  {'rate pair':<16} {'method':<12} {'SNR (fit)':>10} {'alias':>10}")
+    for orig_rate, new_rate in QUALITY_PAIRS:
+        low = min(orig_rate, new_rate)
+        n = int(seconds * orig_rate)
+        x = _tone(0.4 * low, orig_rate, n)[None].astype(np.float32)
+        downsampling = orig_rate > new_rate and 0.6 * low < 0.5 * orig_rate
+        xa = _tone(0.6 * low, orig_rate, n)[None].astype(np.float32)
+        for name, fn in {"aacdata": resample, **peers}.items():
+            y = np.asarray(fn(x, orig_rate, new_rate), dtype=np.float64)[0]
+            alias = (
+                f"{_level_db(np.asarray(fn(xa, orig_rate, new_rate), dtype=np.float64)[0]):.1f} dB"
+                if downsampling
+                else "n/a"
+            )
+            print(f"  {orig_rate}->{new_rate:<9} {name:<12} {_snr_fit(y, 0.4 * low, new_rate):>7.1f} dB {alias:>10}")
+
+
+def _quality_ours_vs_pyav(seconds: float) -> None:
+    print(f"\n(c) aacdata against the analytic tone ({seconds:g} s tones)")
     print(
         f"  {'rate pair':<16} {'ours SNR 0.4 low':>17} {'ours (fit)':>11} {'pyav (fit)':>11}"
         f" {'ours alias 0.6 low':>19} {'pyav alias':>11}"
@@ -159,6 +198,7 @@ def main(argv: list[str] | None = None) -> None:
     print(f"aacdata resampling benchmark (numpy {np.__version__}, PyAV {av.__version__})")
     speed(seconds, reps)
     quality(2.0 if args.quick else 10.0)
+    _quality_ours_vs_pyav(2.0 if args.quick else 10.0)
 
 
 if __name__ == "__main__":
