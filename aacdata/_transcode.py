@@ -34,7 +34,8 @@ log = logging.getLogger("aacdata")
 
 ENCODER_OPTIONS = {"aac_pns": "0"}
 """Encoder options: PNS fills bands from a decoder-side random generator, which would
-break exact, repeatable reads (DESIGN.md)."""
+break exact, repeatable reads; FFmpeg takes unknown option names silently, so a test
+proves this one takes effect."""
 
 BITRATE_PER_CHANNEL = 80_000
 """Default bit rate per channel (160 kbit/s for stereo), bit/s."""

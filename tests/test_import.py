@@ -626,7 +626,7 @@ def _encode_packets(x: np.ndarray, sample_rate: int, bitrate: int, pns: str) -> 
 
 def _decode_twice(packets: list[bytes], extradata: bytes | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Decode with one decoder, flush_buffers(), decode again; drop the first two frames
-    (flush_buffers is not a full reset, DESIGN.md)."""
+    (flush_buffers is not a full reset)."""
     dec = av.CodecContext.create("aac", "r")
     if extradata:
         dec.extradata = extradata
