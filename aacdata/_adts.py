@@ -211,20 +211,35 @@ class AudioSpecificConfig:
     has_sbr_or_ps: bool
 
 
+class _BitReader:
+    """Big-endian bit fields of a byte string, read in order."""
+
+    def __init__(self, data: bytes, what: str) -> None:
+        self._bits = int.from_bytes(data, "big")
+        self._total = len(data) * 8
+        self._what = what
+        self.pos = 0
+
+    def take(self, n: int) -> int:
+        if self.pos + n > self._total:
+            raise CorruptDataError(f"{self._what} ends early")
+        self.pos += n
+        return (self._bits >> (self._total - self.pos)) & ((1 << n) - 1)
+
+    @property
+    def left(self) -> int:
+        return self._total - self.pos
+
+    def peek(self, n: int) -> int:
+        return (self._bits >> (self._total - self.pos - n)) & ((1 << n) - 1) if self.left >= n else 0
+
+
 def parse_audio_specific_config(extradata: bytes) -> AudioSpecificConfig:
     """Parse the AudioSpecificConfig of an MP4 AAC track (ISO 14496-3, 1.6.2.1)."""
     if len(extradata) < 2:
         raise CorruptDataError(f"AudioSpecificConfig of {len(extradata)} bytes is too short")
-    bits = int.from_bytes(extradata, "big")
-    total = len(extradata) * 8
-    pos = 0
-
-    def take(n: int) -> int:
-        nonlocal pos
-        if pos + n > total:
-            raise CorruptDataError("AudioSpecificConfig ends early")
-        pos += n
-        return (bits >> (total - pos)) & ((1 << n) - 1)
+    reader = _BitReader(extradata, "AudioSpecificConfig")
+    take = reader.take
 
     def object_type() -> int:
         aot = take(5)
@@ -252,12 +267,10 @@ def parse_audio_specific_config(extradata: bytes) -> AudioSpecificConfig:
             take(14)
         take(1)  # extensionFlag
     # Backward-compatible explicit SBR signalling follows as a sync extension.
-    if not sbr and total - pos >= 16:
-        rest = (bits >> (total - pos - 11)) & 0x7FF if total - pos >= 11 else 0
-        if rest == 0x2B7:
-            take(11)
-            if object_type() == 5 and total - pos >= 1 and take(1):
-                sbr = True
+    if not sbr and reader.left >= 16 and reader.peek(11) == 0x2B7:
+        take(11)
+        if object_type() == 5 and reader.left >= 1 and take(1):
+            sbr = True
     return AudioSpecificConfig(aot, sample_rate, config, frame_length, sbr)
 
 
@@ -338,16 +351,7 @@ def program_config_element(sample_rate: int, channels: int) -> bytes:
 def pce_layout(asc: bytes) -> tuple[Elements, Elements, Elements] | None:
     """Front, side and back elements declared by the PCE of an AudioSpecificConfig
     (``None`` where it has a channel configuration instead)."""
-    bits = int.from_bytes(asc, "big")
-    total = len(asc) * 8
-    pos = 0
-
-    def take(n: int) -> int:
-        nonlocal pos
-        if pos + n > total:
-            raise CorruptDataError("AudioSpecificConfig ends inside its PCE")
-        pos += n
-        return (bits >> (total - pos)) & ((1 << n) - 1)
+    take = _BitReader(asc, "AudioSpecificConfig").take
 
     take(5)
     if take(4) == 15:

@@ -524,18 +524,7 @@ class RateSpan:
     @classmethod
     def plan(cls, start: int, n: int, length: int, orig_rate: int, new_rate: int, *, pad: bool, what: str) -> RateSpan:
         """Check a window against a resampled length and find its input span."""
-        start, n = operator.index(start), operator.index(n)
-        if n < 0:
-            raise ValueError(f"num_samples must be >= 0; got {n}")
-        stop = start + n
-        if not pad and (start < 0 or stop > length):
-            from .errors import WindowError
-
-            raise WindowError(
-                f"{what} has {length} samples at {new_rate} Hz; window [{start}, {stop}) "
-                f"{'starts before 0' if start < 0 else 'ends past it'} (pass pad=True to zero-fill)"
-            )
-        lo, hi = max(start, 0), min(stop, length)
+        start, n, lo, hi = window_inside(start, n, length, pad=pad, what=f"{what} at {new_rate} Hz")
         if hi <= lo:
             return cls(start, n, lo, lo, 0, 0, orig_rate, new_rate)
         a, b = input_span(lo, hi, orig_rate, new_rate)
@@ -551,3 +540,21 @@ class RateSpan:
             part = resample_span(native, self.a, self.lo, self.hi, self.orig_rate, self.new_rate)
             out[:, self.lo - self.start : self.hi - self.start] = part
         return out
+
+
+def window_inside(start: int, num_samples: int, length: int, *, pad: bool, what: str) -> tuple[int, int, int, int]:
+    """Check a window ``[start, start + num_samples)`` against a signal of ``length``
+    samples: ``(start, num_samples, lo, hi)`` with ``[lo, hi)`` the part inside it. Outside
+    parts raise :class:`~aacdata.WindowError` unless ``pad`` (the caller zero-fills them)."""
+    start, num_samples = operator.index(start), operator.index(num_samples)
+    if num_samples < 0:
+        raise ValueError(f"num_samples must be >= 0; got {num_samples}")
+    stop = start + num_samples
+    if not pad and (start < 0 or stop > length):
+        from .errors import WindowError
+
+        raise WindowError(
+            f"{what} has {length} samples; window [{start}, {stop}) "
+            f"{'starts before 0' if start < 0 else 'ends past it'} (pass pad=True to zero-fill)"
+        )
+    return start, num_samples, max(start, 0), min(stop, length)

@@ -25,7 +25,7 @@ from ._chunks import DirectChunks
 from ._decoder import DecoderKey, DecoderPool, decode_into
 from ._index import FrameIndex
 from ._remote import StoreTarget
-from ._resample import RateSpan, parse_rate, samples_at
+from ._resample import RateSpan, parse_rate, samples_at, window_inside
 from ._verify import Progress, VerifyReport, frames_failing_crc, verify_store
 from .annotations import Annotations
 from .errors import (
@@ -34,7 +34,6 @@ from .errors import (
     RecordingNotFoundError,
     StoreFormatError,
     StoreWriteError,
-    WindowError,
 )
 
 log = logging.getLogger("aacdata")
@@ -642,21 +641,15 @@ class AACStore:
         """Validate a window, allocate its output and find the frames and bytes it needs."""
         i = self.index_of(rec)
         start = operator.index(start)
-        num_samples = operator.index(num_samples)
-        if num_samples < 0:
-            raise ValueError(f"num_samples must be >= 0; got {num_samples}")
         if self._row_problems and i in self._row_problems:  # only with check_table=False
             raise CorruptDataError(self._row_problems[i])  # before its values size anything
         t = self._table
         length = int(t["num_samples"][i])
         channels = int(t["num_channels"][i])
+        start, num_samples, lo, hi = window_inside(
+            start, num_samples, length, pad=pad, what=f"recording {self._ids[i]!r}"
+        )
         stop = start + num_samples
-        if not pad and (start < 0 or stop > length):
-            raise WindowError(
-                f"recording {self._ids[i]!r} has {length} samples; window [{start}, {stop}) "
-                f"{'starts before 0' if start < 0 else 'ends past it'} (pass pad=True to zero-fill)"
-            )
-        lo, hi = max(start, 0), min(stop, length)
         if lo == start and hi == stop:
             out = np.empty((channels, num_samples), dtype=np.float32)
         else:
