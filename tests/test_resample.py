@@ -337,3 +337,16 @@ def test_stream_memory_is_bounded() -> None:
 
     short, long = peak(10), peak(100)
     assert long <= 1.5 * short + 100_000, (short, long)
+
+
+@pytest.mark.parametrize(("orig_rate", "new_rate"), [(8000, 48000), (16000, 44100), (22050, 96000), (44100, 48000)])
+@pytest.mark.parametrize("fraction", [0.1, 0.3, 0.45])
+def test_upsampling_leaves_no_images(orig_rate: int, new_rate: int, fraction: float) -> None:
+    # Invariant: upsampling an in-band tone puts <= -60 dB of energy above 0.55 * low (its images).
+    low = min(orig_rate, new_rate)
+    x = tone(fraction * low, orig_rate, orig_rate // 2)[None].astype(np.float32)
+    y = interior(resample(x, orig_rate, new_rate)[0].astype(np.float64), new_rate)
+    spectrum = np.abs(np.fft.rfft(y * np.blackman(y.size))) ** 2
+    freqs = np.fft.rfftfreq(y.size, 1 / new_rate)
+    images = max(spectrum[freqs > 0.55 * low].sum() / spectrum.sum(), 1e-30)
+    assert 10 * np.log10(images) <= -60.0, f"{orig_rate}->{new_rate}: images at {10 * np.log10(images):.1f} dB"
