@@ -164,6 +164,7 @@ def main() -> None:
     p.add_argument("--repeat", type=int, default=3, help="runs of each method in (a)")
     p.add_argument("--repeat-files", type=int, default=None, help="runs of each method in (b) (default: --repeat)")
     p.add_argument("--quick", action="store_true", help="1,000 files, 2 repetitions")
+    p.add_argument("--only", choices=("a", "b"), default=None, help="run only part (a) or (b)")
     p.add_argument("--workdir", default=os.path.join(tempfile.gettempdir(), "aacdata-bench-executors"))
     args = p.parse_args()
     if args.quick:
@@ -175,7 +176,7 @@ def main() -> None:
     work = Path(args.workdir)
     work.mkdir(parents=True, exist_ok=True)
     longs = long_files(work, 16, 20.0)
-    shorts = short_files(work, args.files)
+    shorts = short_files(work, args.files) if args.only != "a" else work
     audio_seconds = 16 * 20.0
     store = work / "s.zarr"
 
@@ -202,53 +203,59 @@ def main() -> None:
         distributed.Client(cluster) as client,
     ):
         fresh_import(longs, executor=client)()  # warm-up: workers import aacdata
-        print("(a) transcode throughput", file=sys.stderr)
-        a = run(
-            {
-                "local pool (workers=2)": fresh_import(longs, workers=2),
-                "Dask LocalCluster (2 processes x 1 thread)": fresh_import(longs, executor=client),
-            },
-            args.repeat,
-        )
-        batch = min(_BATCH_FILES, -(-args.files // 16))
-        files = sorted(str(f) for f in shorts.rglob("*.wav"))
-        ctx = multiprocessing.get_context("fork")
-        with cf.ProcessPoolExecutor(2, mp_context=ctx) as pool:
-            encode_in_memory(files[:64], pool, 32)  # warm-up
-            print("(b) one-second files", file=sys.stderr)
-            b = run(
+        a = b = None
+        if args.only != "b":
+            print("(a) transcode throughput", file=sys.stderr)
+            a = run(
                 {
-                    "decode + encode in memory (2 processes)": lambda: encode_in_memory(files, pool, batch),
-                    "import, local pool (workers=2)": fresh_import(shorts, workers=2),
-                    "import, Dask LocalCluster": fresh_import(shorts, executor=client),
+                    "local pool (workers=2)": fresh_import(longs, workers=2),
+                    "Dask LocalCluster (2 processes x 1 thread)": fresh_import(longs, executor=client),
                 },
-                repeat_b,
+                args.repeat,
             )
-    print()
-    print(
-        table(
-            f"(a) {len(list(longs.glob('*.flac')))} FLAC files, 20 s each, 44.1 kHz stereo ({audio_seconds:.0f} s "
-            f"of audio), {args.repeat} runs",
-            a,
-            "x realtime",
-            audio_seconds,
-            "local pool (workers=2)",
+        if args.only != "a":
+            batch = min(_BATCH_FILES, -(-args.files // 16))
+            files = sorted(str(f) for f in shorts.rglob("*.wav"))
+            ctx = multiprocessing.get_context("fork")
+            with cf.ProcessPoolExecutor(2, mp_context=ctx) as pool:
+                encode_in_memory(files[:64], pool, 32)  # warm-up
+                print("(b) one-second files", file=sys.stderr)
+                b = run(
+                    {
+                        "decode + encode in memory (2 processes)": lambda: encode_in_memory(files, pool, batch),
+                        "import, local pool (workers=2)": fresh_import(shorts, workers=2),
+                        "import, Dask LocalCluster": fresh_import(shorts, executor=client),
+                    },
+                    repeat_b,
+                )
+    if a is not None:
+        print()
+        print(
+            table(
+                f"(a) {len(list(longs.glob('*.flac')))} FLAC files, 20 s each, 44.1 kHz stereo "
+                f"({audio_seconds:.0f} s of audio), {args.repeat} runs",
+                a,
+                "x realtime",
+                audio_seconds,
+                "local pool (workers=2)",
+            )
         )
-    )
-    wall_a, cpu_a = ratios(a, "Dask LocalCluster (2 processes x 1 thread)", "local pool (workers=2)")
-    print(f"\nDask / local pool: {wall_a:.2f}x by wall time, {cpu_a:.2f}x by CPU time (target >= 0.9x)\n")
-    print(
-        table(
-            f"(b) {args.files:,} one-second 16 kHz mono WAV files, {repeat_b} runs",
-            b,
-            "files/s",
-            args.files,
-            "decode + encode in memory (2 processes)",
+        wall_a, cpu_a = ratios(a, "Dask LocalCluster (2 processes x 1 thread)", "local pool (workers=2)")
+        print(f"\nDask / local pool: {wall_a:.2f}x by wall time, {cpu_a:.2f}x by CPU time (target >= 0.9x)")
+    if b is not None:
+        print()
+        print(
+            table(
+                f"(b) {args.files:,} one-second 16 kHz mono WAV files, {repeat_b} runs",
+                b,
+                "files/s",
+                args.files,
+                "decode + encode in memory (2 processes)",
+            )
         )
-    )
-    for name in ("import, local pool (workers=2)", "import, Dask LocalCluster"):
-        wall, cpu = ratios(b, name, "decode + encode in memory (2 processes)")
-        print(f"\n{name} / in memory: {wall:.2f}x by wall time, {cpu:.2f}x by CPU time (target >= 0.8x)")
+        for name in ("import, local pool (workers=2)", "import, Dask LocalCluster"):
+            wall, cpu = ratios(b, name, "decode + encode in memory (2 processes)")
+            print(f"\n{name} / in memory: {wall:.2f}x by wall time, {cpu:.2f}x by CPU time (target >= 0.8x)")
     print(f"\n# total {time.perf_counter() - started:.0f} s")
 
 
