@@ -216,44 +216,56 @@ def import_audio(
         raise ImportFailedError(str(failures[0]))
     user_meta = load_metadata(metadata) if metadata is not None else {}
     own_store = not isinstance(store, AACStore)
-    st = AACStore.open(store, "a", storage_options=storage_options) if own_store else store  # type: ignore[arg-type]
-    assert isinstance(st, AACStore)
+    # Signals are taken over before the store is touched: a SIGTERM while it is opened
+    # or locked ends the import as cleanly as one during conversion.
+    signals = _StopSignals()
+    signals.install()
+    st: AACStore | None = None
     try:
+        st = AACStore.open(store, "a", storage_options=storage_options) if own_store else store  # type: ignore[assignment, arg-type]
+        assert isinstance(st, AACStore)
         # The lock first, then everything read for writing (counts, committed ids).
         writer = StoreWriter(st, break_lock=break_lock)
-    except BaseException:
-        if own_store:
+    except BaseException as e:
+        signals.restore()
+        if own_store and st is not None:
             st.close()
+        if isinstance(e, _Stop):
+            raise ImportInterruptedError(
+                f"import interrupted by {signal.Signals(e.signum).name} before anything was converted; run the "
+                "same import again",
+                signum=e.signum,
+            ) from None
         raise
-    options = {"bitrate": bitrate, "sample_rate": sample_rate, "num_channels": num_channels, "reencode": reencode}
+    bar: Any = None
+    outcomes: Any = None
     imported: list[str] = []
     skipped: list[str] = []
     notes: list[tuple[str, str]] = []
-    unknown = [s for s in listed if writer.committed_ids.get(s.id) == ""]
-    if unknown:
-        # The id is committed but its source checksum is lost (a damaged source column):
-        # the content cannot be compared, so the recording is kept as it is.
-        log.warning(
-            "%d sources have ids already in the store whose source checksum cannot be read (e.g. %r); "
-            "they are skipped without comparing their content",
-            len(unknown),
-            unknown[0].id,
-        )
-        skipped.extend(s.id for s in unknown)
-        listed = [s for s in listed if writer.committed_ids.get(s.id) != ""]
-    stats = {"seconds": 0.0, "bytes": 0, "passthrough": 0}
-    bar = _progress_bar(len(listed), progress)
-    last_commit = time.monotonic()
-    commit_every = _COMMIT_SECONDS
-    signals = _StopSignals()
-    outcomes = (
-        _convert_all(listed, writer.committed_ids, options, workers)
-        if engine is None
-        else _convert_on(engine, listed, writer.committed_ids, options)
-    )
-    handled: set[str] = set()  # an engine may deliver a result twice: each id is taken once
     try:
-        signals.install()
+        options = {"bitrate": bitrate, "sample_rate": sample_rate, "num_channels": num_channels, "reencode": reencode}
+        unknown = [s for s in listed if writer.committed_ids.get(s.id) == ""]
+        if unknown:
+            # The id is committed but its source checksum is lost (a damaged source column):
+            # the content cannot be compared, so the recording is kept as it is.
+            log.warning(
+                "%d sources have ids already in the store whose source checksum cannot be read (e.g. %r); "
+                "they are skipped without comparing their content",
+                len(unknown),
+                unknown[0].id,
+            )
+            skipped.extend(s.id for s in unknown)
+            listed = [s for s in listed if writer.committed_ids.get(s.id) != ""]
+        stats = {"seconds": 0.0, "bytes": 0, "passthrough": 0}
+        bar = _progress_bar(len(listed), progress)
+        last_commit = time.monotonic()
+        commit_every = _COMMIT_SECONDS
+        outcomes = (
+            _convert_all(listed, writer.committed_ids, options, workers)
+            if engine is None
+            else _convert_on(engine, listed, writer.committed_ids, options)
+        )
+        handled: set[str] = set()  # an engine may deliver a result twice: each id is taken once
         for src, outcome in outcomes:
             if src.id in handled:
                 log.debug("%s: a second result for this recording was dropped", src.id)
@@ -296,7 +308,8 @@ def import_audio(
         signals.commit(writer)
     except _Stop as stop:
         signals.hold()  # a second Ctrl-C must not cut the final commit short
-        outcomes.close()  # stops the conversion processes
+        if outcomes is not None:
+            outcomes.close()  # stops the conversion processes
         writer.commit()  # what is converted completely is kept
         counts = writer.counts
         raise ImportInterruptedError(
@@ -306,7 +319,8 @@ def import_audio(
             signum=stop.signum,
         ) from None
     finally:
-        outcomes.close()
+        if outcomes is not None:
+            outcomes.close()
         signals.restore()
         if bar is not None:
             bar.close()

@@ -323,13 +323,14 @@ def test_a_symlinked_lock_file_is_refused(tmp_path: Path) -> None:
 def test_a_signal_commits_what_is_complete_and_releases_the_lock(tmp_path: Path, sig: int, code: int) -> None:
     # Invariant: SIGINT/SIGTERM end an import with 130/143, committed recordings intact,
     # no process left, no lock held; rerunning finishes it.
-    src = _sources(tmp_path / "src", 16, seconds=4.0)
+    # About ten minutes of audio: several seconds of conversion, so the signal lands mid-import.
+    src = _sources(tmp_path / "src", 24, seconds=25.0)
     store = tmp_path / "s.zarr"
     proc = _cli("import", str(src), "-o", str(store), "--workers", "2", "--no-progress")
     deadline = time.monotonic() + 60
     while not (store / "zarr.json").exists() and time.monotonic() < deadline:
         time.sleep(0.05)
-    time.sleep(1.0)
+    time.sleep(0.5)
     os.kill(proc.pid, sig)
     _out, err = proc.communicate(timeout=60)
     if proc.returncode == 0:
@@ -343,4 +344,4 @@ def test_a_signal_commits_what_is_complete_and_releases_the_lock(tmp_path: Path,
         committed = len(st)
     report = _import(src, store, workers=2)
     assert len(report.skipped) == committed
-    assert len(report.imported) == 16 - committed
+    assert len(report.imported) == 24 - committed
