@@ -327,29 +327,7 @@ class Annotations:
                 raise AnnotationError(
                     f"<records>, record {i}: missing key(s) {', '.join(map(repr, missing))}; got {_short(list(rec))}"
                 )
-            where = f"<records>, record {i}"
-            start = _seconds(rec["start"], "start", where)
-            stop = _seconds(rec["end"], "end", where)
-            if stop < start:
-                raise AnnotationError(f"{where}: end {stop} s is before start {start} s")
-            extra = {str(k): v for k, v in rec.items() if k not in _RECORD_KEYS}
-            try:
-                extra_json = json.dumps(extra, sort_keys=True)
-            except (TypeError, ValueError) as e:
-                raise AnnotationError(f"{where}: its other keys are not JSON-serializable ({e})") from None
-            builder.add(
-                name=_text(rec["id"], "id", where),
-                match=MATCH_ID,
-                start=start,
-                stop=stop,
-                label=_text(rec["label"], "label", where),
-                low_hz=_hz(rec.get("low_hz"), "low_hz", where),
-                high_hz=_hz(rec.get("high_hz"), "high_hz", where),
-                channel=_channel(rec.get("channel"), "channel", where, one_based=False),
-                extra=extra_json,
-                source=src,
-                line=i,
-            )
+            _add_row(builder, rec, src=src, line=i, where=f"<records>, record {i}")
         return builder.build()
 
     # ------------------------------------------------------------------ resolving
@@ -692,10 +670,20 @@ def _record(
     where = f"{file}, line {line}"
     if num_fields != num_header:
         raise AnnotationError(f"{where}: {num_fields} fields; the header has {num_header}")
+    _add_row(builder, row, src=src, line=line, where=where)
+
+
+def _add_row(builder: _Builder, row: Mapping[str, Any], *, src: int, line: int, where: str) -> None:
+    """One event from a row with the keys ``id``, ``start``, ``end`` (seconds), ``label``
+    and optional ``low_hz``, ``high_hz``, ``channel`` (0-based); other keys become extras."""
     start = _seconds(row["start"], "start", where)
     stop = _seconds(row["end"], "end", where)
     if stop < start:
         raise AnnotationError(f"{where}: end {stop:g} s is before start {start:g} s")
+    try:
+        extra = json.dumps({str(k): v for k, v in row.items() if k not in _RECORD_KEYS}, sort_keys=True)
+    except (TypeError, ValueError) as e:
+        raise AnnotationError(f"{where}: its other keys are not JSON-serializable ({e})") from None
     builder.add(
         name=_text(row["id"], "id", where),
         match=MATCH_ID,
@@ -705,7 +693,7 @@ def _record(
         low_hz=_hz(row.get("low_hz"), "low_hz", where),
         high_hz=_hz(row.get("high_hz"), "high_hz", where),
         channel=_channel(row.get("channel"), "channel", where, one_based=False),
-        extra=json.dumps({k: v for k, v in row.items() if k not in _RECORD_KEYS}, sort_keys=True),
+        extra=extra,
         source=src,
         line=line,
     )
