@@ -11,6 +11,7 @@ Rule for a window ``[a, b)`` and an event ``[s, e)`` of the same recording: the 
 
 from __future__ import annotations
 
+import bisect
 import math
 from collections.abc import Sequence
 from typing import Any
@@ -99,6 +100,9 @@ def to_rate(ann: Annotations, rates: np.ndarray, rate: int) -> Annotations:
 
 
 _FEW = 8
+_SMALL = 64
+"""Recordings with at most this many events are labelled from Python lists."""
+_SMALL_RECORDINGS = 1 << 16
 """Up to this many events in a window, targets are computed event by event: on caches
 that the window's decoding just left cold, a few scalar steps cost less than numpy's
 per-call overhead (see benchmarks/bench_labels.py)."""
@@ -140,6 +144,9 @@ class WindowLabels:
         # Target class of each event, and plain references to the columns the loops read.
         self._klass = self._class_of[events.label] if len(events) else np.zeros(0, dtype=np.int64)
         self._start, self._stop = events.start, events.stop
+        # Recordings with few events, as Python lists (a window's clip target then needs no
+        # numpy call but one np.zeros): built on first use, bounded in number.
+        self._small: dict[int, tuple[list[int], list[int], list[int]]] = {}
         self._min_overlap = min_overlap_seconds * sample_rate
         self._fraction = float(min_overlap_fraction)
         self._hop = label_hop_seconds * sample_rate
@@ -156,9 +163,37 @@ class WindowLabels:
         rows = self.events.events_in(recording, a, b)
         return rows, self.events.start[rows], self.events.stop[rows], self._class_of[self.events.label[rows]]
 
+    def _few(self, recording: int) -> tuple[list[int], list[int], list[int]] | None:
+        """The events of a recording with at most ``_SMALL`` of them, as lists (starts
+        sorted), or ``None`` for a recording with more."""
+        entry = self._small.get(recording)
+        if entry is None:
+            i, j = self.events.rows_of(recording)
+            if j - i > _SMALL:
+                return None
+            if len(self._small) >= _SMALL_RECORDINGS:
+                self._small.clear()
+            entry = self._small[recording] = (
+                self._start[i:j].tolist(),
+                self._stop[i:j].tolist(),
+                self._klass[i:j].tolist(),
+            )
+        return entry
+
     def clip(self, recording: int, a: int, b: int) -> np.ndarray:
         """float32 ``(K,)`` multi-hot: classes of the events that label ``[a, b)``."""
         target = np.zeros(len(self.classes), dtype=np.float32)
+        few = self._few(recording)
+        if few is not None:
+            starts, stops, klass = few
+            for n in range(bisect.bisect_left(starts, b)):  # the events starting before b
+                s0, e0 = starts[n], stops[n]
+                o0 = min(b, e0) - max(a, s0)
+                if (o0 > 0 and (o0 >= self._min_overlap or o0 >= self._fraction * (e0 - s0))) or (
+                    e0 == s0 and a <= s0 < b
+                ):
+                    target[klass[n]] = 1.0
+            return target
         rows = self.events.events_in(recording, a, b)
         if rows.size > _FEW:
             s, e, k = self._start[rows], self._stop[rows], self._klass[rows]
@@ -167,12 +202,11 @@ class WindowLabels:
             ok |= (e == s) & (s >= a) & (s < b)
             target[k[ok]] = 1.0
             return target
-        start, stop, klass = self._start, self._stop, self._klass
         for r in rows.tolist():  # the same rule, event by event
-            s0, e0 = int(start[r]), int(stop[r])
+            s0, e0 = int(self._start[r]), int(self._stop[r])
             o0 = min(b, e0) - max(a, s0)
             if (o0 > 0 and (o0 >= self._min_overlap or o0 >= self._fraction * (e0 - s0))) or (e0 == s0 and a <= s0 < b):
-                target[int(klass[r])] = 1.0
+                target[int(self._klass[r])] = 1.0
         return target
 
     def frames(self, recording: int, a: int, b: int) -> np.ndarray:

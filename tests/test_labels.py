@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import pickle
 from pathlib import Path
+from unittest import mock
 
 import numpy as np
 import pytest
@@ -58,17 +59,32 @@ event_lists = st.lists(
     windows=st.lists(st.tuples(st.integers(0, 2), st.integers(-300, 5000), st.integers(1, 1500)), max_size=10),
     min_seconds=st.sampled_from([0.0, 0.05, 0.3]),
     fraction=st.sampled_from([0.0, 0.5, 1.0]),
+    small=st.sampled_from([0, 64]),
 )
 def test_clip_and_frame_targets_equal_a_brute_force_overlap(
     records: list[tuple[int, int, int, str]],
     windows: list[tuple[int, int, int]],
     min_seconds: float,
     fraction: float,
+    small: int,
 ) -> None:
-    # Invariant: the targets follow the documented rule exactly, event by event.
+    # Invariant: the targets follow the documented rule exactly, event by event, on both
+    # paths (recordings of few events labelled from lists, others through events_in).
     lengths = [5000, 5000, 5000]
     events = _events(records, lengths)
     hop = 0.1
+    with mock.patch.object(aacdata._labels, "_SMALL", small):
+        _check_against_brute_force(records, windows, min_seconds, fraction, events, hop)
+
+
+def _check_against_brute_force(
+    records: list[tuple[int, int, int, str]],
+    windows: list[tuple[int, int, int]],
+    min_seconds: float,
+    fraction: float,
+    events: Annotations,
+    hop: float,
+) -> None:
     labels = WindowLabels(
         events,
         classes=["a", "b", "c"],
