@@ -165,7 +165,6 @@ class AACSegmentDataset(torch.utils.data.Dataset[Any]):
         self.transform = transform
         self.num_channels = num_channels
         self.index_cache_bytes = int(index_cache_bytes)
-        self._weighting = weighting
 
         table = self._load_tables(sources)
         self._store_of = table["store"]

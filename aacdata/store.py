@@ -50,7 +50,6 @@ MAX_CHANNELS = 255
 """Largest channel count a recordings row may hold."""
 _JSON_COLUMNS = frozenset({"source", "metadata"})
 _PLACEMENT_COLUMNS = frozenset({"frame_start", "num_frames", "byte_start", "num_bytes"})
-_LOCK_NAME = "aacdata.lock"
 
 
 @dataclass(frozen=True, slots=True, eq=True)
@@ -916,7 +915,7 @@ def _refuse_links(root: str, where: str) -> None:
         except OSError:
             continue  # not a directory, or unreadable: opening the arrays reports it
         for entry in entries:
-            if folder == root and entry.name == _LOCK_NAME:
+            if folder == root and entry.name == _lock.LOCK_FILE:
                 continue
             if entry.is_symlink():
                 try:
