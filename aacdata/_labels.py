@@ -11,9 +11,10 @@ Rule for a window ``[a, b)`` and an event ``[s, e)`` of the same recording: the 
 
 from __future__ import annotations
 
-import bisect
+import itertools
 import math
-from collections.abc import Sequence
+from bisect import bisect_left
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import numpy as np
@@ -100,12 +101,17 @@ def to_rate(ann: Annotations, rates: np.ndarray, rate: int) -> Annotations:
 
 
 _FEW = 8
-_SMALL = 64
-"""Recordings with at most this many events are labelled from Python lists."""
-_SMALL_RECORDINGS = 1 << 16
 """Up to this many events in a window, targets are computed event by event: on caches
 that the window's decoding just left cold, a few scalar steps cost less than numpy's
 per-call overhead (see benchmarks/bench_labels.py)."""
+_SMALL = 64
+"""Recordings with at most this many events are labelled from Python lists."""
+_SMALL_RECORDINGS = 1 << 16
+"""At most this many recordings' lists are kept (then they are built anew)."""
+_Few = tuple[list[int], list[int], list[int], list[int]]
+"""A small recording's events as lists: starts (sorted), stops, target classes, and the
+running maximum of the stops (sorted too: events before the first that reaches ``a`` end
+before ``a``)."""
 
 
 class WindowLabels:
@@ -146,7 +152,7 @@ class WindowLabels:
         self._start, self._stop = events.start, events.stop
         # Recordings with few events, as Python lists (a window's clip target then needs no
         # numpy call but one np.zeros): built on first use, bounded in number.
-        self._small: dict[int, tuple[list[int], list[int], list[int]]] = {}
+        self._small: dict[int, _Few] = {}
         self._min_overlap = min_overlap_seconds * sample_rate
         self._fraction = float(min_overlap_fraction)
         self._hop = label_hop_seconds * sample_rate
@@ -163,9 +169,10 @@ class WindowLabels:
         rows = self.events.events_in(recording, a, b)
         return rows, self.events.start[rows], self.events.stop[rows], self._class_of[self.events.label[rows]]
 
-    def _few(self, recording: int) -> tuple[list[int], list[int], list[int]] | None:
+    def _few(self, recording: int) -> _Few | None:
         """The events of a recording with at most ``_SMALL`` of them, as lists (starts
-        sorted), or ``None`` for a recording with more."""
+        sorted, with the running maximum of the stops), or ``None`` for a recording with
+        more."""
         entry = self._small.get(recording)
         if entry is None:
             i, j = self.events.rows_of(recording)
@@ -173,10 +180,12 @@ class WindowLabels:
                 return None
             if len(self._small) >= _SMALL_RECORDINGS:
                 self._small.clear()
+            stops = self._stop[i:j].tolist()
             entry = self._small[recording] = (
                 self._start[i:j].tolist(),
-                self._stop[i:j].tolist(),
+                stops,
                 self._klass[i:j].tolist(),
+                list(itertools.accumulate(stops, max)),
             )
         return entry
 
@@ -185,14 +194,9 @@ class WindowLabels:
         target = np.zeros(len(self.classes), dtype=np.float32)
         few = self._few(recording)
         if few is not None:
-            starts, stops, klass = few
-            for n in range(bisect.bisect_left(starts, b)):  # the events starting before b
-                s0, e0 = starts[n], stops[n]
-                o0 = min(b, e0) - max(a, s0)
-                if (o0 > 0 and (o0 >= self._min_overlap or o0 >= self._fraction * (e0 - s0))) or (
-                    e0 == s0 and a <= s0 < b
-                ):
-                    target[klass[n]] = 1.0
+            starts, stops, klass, reach = few
+            # Events from the first that may end at or after a, to the last that starts before b.
+            self._mark_clip(target, a, b, starts, stops, klass, range(bisect_left(reach, a), bisect_left(starts, b)))
             return target
         rows = self.events.events_in(recording, a, b)
         if rows.size > _FEW:
@@ -202,12 +206,18 @@ class WindowLabels:
             ok |= (e == s) & (s >= a) & (s < b)
             target[k[ok]] = 1.0
             return target
-        for r in rows.tolist():  # the same rule, event by event
-            s0, e0 = int(self._start[r]), int(self._stop[r])
+        self._mark_clip(target, a, b, self._start, self._stop, self._klass, rows.tolist())
+        return target
+
+    def _mark_clip(
+        self, target: np.ndarray, a: int, b: int, starts: Any, stops: Any, klass: Any, events: Iterable[int]
+    ) -> None:
+        """The clip rule, event by event, for ``events`` (positions in the sequences)."""
+        for n in events:
+            s0, e0 = starts[n], stops[n]
             o0 = min(b, e0) - max(a, s0)
             if (o0 > 0 and (o0 >= self._min_overlap or o0 >= self._fraction * (e0 - s0))) or (e0 == s0 and a <= s0 < b):
-                target[int(self._klass[r])] = 1.0
-        return target
+                target[klass[n]] = 1.0
 
     def frames(self, recording: int, a: int, b: int) -> np.ndarray:
         """float32 ``(K, F)``: frame ``j`` (centre ``a + (j + 1/2) hop``) is 1 for class
@@ -215,7 +225,13 @@ class WindowLabels:
         f = self.num_frames(b - a)
         target = np.zeros((len(self.classes), f), dtype=np.float32)
         # The frames' centres (a window shorter than one hop still has one frame).
-        rows = self.events.events_in(recording, a, max(b, math.ceil(a + f * self._hop)))
+        end = max(b, math.ceil(a + f * self._hop))
+        few = self._few(recording)
+        if few is not None:
+            starts, stops, klass, reach = few
+            self._mark_frames(target, a, starts, stops, klass, range(bisect_left(reach, a), bisect_left(starts, end)))
+            return target
+        rows = self.events.events_in(recording, a, end)
         if rows.size > _FEW:
             s, e, k = self._start[rows], self._stop[rows], self._klass[rows]
             # Frames whose centre c_j = a + (j + 1/2) hop satisfies s <= c_j < e.
@@ -225,13 +241,19 @@ class WindowLabels:
                 if j1 > j0:
                     target[kk, j0:j1] = 1.0
             return target
-        start, stop, klass, hop = self._start, self._stop, self._klass, self._hop
-        for r in rows.tolist():  # the same frames, event by event
-            j0 = min(max(math.ceil((int(start[r]) - a) / hop - 0.5), 0), f)
-            j1 = min(max(math.ceil((int(stop[r]) - a) / hop - 0.5), 0), f)
-            if j1 > j0:
-                target[int(klass[r]), j0:j1] = 1.0
+        self._mark_frames(target, a, self._start, self._stop, self._klass, rows.tolist())
         return target
+
+    def _mark_frames(
+        self, target: np.ndarray, a: int, starts: Any, stops: Any, klass: Any, events: Iterable[int]
+    ) -> None:
+        """The frame rule, event by event, for ``events`` (positions in the sequences)."""
+        hop, f = self._hop, target.shape[1]
+        for n in events:
+            j0 = min(max(math.ceil((starts[n] - a) / hop - 0.5), 0), f)
+            j1 = min(max(math.ceil((stops[n] - a) / hop - 0.5), 0), f)
+            if j1 > j0:
+                target[klass[n], j0:j1] = 1.0
 
     def window_events(self, recording: int, a: int, b: int) -> dict[str, np.ndarray]:
         """The events overlapping ``[a, b)``, times relative to ``a`` (may be negative or
