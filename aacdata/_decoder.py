@@ -9,7 +9,7 @@ rest of the packet, so one ``av.Packet`` serves the whole window.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import av
@@ -18,6 +18,18 @@ import numpy as np
 from ._adts import SAMPLES_PER_FRAME, audio_specific_config
 from ._channels import coded_channels
 from .errors import DecodeError
+
+_SAMPLE_BYTES = 4  # float32
+_FRAME_BYTES = SAMPLES_PER_FRAME * _SAMPLE_BYTES
+
+Describe = str | Callable[[], str]
+"""What is being decoded, for error messages: a text, or a function that makes it (a
+read builds it only when something fails)."""
+
+
+def text(what: Describe) -> str:
+    return what if isinstance(what, str) else what()
+
 
 DecoderKey = tuple[int, int, bool]
 """(sample_rate, coded channels, whether the layout is given by a PCE)."""
@@ -73,18 +85,22 @@ def decode_into(
     preroll: int,
     skip: int,
     out: np.ndarray,
-    what: str,
+    what: Describe,
 ) -> None:
     """Decode ``num_frames`` ADTS frames in ``data``; write samples to ``out``.
 
     The first ``preroll`` frames only prime the decoder (MDCT overlap) and their output is
     dropped; of the rest, ``skip`` leading samples are dropped and the next
-    ``out.shape[1]`` samples fill ``out`` (float32, shape ``(C, T)``). Frames decode to
+    ``out.shape[1]`` samples fill ``out`` (float32, shape ``(C, T)``, each row contiguous:
+    ``out`` may be a column slice of a C-ordered array). Frames decode to
     ``coded_channels(C)`` channels, of which the first ``C`` are the recording's.
     """
     channels, total = out.shape
     coded = coded_channels(channels)
     frames = decode_packet(ctx, data, num_frames=num_frames, channels=coded, what=what)
+    # Each channel's row of ``out`` as bytes: a frame's plane is copied in with one slice
+    # assignment (the planes' buffers are padded past the 1024 samples, hence [:_FRAME_BYTES]).
+    rows = [memoryview(out[c]).cast("B") for c in range(channels)]
     pos = -skip  # where the next frame's first sample lands in out
     for frame in frames[preroll:]:
         if pos >= total:
@@ -92,24 +108,26 @@ def decode_into(
         planes = frame.planes
         if frame.samples != SAMPLES_PER_FRAME or len(planes) < channels:
             raise DecodeError(
-                f"{what}: a decoded frame has {len(planes)} planes of {frame.samples} samples; "
+                f"{text(what)}: a decoded frame has {len(planes)} planes of {frame.samples} samples; "
                 f"expected {coded} of {SAMPLES_PER_FRAME}"
             )
         if pos >= 0 and pos + SAMPLES_PER_FRAME <= total:  # the whole frame (most frames)
+            b = pos * _SAMPLE_BYTES
             for c in range(channels):
-                out[c, pos : pos + SAMPLES_PER_FRAME] = np.frombuffer(planes[c], np.float32, SAMPLES_PER_FRAME)
+                rows[c][b : b + _FRAME_BYTES] = memoryview(planes[c])[:_FRAME_BYTES]
         else:
-            a = max(0, -pos)
-            b = min(SAMPLES_PER_FRAME, total - pos)
+            a = max(0, -pos) * _SAMPLE_BYTES
+            b = min(SAMPLES_PER_FRAME, total - pos) * _SAMPLE_BYTES
             if b > a:
+                at = pos * _SAMPLE_BYTES
                 for c in range(channels):
-                    out[c, pos + a : pos + b] = np.frombuffer(planes[c], np.float32, SAMPLES_PER_FRAME)[a:b]
+                    rows[c][at + a : at + b] = memoryview(planes[c])[a:b]
         pos += SAMPLES_PER_FRAME
     if pos < total:
-        raise DecodeError(f"{what}: frames decoded to {pos} samples, window needs {total}")
+        raise DecodeError(f"{text(what)}: frames decoded to {pos} samples, window needs {total}")
 
 
-def decode_packet(ctx: Any, data: bytes, *, num_frames: int, channels: int, what: str) -> list[Any]:
+def decode_packet(ctx: Any, data: bytes, *, num_frames: int, channels: int, what: Describe) -> list[Any]:
     """Decode a run of ADTS frames fed as one packet (FFmpeg's AAC decoder takes one frame
     per call and keeps the rest): exactly ``num_frames`` decoded frames, the first checked
     for ``channels`` planar float channels before any of their planes is touched (a frame of
@@ -117,13 +135,15 @@ def decode_packet(ctx: Any, data: bytes, *, num_frames: int, channels: int, what
     try:
         frames: list[Any] = ctx.decode(av.Packet(data))
     except av.FFmpegError as e:
-        raise DecodeError(f"{what}: AAC decoder failed ({e})") from None
+        raise DecodeError(f"{text(what)}: AAC decoder failed ({e})") from None
     if len(frames) != num_frames:
-        raise DecodeError(f"{what}: {num_frames} frames gave {len(frames)} decoded frames")
+        raise DecodeError(f"{text(what)}: {num_frames} frames gave {len(frames)} decoded frames")
     if frames:
         got, fmt = frames[0].layout.nb_channels, frames[0].format.name
         if got != channels or fmt != "fltp":
-            raise DecodeError(f"{what}: decoded frame has {got} channels of {fmt} samples; expected {channels} of fltp")
+            raise DecodeError(
+                f"{text(what)}: decoded frame has {got} channels of {fmt} samples; expected {channels} of fltp"
+            )
     return frames
 
 
@@ -144,7 +164,7 @@ def decode_batches(
         for k, frame in enumerate(frames):
             if frame.samples != SAMPLES_PER_FRAME or frame.layout.nb_channels != channels:
                 raise DecodeError(
-                    f"{what}: frame {a + k} decodes to {frame.layout.nb_channels} channels of {frame.samples} "
+                    f"{text(what)}: frame {a + k} decodes to {frame.layout.nb_channels} channels of {frame.samples} "
                     f"samples; expected {channels} of {SAMPLES_PER_FRAME}"
                 )
         yield a, frames

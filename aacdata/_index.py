@@ -104,8 +104,8 @@ class FrameIndex:
         """Frames ``first..last`` of recording ``rec``: their bounds in ``/adts`` (int64,
         ``last - first + 2``: each frame's offset, then where the last one ends) and their
         stored CRC-32s (uint32, ``last - first + 1``)."""
-        g0 = int(self._frame_start[rec]) + first
-        g1 = int(self._frame_start[rec]) + last
+        g0 = int(self._frame_start[rec])
+        g0, g1 = g0 + first, g0 + last
         c0, c1 = g0 // self._rows, g1 // self._rows
         if c0 == c1:
             chunk = self._chunk(c0)
@@ -131,15 +131,17 @@ class FrameIndex:
     def _rows_of(chunk: _Chunk, a: int, b: int) -> tuple[np.ndarray, np.ndarray, bool]:
         """Bounds and CRCs of chunk rows ``a..b`` (inclusive), and whether one is marked bad."""
         anchor = a // ANCHOR_EVERY
-        run = chunk.sizes[anchor * ANCHOR_EVERY : b + 1].astype(np.int64)
-        ends = np.cumsum(run)
-        skip = a - anchor * ANCHOR_EVERY
-        base = int(chunk.anchors[anchor])
-        bounds = np.empty(b - a + 2, dtype=np.int64)
-        bounds[0] = base + (int(ends[skip - 1]) if skip else 0)
-        bounds[1:] = ends[skip:] + base
+        lo = anchor * ANCHOR_EVERY
+        ends = np.cumsum(chunk.sizes[lo : b + 1], dtype=np.int64)  # where frames lo..b end
+        ends += int(chunk.anchors[anchor])
+        if a > lo:
+            bounds = ends[a - lo - 1 :]
+        else:
+            bounds = np.empty(b - a + 2, dtype=np.int64)
+            bounds[0] = chunk.anchors[anchor]
+            bounds[1:] = ends
         # The rows from the anchor on must all be sound: the offsets are summed through them.
-        bad = chunk.bad is not None and bool(chunk.bad[anchor * ANCHOR_EVERY : b + 1].any())
+        bad = chunk.bad is not None and bool(chunk.bad[lo : b + 1].any())
         return bounds, chunk.crcs[a : b + 1], bad
 
     def rows(self, rec: int) -> tuple[np.ndarray, np.ndarray]:

@@ -33,6 +33,7 @@ from __future__ import annotations
 import functools
 import math
 import operator
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -542,7 +543,9 @@ class RateSpan:
         return out
 
 
-def window_inside(start: int, num_samples: int, length: int, *, pad: bool, what: str) -> tuple[int, int, int, int]:
+def window_inside(
+    start: int, num_samples: int, length: int, *, pad: bool, what: str | Callable[[], str]
+) -> tuple[int, int, int, int]:
     """Check a window ``[start, start + num_samples)`` against a signal of ``length``
     samples: ``(start, num_samples, lo, hi)`` with ``[lo, hi)`` the part inside it. Outside
     parts raise :class:`~aacdata.WindowError` unless ``pad`` (the caller zero-fills them)."""
@@ -554,7 +557,7 @@ def window_inside(start: int, num_samples: int, length: int, *, pad: bool, what:
         from .errors import WindowError
 
         raise WindowError(
-            f"{what} has {length} samples; window [{start}, {stop}) "
+            f"{what if isinstance(what, str) else what()} has {length} samples; window [{start}, {stop}) "
             f"{'starts before 0' if start < 0 else 'ends past it'} (pass pad=True to zero-fill)"
         )
     return start, num_samples, max(start, 0), min(stop, length)

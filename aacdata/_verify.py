@@ -130,13 +130,15 @@ _COLUMNS = ("crc32", "byte_start", "num_frames", "sample_rate", "encoder_delay",
 def frames_failing_crc(
     data: bytes, bounds: np.ndarray, expected: np.ndarray, *, stop_at_first: bool = False
 ) -> list[tuple[int, int]]:
-    """``(k, crc)`` of the frames ``data[bounds[k]:bounds[k + 1]]`` whose CRC-32 is not
-    ``expected[k]``."""
+    """``(k, crc)`` of the frames whose CRC-32 is not ``expected[k]``: frame ``k`` is
+    ``data[bounds[k] - bounds[0]:bounds[k + 1] - bounds[0]]`` (``bounds`` may be offsets
+    in ``/adts``)."""
     view = memoryview(data)
     edges = bounds.tolist()
+    base = edges[0]
     bad = []
     for k, want in enumerate(expected.tolist()):
-        got = zlib.crc32(view[edges[k] : edges[k + 1]])
+        got = zlib.crc32(view[edges[k] - base : edges[k + 1] - base])
         if got != want:
             bad.append((k, got))
             if stop_at_first:

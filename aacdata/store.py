@@ -11,7 +11,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 import numpy as np
 import zarr
@@ -92,9 +92,9 @@ class Recording:
         )
 
 
-@dataclass(frozen=True, slots=True)
-class _Plan:
-    """One window: its output, the part of it inside the recording, frames and bytes."""
+class _Plan(NamedTuple):
+    """One window: its output, the part of it inside the recording, frames and bytes (a
+    tuple: made once per window read)."""
 
     recording: int
     out: np.ndarray
@@ -111,6 +111,21 @@ class _Plan:
     @property
     def num_frames(self) -> int:
         return self.last_frame - self.preroll_frame + 1 if self.byte_stop > self.byte_start else 0
+
+
+class _ReadInfo(NamedTuple):
+    """What reading needs of a recording's table row, as Python values."""
+
+    num_samples: int
+    num_channels: int
+    encoder_delay: int
+    num_frames: int
+    decoder: DecoderKey
+    fresh_decoder: bool
+
+
+_READ_INFO_ENTRIES = 1 << 16
+"""Recordings whose :class:`_ReadInfo` is kept (then the cache starts anew)."""
 
 
 _NO_FRAMES = np.zeros(1, dtype=np.int64)
@@ -169,6 +184,7 @@ class AACStore:
         )
         n = self.counts.num_recordings
         self._table = {}
+        self._read_infos: dict[int, _ReadInfo] = {}
         for name in _layout.NUMERIC_COLUMNS:
             try:
                 values = self._read_rows(self._columns[name], f"{_layout.RECORDINGS}/{name}", 0, n)
@@ -636,33 +652,46 @@ class AACStore:
             f"the store is damaged (run `aacdata verify {self._where}`)"
         )
 
+    def _read_info(self, i: int) -> _ReadInfo:
+        info = self._read_infos.get(i)
+        if info is None:
+            if len(self._read_infos) >= _READ_INFO_ENTRIES:
+                self._read_infos.clear()
+            t = self._table
+            info = self._read_infos[i] = _ReadInfo(
+                int(t["num_samples"][i]),
+                int(t["num_channels"][i]),
+                int(t["encoder_delay"][i]),
+                int(t["num_frames"][i]),
+                self._decoder_key(i),
+                bool(int(t["flags"][i]) & _layout.FLAG_FRESH_DECODER),
+            )
+        return info
+
     def _plan(self, rec: RecordingRef, start: int, num_samples: int, pad: bool) -> _Plan:
         """Validate a window, allocate its output and find the frames and bytes it needs."""
         i = self.index_of(rec)
         start = operator.index(start)
         if self._row_problems and i in self._row_problems:  # only with check_table=False
             raise CorruptDataError(self._row_problems[i])  # before its values size anything
-        t = self._table
-        length = int(t["num_samples"][i])
-        channels = int(t["num_channels"][i])
+        info = self._read_info(i)
         start, num_samples, lo, hi = window_inside(
-            start, num_samples, length, pad=pad, what=f"recording {self._ids[i]!r}"
+            start, num_samples, info.num_samples, pad=pad, what=lambda: f"recording {self._ids[i]!r}"
         )
         stop = start + num_samples
         if lo == start and hi == stop:
-            out = np.empty((channels, num_samples), dtype=np.float32)
+            out = np.empty((info.num_channels, num_samples), dtype=np.float32)
         else:
-            out = np.zeros((channels, num_samples), dtype=np.float32)
+            out = np.zeros((info.num_channels, num_samples), dtype=np.float32)
         if hi <= lo:
             return _Plan(i, out, out, 0, 0, 0, 0, 0, 0, _NO_FRAMES, _NO_CRCS)
-        delay = int(t["encoder_delay"][i])
-        d0, d1 = lo + delay, hi + delay
+        d0, d1 = lo + info.encoder_delay, hi + info.encoder_delay
         k0, k1 = d0 // SAMPLES_PER_FRAME, (d1 - 1) // SAMPLES_PER_FRAME
         # One pre-roll frame: the MDCT overlaps neighbours, so frame k needs k-1 decoded first.
         kp = max(k0 - 1, 0)
-        if k1 >= int(t["num_frames"][i]):
+        if k1 >= info.num_frames:
             raise CorruptDataError(
-                f"{self._where}: recording {self._ids[i]!r} needs frame {k1} but has {int(t['num_frames'][i])} frames"
+                f"{self._where}: recording {self._ids[i]!r} needs frame {k1} but has {info.num_frames} frames"
             )
         bounds, crcs = self._frame_index.window(i, kp, k1)
         return _Plan(
@@ -672,15 +701,15 @@ class AACStore:
 
     def _decode(self, plan: _Plan, data: bytes) -> None:
         i, kp, k0, k1 = plan.recording, plan.preroll_frame, plan.first_frame, plan.last_frame
-        t = self._table
+        info = self._read_info(i)
         self._check_frames(i, data, plan.bounds, plan.crcs, kp)
         # A window that needs frame 0's own output (no priming: raw ADTS passthrough) needs a
         # fresh decoder, as flush_buffers() leaves the first frame slightly different; so does
         # a stream with PNS, whose noise depends on decoder state.
-        if k0 == 0 or int(t["flags"][i]) & _layout.FLAG_FRESH_DECODER:
-            ctx = self._decoders.fresh(self._decoder_key(i))
+        if k0 == 0 or info.fresh_decoder:
+            ctx = self._decoders.fresh(info.decoder)
         else:
-            ctx = self._decoders.get(self._decoder_key(i))
+            ctx = self._decoders.get(info.decoder)
         decode_into(
             ctx,
             data,
@@ -688,7 +717,7 @@ class AACStore:
             preroll=k0 - kp,
             skip=plan.skip,
             out=plan.target,
-            what=f"{self._where}: recording {self._ids[i]!r} frames {kp}..{k1}",
+            what=lambda: f"{self._where}: recording {self._ids[i]!r} frames {kp}..{k1}",
         )
 
     def _decoder_key(self, i: int) -> DecoderKey:
@@ -700,7 +729,7 @@ class AACStore:
     def _check_frames(self, i: int, data: bytes, bounds: np.ndarray, crcs: np.ndarray, first: int) -> None:
         """Compare the frames in ``data`` (frame ``first`` on; ``bounds`` in ``/adts``) with
         their stored CRC-32s."""
-        bad = frames_failing_crc(data, bounds - int(bounds[0]), crcs, stop_at_first=True)
+        bad = frames_failing_crc(data, bounds, crcs, stop_at_first=True)
         if bad:
             k, got = bad[0]
             raise CorruptDataError(
