@@ -134,7 +134,7 @@ def _merge_into(
         done += len(part) - len(todo)
         for run in _runs(part, todo):
             for i in run.rows:
-                rec = part.recordings[i]
+                rec = part.recording(i)
                 a = rec.byte_start - run.byte_start
                 payload = run.data[a : a + rec.num_bytes]
                 if zlib.crc32(payload) != rec.crc32:

@@ -127,3 +127,23 @@ def test_cli_merge_notes_annotation_sets(
     with AACStore.open(out) as st:
         assert st.annotation_sets == ()
     assert main(["merge", str(parts[0]), str(parts[0]), "-o", str(tmp_path / "m2.zarr"), "--no-progress"]) == 2
+
+
+def test_merge_reads_each_recording_of_a_part_once(tmp_path: Path) -> None:
+    # Regression: merging built the whole recordings table again for every recording
+    # (quadratic: hours for a part of 10,000 recordings).
+    from unittest import mock
+
+    from aacdata._audiofile import write_audio
+    from aacdata.testing import signal
+
+    n = 40
+    for k in range(n):
+        write_audio(tmp_path / "src" / f"{k:03d}.wav", signal("noise", 1600, sample_rate=16_000, seed=k), sample_rate=16_000)
+    part = tmp_path / "part.zarr"
+    assert aacdata.import_audio(tmp_path / "src", part, workers=0, progress=False).ok
+    original = AACStore.recording
+    with mock.patch.object(AACStore, "recording", autospec=True, side_effect=original) as calls:
+        report = merge_stores([part], tmp_path / "merged.zarr")
+    assert len(report.merged) == n
+    assert calls.call_count <= 2 * n
