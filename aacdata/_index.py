@@ -2,9 +2,9 @@
 
 A window of recording ``r`` needs frames ``first..last`` (pre-roll included): their byte
 offsets in ``/adts``, where the last one ends, and their CRC-32s. Those come from the rows
-of ``/index`` and ``/frame_crc``, which are compressed in chunks of 16384 rows; reading
-any row decompresses its whole chunk (~0.5 ms through zarr), so whole chunks are kept,
-decoded and checked once, in a compact form:
+of ``/index`` and ``/frame_crc``, which are stored in chunks (4096 rows in new stores,
+16384 in those of aacdata 0.1); reading any row decompresses its whole chunk, so whole
+chunks are kept, decoded and checked once, in a compact form:
 
     sizes    uint16 per frame      (an ADTS frame is at most 8191 bytes)
     anchors  int64 per 64 frames   (the byte offset of every 64th frame)
@@ -18,8 +18,10 @@ window of a recording costs no more than any other once its chunk is in memory.
 The checks run per chunk, vectorised, when it is decoded: every row continues the byte
 chain of the one before (recordings tile ``/adts`` back to back), sample positions count
 up from each recording's first frame, recordings start at their table's byte offset, and
-sizes are those of ADTS frames. Rows that fail are marked; only a window that uses one
-fails (``CorruptDataError``), the rest of the chunk stays readable.
+sizes are those of ADTS frames. A sound chunk is recognised with a few whole-chunk
+operations (:meth:`FrameIndex._sound`); otherwise the rows are checked one by one and
+those that fail are marked: only a window that uses one fails (``CorruptDataError``), the
+rest of the chunk stays readable.
 """
 
 from __future__ import annotations
@@ -171,12 +173,63 @@ class FrameIndex:
     def _load(self, ci: int) -> _Chunk:
         start = ci * self._rows
         stop = min(start + self._rows, self._num_frames)
-        rows = np.asarray(self._read("index", start, stop)).reshape(-1, 3).astype(np.int64, copy=False)
-        crcs = np.array(self._read("frame_crc", start, stop), dtype=np.uint32).reshape(-1)
+        rows = np.asarray(self._read("index", start, stop)).reshape(-1, 3)
+        # int64 (values past 2**63, which only damage makes, turn negative and fail the checks).
+        rows = rows.view(np.int64) if rows.dtype == np.uint64 else rows.astype(np.int64)
+        crcs = np.asarray(self._read("frame_crc", start, stop), dtype=np.uint32).reshape(-1)
         if rows.shape[0] != stop - start or crcs.size != stop - start:
             raise CorruptDataError(f"index chunk {ci} holds {rows.shape[0]} rows, expected {stop - start}")
-        offsets, sizes, positions = rows[:, 0], rows[:, 1], rows[:, 2]
-        g = np.arange(start, stop, dtype=np.int64)
+        offsets, sizes, positions = rows.T.copy()  # contiguous columns: faster checks
+        bad = None
+        if self._sound(start, offsets, sizes, positions):
+            small = sizes.astype(np.uint16)  # sizes checked: 7..8191
+        else:
+            bad = self._bad_rows(start, offsets, sizes, positions)
+            small = np.clip(sizes, 0, np.iinfo(np.uint16).max).astype(np.uint16)
+        # Offsets are rebuilt from the sizes and the anchors: an anchor is trusted only on a good row.
+        anchors = offsets[::ANCHOR_EVERY].copy()
+        return _Chunk(start, small, anchors, crcs, bad if bad is not None and bad.any() else None)
+
+    def _sound(self, start: int, offsets: np.ndarray, sizes: np.ndarray, positions: np.ndarray) -> bool:
+        """Whether rows ``start...`` pass every check of :meth:`_bad_rows`, decided with a
+        few whole-chunk operations (``False`` also where it cannot tell cheaply: recordings
+        without frames among the chunk's; :meth:`_bad_rows` then marks the rows).
+
+        Recordings ``first..last`` own the rows. The rows chain (each ends where the next
+        begins, and sizes are positive), so the offsets increase: every row lies in its
+        recording's bytes when the chunk's first row starts inside the first recording, each
+        recording that begins here starts at its table offset and ends no later than its
+        byte range (where the next one begins), and the last row ends inside the last one.
+        """
+        n = sizes.size
+        fs, bs, be = self._frame_start, self._byte_start, self._byte_end
+        first = int(np.searchsorted(fs, start, side="right")) - 1
+        last = int(np.searchsorted(fs, start + n - 1, side="right")) - 1
+        if first < 0 or not ((sizes - _MIN_FRAME).view(np.uint64) <= _MAX_FRAME - _MIN_FRAME).all():
+            return False
+        ends = offsets + sizes
+        if not np.array_equal(offsets[1:], ends[:-1]):
+            return False
+        if offsets[0] < bs[first] or ends[-1] > be[last] or positions[0] != (start - fs[first]) * SAMPLES_PER_FRAME:
+            return False
+        if fs[first] == start and offsets[0] != bs[first]:
+            return False
+        steps = positions[1:] - positions[:-1]  # SAMPLES_PER_FRAME within a recording
+        if last > first:
+            begins = fs[first + 1 : last + 1] - start  # rows where the other recordings begin
+            if not (begins[1:] > begins[:-1]).all() or begins[0] <= 0:
+                return False  # a recording without frames: leave it to the row-by-row checks
+            owners = slice(first + 1, last + 1)
+            if not np.array_equal(offsets[begins], bs[owners]) or positions[begins].any():
+                return False
+            if (bs[owners] > be[first:last]).any():
+                return False
+            steps[begins - 1] = SAMPLES_PER_FRAME
+        return bool((steps == SAMPLES_PER_FRAME).all())
+
+    def _bad_rows(self, start: int, offsets: np.ndarray, sizes: np.ndarray, positions: np.ndarray) -> np.ndarray:
+        """The rows ``start...`` that fail a check, row by row."""
+        g = np.arange(start, start + sizes.size, dtype=np.int64)
         owner = np.searchsorted(self._frame_start, g, side="right") - 1
         bad = (sizes < _MIN_FRAME) | (sizes > _MAX_FRAME)
         bad |= positions != (g - self._frame_start[owner]) * SAMPLES_PER_FRAME
@@ -187,10 +240,7 @@ class FrameIndex:
         broken = offsets[1:] != offsets[:-1] + sizes[:-1]
         bad[:-1] |= broken
         bad[1:] |= broken
-        # Offsets are rebuilt from the sizes and the anchors: an anchor is trusted only on a good row.
-        anchors = offsets[::ANCHOR_EVERY].copy()
-        small = np.clip(sizes, 0, np.iinfo(np.uint16).max).astype(np.uint16)
-        return _Chunk(start, small, anchors, crcs, bad if bad.any() else None)
+        return bad
 
     # ------------------------------------------------------------------ budget
 

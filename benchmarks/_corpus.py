@@ -92,10 +92,12 @@ def cached(root: Path, params: Mapping[str, Any], check: Callable[[], object] | 
 
 
 def aacdata_fingerprint() -> str:
-    """What a cached build depends on besides its parameters: the store format version and
-    the synthetic-audio generator. Other library changes keep a build as long as its stores
-    still open (the ``check`` of :func:`cached`); delete ``--workdir`` to rebuild all."""
-    h = hashlib.sha1(str(_layout.FORMAT_VERSION).encode())
+    """What a cached build depends on besides its parameters: the store format version, the
+    chunking and codecs of new stores' index arrays, and the synthetic-audio generator.
+    Other library changes keep a build as long as its stores still open (the ``check`` of
+    :func:`cached`); delete ``--workdir`` to rebuild all."""
+    layout = (_layout.FORMAT_VERSION, _layout.INDEX_CHUNK_ROWS, _layout.INDEX_CODECS, _layout.FRAME_CRC_CODECS)
+    h = hashlib.sha1(repr(layout).encode())
     h.update(Path(testing.__file__).read_bytes())
     return h.hexdigest()[:12]
 

@@ -66,6 +66,47 @@ def test_window_bounds_equal_the_stored_rows(counts: list[int], chunk_rows: int,
         np.testing.assert_array_equal(got_crcs, crcs[g0 : g1 + 1])
 
 
+@settings(max_examples=150, deadline=None)
+@given(
+    counts=st.lists(st.integers(0, 300), min_size=1, max_size=10),
+    chunk_rows=st.sampled_from([1, 7, 64, 100, 1000]),
+    damage=st.lists(
+        st.tuples(
+            st.integers(0, 10_000), st.integers(0, 2), st.sampled_from([-1024, -7, -1, 1, 5, 1 << 40, -(1 << 62)])
+        ),
+        max_size=2,
+    ),
+    table_damage=st.none()
+    | st.tuples(st.sampled_from(["byte_start", "num_bytes"]), st.integers(0, 10), st.sampled_from([-5, -1, 1])),
+)
+def test_the_whole_chunk_check_agrees_with_the_row_checks(
+    counts: list[int],
+    chunk_rows: int,
+    damage: list[tuple[int, int, int]],
+    table_damage: tuple[str, int, int] | None,
+) -> None:
+    # Invariant: a chunk passes the few-operation check only if no row fails the row-by-row
+    # checks; a sound chunk of recordings with frames passes it (else loads cost more).
+    counts = [*counts, 1]  # the helper's table ends with a recording that has frames
+    columns, rows, crcs = _table(counts)
+    rows = rows.copy()
+    for row, field, delta in damage:
+        rows[row % rows.shape[0], field] += delta
+    if table_damage is not None:
+        name, rec, delta = table_damage
+        columns = {**columns, name: columns[name].copy()}
+        columns[name][rec % len(counts)] += delta
+    index = _index(columns, rows, crcs, chunk_rows)
+    for start in range(0, rows.shape[0], chunk_rows):
+        part = rows[start : start + chunk_rows]
+        sound = index._sound(start, part[:, 0], part[:, 1], part[:, 2])
+        bad = index._bad_rows(start, part[:, 0], part[:, 1], part[:, 2]).any()
+        if sound:
+            assert not bad, (start, damage, table_damage)
+        elif not damage and table_damage is None and all(counts):
+            raise AssertionError(f"a sound chunk at row {start} fails the whole-chunk check")
+
+
 def test_recordings_sharing_a_chunk_share_its_decoding() -> None:
     columns, rows, crcs = _table([10] * 50)
     index = _index(columns, rows, crcs, chunk_rows=16384)
@@ -136,3 +177,44 @@ def test_direct_chunk_reads_equal_zarr_and_fall_back(store_path: Path, tmp_path:
     assert DirectChunks(zarr.open_group(str(copy), mode="r")["index"]).read(0, 5) is None
     chunk.unlink()
     assert DirectChunks(zarr.open_group(str(copy), mode="r")["index"]).read(0, 5) is None
+    crc_chunk = copy / "frame_crc" / "c" / "0"
+    crc_chunk.write_bytes(crc_chunk.read_bytes()[:-4])  # an uncompressed chunk one row short
+    assert DirectChunks(zarr.open_group(str(copy), mode="r")["frame_crc"]).read(0, 5) is None
+
+
+def test_stores_of_the_first_layout_read_the_same(store_path: Path, tmp_path: Path) -> None:
+    # Invariant: a store whose /index and /frame_crc have aacdata 0.1's chunking and codecs
+    # (16384 rows, Zstd) reads bit for bit as a store of today's layout, through the same
+    # direct chunk reads, and verifies clean.
+    from unittest import mock
+
+    import zarr
+    from zarr.codecs import BloscCodec
+
+    from aacdata import AACStore, _layout
+    from aacdata._chunks import DirectChunks
+    from aacdata._merge import merge_stores
+
+    first = {
+        "INDEX_CHUNK_ROWS": 1 << 14,
+        "INDEX_CODECS": (BloscCodec(cname="zstd", clevel=5, shuffle="bitshuffle", typesize=8),),
+        "FRAME_CRC_CODECS": "auto",
+    }
+    with mock.patch.multiple(_layout, **first):
+        merge_stores([store_path], tmp_path / "old.zarr")
+    merge_stores([store_path], tmp_path / "new.zarr")
+    old_group, new_group = (zarr.open_group(str(tmp_path / n), mode="r") for n in ("old.zarr", "new.zarr"))
+    assert old_group["index"].chunks == (1 << 14, 3) and new_group["index"].chunks == (_layout.INDEX_CHUNK_ROWS, 3)
+    assert [type(c).__name__ for c in old_group["frame_crc"].metadata.codecs] == ["BytesCodec", "ZstdCodec"]
+    assert [type(c).__name__ for c in new_group["frame_crc"].metadata.codecs] == ["BytesCodec"]
+    for group in (old_group, new_group):
+        for node in ("index", "frame_crc"):
+            assert DirectChunks(group[node]).read(0, 3) is not None
+    rng = np.random.default_rng(0)
+    with AACStore.open(tmp_path / "old.zarr") as old, AACStore.open(tmp_path / "new.zarr") as new:
+        assert old.verify().ok and new.verify().ok
+        for rec in old.recordings:
+            for _ in range(3):
+                n = int(rng.integers(1, min(rec.num_samples, 5000) + 1))
+                start = int(rng.integers(0, rec.num_samples - n + 1))
+                np.testing.assert_array_equal(old.read(rec.id, start, n), new.read(rec.id, start, n))

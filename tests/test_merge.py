@@ -139,7 +139,9 @@ def test_merge_reads_each_recording_of_a_part_once(tmp_path: Path) -> None:
 
     n = 40
     for k in range(n):
-        write_audio(tmp_path / "src" / f"{k:03d}.wav", signal("noise", 1600, sample_rate=16_000, seed=k), sample_rate=16_000)
+        write_audio(
+            tmp_path / "src" / f"{k:03d}.wav", signal("noise", 1600, sample_rate=16_000, seed=k), sample_rate=16_000
+        )
     part = tmp_path / "part.zarr"
     assert aacdata.import_audio(tmp_path / "src", part, workers=0, progress=False).ok
     original = AACStore.recording
