@@ -104,10 +104,13 @@ _FEW = 8
 """Up to this many events in a window, targets are computed event by event: on caches
 that the window's decoding just left cold, a few scalar steps cost less than numpy's
 per-call overhead (see benchmarks/bench_labels.py)."""
-_SMALL = 64
-"""Recordings with at most this many events are labelled from Python lists."""
-_SMALL_RECORDINGS = 1 << 16
-"""At most this many recordings' lists are kept (then they are built anew)."""
+_SMALL = 1024
+"""Recordings with at most this many events are labelled from Python lists..."""
+_LOOP_MAX = 32
+"""...where the window's candidate events (from the first that can reach it to the last
+that starts in it) are at most this many; more go through numpy."""
+_SMALL_EVENTS = 1 << 17
+"""At most this many events are kept as lists (~12 MB; then the lists are built anew)."""
 _Few = tuple[list[int], list[int], list[int], list[int]]
 """A small recording's events as lists: starts (sorted), stops, target classes, and the
 running maximum of the stops (sorted too: events before the first that reaches ``a`` end
@@ -153,6 +156,7 @@ class WindowLabels:
         # Recordings with few events, as Python lists (a window's clip target then needs no
         # numpy call but one np.zeros): built on first use, bounded in number.
         self._small: dict[int, _Few] = {}
+        self._small_events = 0
         self._min_overlap = min_overlap_seconds * sample_rate
         self._fraction = float(min_overlap_fraction)
         self._hop = label_hop_seconds * sample_rate
@@ -178,8 +182,10 @@ class WindowLabels:
             i, j = self.events.rows_of(recording)
             if j - i > _SMALL:
                 return None
-            if len(self._small) >= _SMALL_RECORDINGS:
+            if self._small_events + j - i > _SMALL_EVENTS:
                 self._small.clear()
+                self._small_events = 0
+            self._small_events += j - i
             stops = self._stop[i:j].tolist()
             entry = self._small[recording] = (
                 self._start[i:j].tolist(),
@@ -196,8 +202,10 @@ class WindowLabels:
         if few is not None:
             starts, stops, klass, reach = few
             # Events from the first that may end at or after a, to the last that starts before b.
-            self._mark_clip(target, a, b, starts, stops, klass, range(bisect_left(reach, a), bisect_left(starts, b)))
-            return target
+            lo, hi = bisect_left(reach, a), bisect_left(starts, b)
+            if hi - lo <= _LOOP_MAX:
+                self._mark_clip(target, a, b, starts, stops, klass, range(lo, hi))
+                return target
         rows = self.events.events_in(recording, a, b)
         if rows.size > _FEW:
             s, e, k = self._start[rows], self._stop[rows], self._klass[rows]
@@ -229,8 +237,10 @@ class WindowLabels:
         few = self._few(recording)
         if few is not None:
             starts, stops, klass, reach = few
-            self._mark_frames(target, a, starts, stops, klass, range(bisect_left(reach, a), bisect_left(starts, end)))
-            return target
+            lo, hi = bisect_left(reach, a), bisect_left(starts, end)
+            if hi - lo <= _LOOP_MAX:
+                self._mark_frames(target, a, starts, stops, klass, range(lo, hi))
+                return target
         rows = self.events.events_in(recording, a, end)
         if rows.size > _FEW:
             s, e, k = self._start[rows], self._stop[rows], self._klass[rows]

@@ -53,13 +53,15 @@ event_lists = st.lists(
 )
 
 
-@settings(max_examples=80, deadline=None)
+@settings(max_examples=150, deadline=None)
 @given(
     records=event_lists,
     windows=st.lists(st.tuples(st.integers(0, 2), st.integers(-300, 5000), st.integers(1, 1500)), max_size=10),
     min_seconds=st.sampled_from([0.0, 0.05, 0.3]),
     fraction=st.sampled_from([0.0, 0.5, 1.0]),
-    small=st.sampled_from([0, 64]),
+    small=st.sampled_from([0, 1024]),
+    loop=st.sampled_from([0, 2, 32]),
+    kept=st.sampled_from([3, 1 << 17]),
 )
 def test_clip_and_frame_targets_equal_a_brute_force_overlap(
     records: list[tuple[int, int, int, str]],
@@ -67,13 +69,16 @@ def test_clip_and_frame_targets_equal_a_brute_force_overlap(
     min_seconds: float,
     fraction: float,
     small: int,
+    loop: int,
+    kept: int,
 ) -> None:
     # Invariant: the targets follow the documented rule exactly, event by event, on both
-    # paths (recordings of few events labelled from lists, others through events_in).
+    # paths (recordings of few events labelled from lists, unless a window has more than
+    # _LOOP_MAX candidates; others through events_in).
     lengths = [5000, 5000, 5000]
     events = _events(records, lengths)
     hop = 0.1
-    with mock.patch.object(aacdata._labels, "_SMALL", small):
+    with mock.patch.multiple(aacdata._labels, _SMALL=small, _LOOP_MAX=loop, _SMALL_EVENTS=kept):
         _check_against_brute_force(records, windows, min_seconds, fraction, events, hop)
 
 
