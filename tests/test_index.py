@@ -191,9 +191,12 @@ def test_stores_of_the_first_layout_read_the_same(store_path: Path, tmp_path: Pa
     import zarr
     from zarr.codecs import BloscCodec
 
+    import aacdata
     from aacdata import AACStore, _layout
+    from aacdata._audiofile import write_audio
     from aacdata._chunks import DirectChunks
     from aacdata._merge import merge_stores
+    from aacdata.testing import signal
 
     first = {
         "INDEX_CHUNK_ROWS": 1 << 14,
@@ -218,3 +221,11 @@ def test_stores_of_the_first_layout_read_the_same(store_path: Path, tmp_path: Pa
                 n = int(rng.integers(1, min(rec.num_samples, 5000) + 1))
                 start = int(rng.integers(0, rec.num_samples - n + 1))
                 np.testing.assert_array_equal(old.read(rec.id, start, n), new.read(rec.id, start, n))
+    # Appending to such a store keeps its layout, and what is appended reads.
+    source = tmp_path / "more" / "extra.wav"
+    write_audio(source, signal("noise", 20_000, sample_rate=16_000, seed=3), sample_rate=16_000)
+    assert aacdata.import_audio(source.parent, tmp_path / "old.zarr", workers=0, progress=False).ok
+    assert zarr.open_group(str(tmp_path / "old.zarr"), mode="r")["index"].chunks == (1 << 14, 3)
+    with AACStore.open(tmp_path / "old.zarr") as old:
+        assert old.verify().ok
+        assert old.read("extra.wav", 0, 20_000).shape == (1, 20_000)
