@@ -31,7 +31,7 @@ from zarr.errors import GroupNotFoundError
 
 from . import _lock, _remote
 from ._adts import SAMPLES_PER_FRAME
-from .errors import AACDataError, StoreFormatError, StoreNotFoundError
+from .errors import AACDataError, CorruptDataError, StoreFormatError, StoreNotFoundError
 
 FORMAT_VERSION = 1
 ATTRIBUTE = "aacdata"
@@ -463,3 +463,44 @@ def _open_or_create_local(where: str) -> zarr.Group:
     if os.path.isdir(where) and set(os.listdir(where)) - {_lock.LOCK_FILE}:
         raise StoreFormatError(f"{where!r} is a non-empty directory without zarr.json; choose a new path for the store")
     return create_layout(store)
+
+
+def is_damage(e: Exception, local: bool) -> bool:
+    """Whether an exception from reading stored chunks means they are damaged: a codec or
+    shape failure, or for a local store any I/O error (a chunk that is a directory, say).
+    For a remote store an I/O error is an outage, not damage, and is not relabelled."""
+    if isinstance(e, AACDataError):
+        return False
+    if isinstance(e, (RuntimeError, ValueError, TypeError, IndexError, KeyError, ArithmeticError, MemoryError)):
+        return True
+    return local and isinstance(e, OSError)
+
+
+def chunk_keys(array: zarr.Array[Any], start: int, stop: int) -> str:
+    """The key(s) of the chunks holding rows ``[start, stop)`` of an array, for messages."""
+    try:
+        rows = int(getattr(array.metadata.chunk_grid, "chunk_shape", array.chunks)[0])
+        first, last = start // rows, max(stop - 1, start) // rows
+        tail = (0,) * (array.ndim - 1)
+        keys = [array.metadata.encode_chunk_key((ci, *tail)) for ci in dict.fromkeys((first, last))]
+    except Exception:  # noqa: BLE001 - only a message: damaged metadata names no keys
+        return f"rows {start}..{stop - 1}"
+    return " .. ".join(keys)
+
+
+def read_rows(array: zarr.Array[Any], node: str, start: int, stop: int, *, where: str, local: bool) -> np.ndarray:
+    """Rows ``[start, stop)`` of a node of the store at ``where``; chunks that cannot be read
+    or decoded (truncated, flipped bits, a directory in place of a file) raise
+    :class:`CorruptDataError` naming the node and the chunks."""
+    if stop <= start:
+        return np.asarray(array[0:0])
+    try:
+        return np.asarray(array[start:stop])
+    except Exception as e:
+        if not is_damage(e, local):
+            raise
+        reason = f"{type(e).__name__}: {e}"
+        raise CorruptDataError(
+            f"{where}/{node}: chunk {chunk_keys(array, start, stop)} cannot be read "
+            f"({reason[:200]}); the store is damaged (run `aacdata verify {where}`)"
+        ) from e

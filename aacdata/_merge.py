@@ -199,20 +199,25 @@ def _runs(part: AACStore, rows: Sequence[int]) -> Iterator[_Run]:
     one recording), their bytes and index rows read at once from the arrays."""
     arrays = _layout.open_arrays(zarr.open_group(part.zarr_store, mode="r"), part.path, part.counts)
     recs = part.recordings
+    local = isinstance(part.zarr_store, zarr.storage.LocalStore)
     run: list[int] = []
     for i in rows:
         if run and (i != run[-1] + 1 or recs[i].byte_start + recs[i].num_bytes - recs[run[0]].byte_start > _READ_BYTES):
-            yield _read(arrays, recs, run)
+            yield _read(arrays, recs, run, part.path, local)
             run = []
         run.append(i)
     if run:
-        yield _read(arrays, recs, run)
+        yield _read(arrays, recs, run, part.path, local)
 
 
-def _read(arrays: _layout.Arrays, recs: Sequence[Recording], run: list[int]) -> _Run:
+def _read(arrays: _layout.Arrays, recs: Sequence[Recording], run: list[int], where: str, local: bool) -> _Run:
+    """The bytes and index rows of a run; chunks that do not decode are damage
+    (:class:`CorruptDataError` naming the part, node and chunk)."""
     first, last = recs[run[0]], recs[run[-1]]
-    data = bytes(np.asarray(arrays.adts[first.byte_start : last.byte_start + last.num_bytes], dtype=np.uint8))
-    index = np.asarray(arrays.index[first.frame_start : last.frame_start + last.num_frames], dtype=np.int64)
+    b0, b1 = first.byte_start, last.byte_start + last.num_bytes
+    f0, f1 = first.frame_start, last.frame_start + last.num_frames
+    data = bytes(np.asarray(_layout.read_rows(arrays.adts, _layout.ADTS, b0, b1, where=where, local=local), np.uint8))
+    index = np.asarray(_layout.read_rows(arrays.index, _layout.INDEX, f0, f1, where=where, local=local), np.int64)
     return _Run(run, first.byte_start, data, first.frame_start, index.reshape(-1, 3))
 
 

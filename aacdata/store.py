@@ -298,21 +298,8 @@ class AACStore:
         return self._group.store
 
     def _read_rows(self, array: zarr.Array[Any], node: str, start: int, stop: int) -> np.ndarray:
-        """Rows ``[start, stop)`` of a node; chunks that cannot be read or decoded (truncated,
-        flipped bits, a directory in place of a file) raise :class:`CorruptDataError` naming
-        the node and the chunks."""
-        if stop <= start:
-            return np.asarray(array[0:0])
-        try:
-            return np.asarray(array[start:stop])
-        except Exception as e:
-            if not _is_damage(e, self._local):
-                raise
-            reason = f"{type(e).__name__}: {e}"
-            raise CorruptDataError(
-                f"{self._where}/{node}: chunk {_chunk_keys(array, start, stop)} cannot be read "
-                f"({reason[:200]}); the store is damaged (run `aacdata verify {self._where}`)"
-            ) from e
+        """Rows ``[start, stop)`` of a node (see :func:`_layout.read_rows`)."""
+        return _layout.read_rows(array, node, start, stop, where=self._where, local=self._local)
 
     def _read_index_rows(self, node: str, start: int, stop: int) -> np.ndarray:
         """Rows of ``/index`` or ``/frame_crc`` for the index cache: straight from the chunk
@@ -647,7 +634,7 @@ class AACStore:
 
     def _unreadable_bytes(self, e: OSError, start: int, stop: int) -> CorruptDataError:
         """A local chunk file of ``/adts`` that cannot be read (a directory, no permission...)."""
-        keys = _chunk_keys(self._adts, start, stop)
+        keys = _layout.chunk_keys(self._adts, start, stop)
         return CorruptDataError(
             f"{self._where}/{_layout.ADTS}: chunk {keys} cannot be read ({type(e).__name__}: {e}); "
             f"the store is damaged (run `aacdata verify {self._where}`)"
@@ -909,29 +896,6 @@ class AACStore:
             "sample_rates": sorted({int(x) for x in t["sample_rate"]}),
             "channel_counts": sorted({int(x) for x in t["num_channels"]}),
         }
-
-
-def _is_damage(e: Exception, local: bool) -> bool:
-    """Whether an exception from reading stored chunks means they are damaged: a codec or
-    shape failure, or for a local store any I/O error (a chunk that is a directory, say).
-    For a remote store an I/O error is an outage, not damage, and is not relabelled."""
-    if isinstance(e, AACDataError):
-        return False
-    if isinstance(e, (RuntimeError, ValueError, TypeError, IndexError, KeyError, ArithmeticError, MemoryError)):
-        return True
-    return local and isinstance(e, OSError)
-
-
-def _chunk_keys(array: zarr.Array[Any], start: int, stop: int) -> str:
-    """The key(s) of the chunks holding rows ``[start, stop)`` of an array, for messages."""
-    try:
-        rows = int(getattr(array.metadata.chunk_grid, "chunk_shape", array.chunks)[0])
-        first, last = start // rows, max(stop - 1, start) // rows
-        tail = (0,) * (array.ndim - 1)
-        keys = [array.metadata.encode_chunk_key((ci, *tail)) for ci in dict.fromkeys((first, last))]
-    except Exception:  # noqa: BLE001 - only a message: damaged metadata names no keys
-        return f"rows {start}..{stop - 1}"
-    return " .. ".join(keys)
 
 
 def _refuse_links(root: str, where: str) -> None:

@@ -149,3 +149,22 @@ def test_merge_reads_each_recording_of_a_part_once(tmp_path: Path) -> None:
         report = merge_stores([part], tmp_path / "merged.zarr")
     assert len(report.merged) == n
     assert calls.call_count <= 2 * n
+
+
+@pytest.mark.parametrize("node", ["index/c/0/0", "adts/c/0"])
+def test_a_part_chunk_that_does_not_decode_is_damage(store_path: Path, tmp_path: Path, node: str) -> None:
+    # Regression: a part whose /index chunk did not decompress made merge raise numcodecs'
+    # RuntimeError instead of CorruptDataError naming the part and the chunk.
+    import shutil
+
+    part = tmp_path / "part.zarr"
+    shutil.copytree(store_path, part)
+    chunk = part / node
+    data = bytearray(chunk.read_bytes())
+    if node.startswith("index"):
+        data[0] ^= 0xFF
+    else:
+        del data[len(data) // 2 :]  # a truncated /adts chunk
+    chunk.write_bytes(bytes(data))
+    with pytest.raises(CorruptDataError, match=str(part)):
+        merge_stores([part], tmp_path / "merged.zarr")
