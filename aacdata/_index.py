@@ -208,7 +208,8 @@ class FrameIndex:
         if first < 0 or not ((sizes - _MIN_FRAME).view(np.uint64) <= _MAX_FRAME - _MIN_FRAME).all():
             return False
         ends = offsets + sizes
-        if not np.array_equal(offsets[1:], ends[:-1]):
+        # The chain, and no offset past 2**63 (int64 sums would wrap: the end lies beyond the start).
+        if not np.array_equal(offsets[1:], ends[:-1]) or ends[-1] <= offsets[0]:
             return False
         if offsets[0] < bs[first] or ends[-1] > be[last] or positions[0] != (start - fs[first]) * SAMPLES_PER_FRAME:
             return False

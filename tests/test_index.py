@@ -229,3 +229,26 @@ def test_stores_of_the_first_layout_read_the_same(store_path: Path, tmp_path: Pa
     with AACStore.open(tmp_path / "old.zarr") as old:
         assert old.verify().ok
         assert old.read("extra.wav", 0, 20_000).shape == (1, 20_000)
+
+
+def test_offsets_that_chain_only_modulo_2_64_fail() -> None:
+    # Regression: a chunk whose offsets continue the chain but cross 2**63 (as stored uint64,
+    # wrapping in int64 sums) passed the whole-chunk check; windows across the wrap read
+    # nothing and returned uninitialised samples. Such rows must fail like any damage.
+    n = 256
+    sizes = np.full(n, 100, np.uint64)
+    offsets = np.arange(n, dtype=np.uint64) * np.uint64(100)
+    offsets[128:] = np.uint64(2**63 - 100 * 40) + np.arange(128, dtype=np.uint64) * np.uint64(100)
+    rows = np.stack([offsets, sizes, np.arange(n, dtype=np.uint64) * np.uint64(1024)], axis=1)
+    columns = {
+        "frame_start": np.array([0]),
+        "frame_count": np.array([n]),
+        "byte_start": np.array([0]),
+        "num_bytes": np.array([100 * n]),
+    }
+    index = _index(columns, rows, np.zeros(n, np.uint32), chunk_rows=128)
+    part = rows[128:].view(np.int64)
+    assert not index._sound(128, *(part[:, i].copy() for i in range(3)))
+    with pytest.raises(CorruptDataError, match="index rows"):
+        index.window(0, 128 + 38, 128 + 42)
+    index.window(0, 0, 127)  # the sound chunk reads
