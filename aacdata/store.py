@@ -682,6 +682,8 @@ class AACStore:
                 f"{self._where}: recording {self._ids[i]!r} needs frame {k1} but has {info.num_frames} frames"
             )
         bounds, crcs = self._frame_index.window(i, kp, k1)
+        if bounds[-1] <= bounds[0]:  # never for checked rows; the output is not zeroed
+            raise CorruptDataError(f"{self._where}: recording {self._ids[i]!r} frames {kp}..{k1} span no bytes")
         return _Plan(
             i, out, out[:, lo - start : hi - start], kp, k0, k1, d0 - k0 * SAMPLES_PER_FRAME,
             int(bounds[0]), int(bounds[-1]), bounds, crcs,
