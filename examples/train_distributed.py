@@ -10,6 +10,7 @@ model's gradients are averaged by DistributedDataParallel (gloo, so CPUs are eno
 from __future__ import annotations
 
 import argparse
+import sys
 
 import torch
 import torch.distributed as dist
@@ -53,7 +54,9 @@ def main(argv: list[str] | None = None) -> None:
             optimiser.step()
             count += batch.shape[0]
             total += loss.item()
-        print(f"rank {rank}/{world} epoch {epoch}: {count} windows, mean loss {total / max(len(loader), 1):.4f}")
+        line = f"rank {rank}/{world} epoch {epoch}: {count} windows, mean loss {total / max(len(loader), 1):.4f}\n"
+        sys.stdout.write(line)  # one write: the ranks share the terminal
+        sys.stdout.flush()
     dist.destroy_process_group()
 
 
