@@ -9,7 +9,7 @@ rest of the packet, so one ``av.Packet`` serves the whole window.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import av
@@ -17,19 +17,10 @@ import numpy as np
 
 from ._adts import SAMPLES_PER_FRAME, audio_specific_config
 from ._channels import coded_channels
-from .errors import DecodeError
+from .errors import DecodeError, Describe, described
 
 _SAMPLE_BYTES = 4  # float32
 _FRAME_BYTES = SAMPLES_PER_FRAME * _SAMPLE_BYTES
-
-Describe = str | Callable[[], str]
-"""What is being decoded, for error messages: a text, or a function that makes it (a
-read builds it only when something fails)."""
-
-
-def text(what: Describe) -> str:
-    return what if isinstance(what, str) else what()
-
 
 DecoderKey = tuple[int, int, bool]
 """(sample_rate, coded channels, whether the layout is given by a PCE)."""
@@ -108,7 +99,7 @@ def decode_into(
         planes = frame.planes
         if frame.samples != SAMPLES_PER_FRAME or len(planes) < channels:
             raise DecodeError(
-                f"{text(what)}: a decoded frame has {len(planes)} planes of {frame.samples} samples; "
+                f"{described(what)}: a decoded frame has {len(planes)} planes of {frame.samples} samples; "
                 f"expected {coded} of {SAMPLES_PER_FRAME}"
             )
         if pos >= 0 and pos + SAMPLES_PER_FRAME <= total:  # the whole frame (most frames)
@@ -124,7 +115,7 @@ def decode_into(
                     rows[c][at + a : at + b] = memoryview(planes[c])[a:b]
         pos += SAMPLES_PER_FRAME
     if pos < total:
-        raise DecodeError(f"{text(what)}: frames decoded to {pos} samples, window needs {total}")
+        raise DecodeError(f"{described(what)}: frames decoded to {pos} samples, window needs {total}")
 
 
 def decode_packet(ctx: Any, data: bytes, *, num_frames: int, channels: int, what: Describe) -> list[Any]:
@@ -135,14 +126,14 @@ def decode_packet(ctx: Any, data: bytes, *, num_frames: int, channels: int, what
     try:
         frames: list[Any] = ctx.decode(av.Packet(data))
     except av.FFmpegError as e:
-        raise DecodeError(f"{text(what)}: AAC decoder failed ({e})") from None
+        raise DecodeError(f"{described(what)}: AAC decoder failed ({e})") from None
     if len(frames) != num_frames:
-        raise DecodeError(f"{text(what)}: {num_frames} frames gave {len(frames)} decoded frames")
+        raise DecodeError(f"{described(what)}: {num_frames} frames gave {len(frames)} decoded frames")
     if frames:
         got, fmt = frames[0].layout.nb_channels, frames[0].format.name
         if got != channels or fmt != "fltp":
             raise DecodeError(
-                f"{text(what)}: decoded frame has {got} channels of {fmt} samples; expected {channels} of fltp"
+                f"{described(what)}: decoded frame has {got} channels of {fmt} samples; expected {channels} of fltp"
             )
     return frames
 
@@ -164,7 +155,7 @@ def decode_batches(
         for k, frame in enumerate(frames):
             if frame.samples != SAMPLES_PER_FRAME or frame.layout.nb_channels != channels:
                 raise DecodeError(
-                    f"{text(what)}: frame {a + k} decodes to {frame.layout.nb_channels} channels of {frame.samples} "
+                    f"{what}: frame {a + k} decodes to {frame.layout.nb_channels} channels of {frame.samples} "
                     f"samples; expected {channels} of {SAMPLES_PER_FRAME}"
                 )
         yield a, frames

@@ -153,8 +153,8 @@ class WindowLabels:
         # Target class of each event, and plain references to the columns the loops read.
         self._klass = self._class_of[events.label] if len(events) else np.zeros(0, dtype=np.int64)
         self._start, self._stop = events.start, events.stop
-        # Recordings with few events, as Python lists (a window's clip target then needs no
-        # numpy call but one np.zeros): built on first use, bounded in number.
+        # Recordings with few events, as Python lists (a window's target then needs no numpy
+        # call but one np.zeros): built on first use, bounded by the events they hold.
         self._small: dict[int, _Few] = {}
         self._small_events = 0
         self._min_overlap = min_overlap_seconds * sample_rate
@@ -195,17 +195,25 @@ class WindowLabels:
             )
         return entry
 
+    def _candidates(self, recording: int, a: int, b: int) -> tuple[list[int], list[int], list[int], range] | None:
+        """For a recording of few events (:meth:`_few`): its lists and the positions of the
+        events that may touch ``[a, b)``, from the first that may end at or after ``a`` to
+        the last that starts before ``b``; ``None`` where the numpy path is cheaper (more
+        events, or more than ``_LOOP_MAX`` candidates)."""
+        few = self._few(recording)
+        if few is None:
+            return None
+        starts, stops, klass, reach = few
+        lo, hi = bisect_left(reach, a), bisect_left(starts, b)
+        return (starts, stops, klass, range(lo, hi)) if hi - lo <= _LOOP_MAX else None
+
     def clip(self, recording: int, a: int, b: int) -> np.ndarray:
         """float32 ``(K,)`` multi-hot: classes of the events that label ``[a, b)``."""
         target = np.zeros(len(self.classes), dtype=np.float32)
-        few = self._few(recording)
+        few = self._candidates(recording, a, b)
         if few is not None:
-            starts, stops, klass, reach = few
-            # Events from the first that may end at or after a, to the last that starts before b.
-            lo, hi = bisect_left(reach, a), bisect_left(starts, b)
-            if hi - lo <= _LOOP_MAX:
-                self._mark_clip(target, a, b, starts, stops, klass, range(lo, hi))
-                return target
+            self._mark_clip(target, a, b, *few)
+            return target
         rows = self.events.events_in(recording, a, b)
         if rows.size > _FEW:
             s, e, k = self._start[rows], self._stop[rows], self._klass[rows]
@@ -234,13 +242,10 @@ class WindowLabels:
         target = np.zeros((len(self.classes), f), dtype=np.float32)
         # The frames' centres (a window shorter than one hop still has one frame).
         end = max(b, math.ceil(a + f * self._hop))
-        few = self._few(recording)
+        few = self._candidates(recording, a, end)
         if few is not None:
-            starts, stops, klass, reach = few
-            lo, hi = bisect_left(reach, a), bisect_left(starts, end)
-            if hi - lo <= _LOOP_MAX:
-                self._mark_frames(target, a, starts, stops, klass, range(lo, hi))
-                return target
+            self._mark_frames(target, a, *few)
+            return target
         rows = self.events.events_in(recording, a, end)
         if rows.size > _FEW:
             s, e, k = self._start[rows], self._stop[rows], self._klass[rows]

@@ -228,8 +228,8 @@ class _Source:
         index does not show the committed number of recordings tiling frames and bytes."""
         c = self.counts
         starts, offsets = [], []
-        step = max(int(self.arrays.index.chunks[0]), 1 << 14)  # whole chunks of this store
-        step -= step % int(self.arrays.index.chunks[0])
+        chunk = int(self.arrays.index.chunks[0])
+        step = chunk * max(1, (1 << 14) // chunk)  # whole chunks of this store, ~16384 rows
         for a in range(0, c.num_frames, step):
             try:
                 rows = self.index_rows(a, min(a + step, c.num_frames))

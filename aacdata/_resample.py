@@ -33,12 +33,13 @@ from __future__ import annotations
 import functools
 import math
 import operator
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
+
+from .errors import Describe, WindowError, described
 
 __all__ = ["Resampler", "input_span", "resample", "resample_span"]
 
@@ -543,9 +544,7 @@ class RateSpan:
         return out
 
 
-def window_inside(
-    start: int, num_samples: int, length: int, *, pad: bool, what: str | Callable[[], str]
-) -> tuple[int, int, int, int]:
+def window_inside(start: int, num_samples: int, length: int, *, pad: bool, what: Describe) -> tuple[int, int, int, int]:
     """Check a window ``[start, start + num_samples)`` against a signal of ``length``
     samples: ``(start, num_samples, lo, hi)`` with ``[lo, hi)`` the part inside it. Outside
     parts raise :class:`~aacdata.WindowError` unless ``pad`` (the caller zero-fills them)."""
@@ -554,10 +553,8 @@ def window_inside(
         raise ValueError(f"num_samples must be >= 0; got {num_samples}")
     stop = start + num_samples
     if not pad and (start < 0 or stop > length):
-        from .errors import WindowError
-
         raise WindowError(
-            f"{what if isinstance(what, str) else what()} has {length} samples; window [{start}, {stop}) "
+            f"{described(what)} has {length} samples; window [{start}, {stop}) "
             f"{'starts before 0' if start < 0 else 'ends past it'} (pass pad=True to zero-fill)"
         )
     return start, num_samples, max(start, 0), min(stop, length)

@@ -7,6 +7,8 @@ inherits the builtin exception a caller would naturally catch, so
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 __all__ = [
     "AACDataError",
     "AnnotationError",
@@ -93,3 +95,13 @@ class ImportInterruptedError(AACDataError, RuntimeError):
 
 class ImportFailedError(AACDataError, RuntimeError):
     """Raised by ``import_audio(..., on_error="raise")`` for the first failed source."""
+
+
+Describe = str | Callable[[], str]
+"""What an error message is about: a text, or a function that makes it (a hot path passes
+a function, so that the text is built only when something fails)."""
+
+
+def described(what: Describe) -> str:
+    """The text of a :data:`Describe`."""
+    return what if isinstance(what, str) else what()
