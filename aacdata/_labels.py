@@ -1,18 +1,28 @@
 """Labels of windows from event annotations: which events a window holds, as targets.
 
-Rule for a window ``[a, b)`` and an event ``[s, e)`` of the same recording: the overlap is
-``o = min(b, e) - max(a, s)``; the event labels the window when ``o > 0`` and
-(``o >= min_overlap_seconds`` or ``o >= min_overlap_fraction * (e - s)``). With both at
-0, any overlap labels it. An instant (``s == e``) labels the windows it lies in
-(``a <= s < b``). Frame targets: frame ``j`` of a window, centred at
-``a + (j + 1/2) * hop``, is 1 for class ``k`` where an event of ``k`` covers its centre
-(``s <= centre < e``).
+Rule for a window ``[a, b)`` and an event ``[s, e)`` of the same recording (samples at the
+dataset's rate): the overlap is ``o = max(0, min(b, e) - max(a, s))``; the event labels the
+window when ``o > 0`` and the thresholds that were *given* allow it:
+
+- neither given (both ``None``, the default): any overlap;
+- only ``min_overlap_seconds``: ``o >= min_overlap_seconds * sample_rate``;
+- only ``min_overlap_fraction``: ``o >= min_overlap_fraction * (e - s)``;
+- both: either suffices (as OpenSoundscape's ``min_label_overlap`` /
+  ``min_label_fraction``).
+
+A threshold left at ``None`` never applies. ``min_overlap_seconds`` is a finite number
+``>= 0``; ``min_overlap_fraction`` a finite number in ``(0, 1]`` (a fraction of 0 would
+say "any overlap", which is what leaving it out says). An instant (``s == e``) labels the
+windows it lies in (``a <= s < b``), whatever the thresholds. Frame targets: frame ``j``
+of a window, centred at ``a + (j + 1/2) * hop``, is 1 for class ``k`` where an event of
+``k`` covers its centre (``s <= centre < e``).
 """
 
 from __future__ import annotations
 
 import itertools
 import math
+import numbers
 from bisect import bisect_left
 from collections.abc import Iterable, Sequence
 from typing import Any
@@ -100,6 +110,29 @@ def to_rate(ann: Annotations, rates: np.ndarray, rate: int) -> Annotations:
     )
 
 
+def parse_overlap(seconds: object, fraction: object) -> tuple[float | None, float | None]:
+    """``(min_overlap_seconds, min_overlap_fraction)`` as floats, each ``None`` where it
+    was not given; ``TypeError`` for a value that is not a real number, ``ValueError`` for
+    one out of range (seconds finite and ``>= 0``, the fraction finite in ``(0, 1]``)."""
+    out: list[float | None] = []
+    for name, value, expected in (
+        ("min_overlap_seconds", seconds, "a finite number >= 0"),
+        ("min_overlap_fraction", fraction, "a finite number in (0, 1]"),
+    ):
+        if value is None:
+            out.append(None)
+            continue
+        if isinstance(value, bool) or not isinstance(value, numbers.Real):
+            raise TypeError(f"{name} must be None or {expected}; got {value!r} ({type(value).__name__})")
+        x = float(value)
+        ok = math.isfinite(x) and (x >= 0 if name == "min_overlap_seconds" else 0 < x <= 1)
+        if not ok:
+            hint = " (leave it at None to label any overlap)" if x == 0 else ""
+            raise ValueError(f"{name} must be None or {expected}; got {value!r}{hint}")
+        out.append(x)
+    return out[0], out[1]
+
+
 _FEW = 8
 """Up to this many events in a window, targets are computed event by event: on caches
 that the window's decoding just left cold, a few scalar steps cost less than numpy's
@@ -126,15 +159,11 @@ class WindowLabels:
         *,
         classes: Sequence[str] | None,
         sample_rate: int,
-        min_overlap_seconds: float,
-        min_overlap_fraction: float,
+        min_overlap_seconds: float | None = None,
+        min_overlap_fraction: float | None = None,
         label_hop_seconds: float,
     ) -> None:
-        if min_overlap_seconds < 0 or not 0 <= min_overlap_fraction <= 1:
-            raise ValueError(
-                "min_overlap_seconds must be >= 0 and min_overlap_fraction in [0, 1]; "
-                f"got {min_overlap_seconds}, {min_overlap_fraction}"
-            )
+        seconds, fraction = parse_overlap(min_overlap_seconds, min_overlap_fraction)
         if not label_hop_seconds > 0:
             raise ValueError(f"label_hop_seconds must be > 0; got {label_hop_seconds}")
         self.events = events
@@ -157,8 +186,11 @@ class WindowLabels:
         # call but one np.zeros): built on first use, bounded by the events they hold.
         self._small: dict[int, _Few] = {}
         self._small_events = 0
-        self._min_overlap = min_overlap_seconds * sample_rate
-        self._fraction = float(min_overlap_fraction)
+        # The rule as one test, o >= min_overlap or o >= fraction * (e - s), where a
+        # threshold that was not given never passes (an overlap never reaches infinity, nor
+        # twice the event's length) unless neither was given: then any overlap passes.
+        self._min_overlap = seconds * sample_rate if seconds is not None else 0.0 if fraction is None else math.inf
+        self._fraction = fraction if fraction is not None else 2.0
         self._hop = label_hop_seconds * sample_rate
 
     @property

@@ -24,7 +24,7 @@ from zarr.abc.store import Store
 
 from ._channels import remix
 from ._epoch import SharedEpoch
-from ._labels import CorpusView, WindowLabels, combine, to_rate
+from ._labels import CorpusView, WindowLabels, combine, parse_overlap, to_rate
 from ._resample import RateSpan, parse_rate
 from .annotations import Annotations
 from .errors import AACDataError, AnnotationError, CorruptDataError, DecodeError, RecordingNotFoundError
@@ -83,8 +83,10 @@ class AACSegmentDataset(torch.utils.data.Dataset[Any]):
     seed
         Random windows are a pure function of ``(seed, epoch, index)``.
     return_info
-        Return a dict (``audio``, ``recording``, ``id``, ``start``, ``sample_rate`` and
-        ``labels`` when the metadata has a ``label``/``labels`` key) instead of the tensor.
+        Return a dict (``audio``, ``recording``, ``id``, ``start``, ``sample_rate``;
+        ``labels`` when the metadata has a ``label``/``labels`` key; ``target`` with
+        ``labels=``; ``events`` with annotations, see :func:`aacdata.collate`) instead of
+        the tensor.
     transform
         Callable applied to each ``(C, T)`` tensor (e.g. a feature transform).
     index_cache_bytes
@@ -96,6 +98,36 @@ class AACSegmentDataset(torch.utils.data.Dataset[Any]):
     storage_options
         Object-store settings for URL stores (see :meth:`AACStore.open`); each worker
         opens its own connection.
+    annotations
+        Events to label windows with: an :class:`~aacdata.Annotations` table (parsed, in
+        ids and seconds; or resolved, for a single store) or the name of a set stored in
+        every store. Default: the events of an :class:`~aacdata.EventWindows` plan, else
+        none.
+    labels
+        ``"clip"``: items are ``(audio, target)``, target float32 ``(K,)`` multi-hot, 1
+        for each class with an event that labels the window (rule below).
+        ``"frames"``: target float32 ``(K, F)``, ``F = floor(window / label_hop_seconds)``
+        (at least 1); frame ``j``, centred at ``a + (j + 1/2) * hop``, is 1 for class
+        ``k`` where an event of ``k`` covers its centre. ``None``: no target.
+    classes
+        The ``K`` classes in target order (default: the events' labels, sorted); events
+        with a label it does not list are an :class:`~aacdata.AnnotationError`.
+    min_overlap_seconds, min_overlap_fraction
+        When an event ``[s, e)`` labels a window ``[a, b)`` with ``labels="clip"``: with
+        overlap ``o = max(0, min(b, e) - max(a, s))``, when ``o > 0`` and the thresholds
+        that were given allow it. Neither given (both ``None``): any overlap; only
+        seconds: ``o`` at least ``min_overlap_seconds``; only the fraction: ``o >=
+        min_overlap_fraction * (e - s)``; both: either suffices. A threshold left at
+        ``None`` never applies. Seconds: a finite number ``>= 0``; fraction: a finite
+        number in ``(0, 1]``. An instant event (``s == e``) labels the windows that
+        contain it.
+    label_hop_seconds
+        Hop of the label frames of ``labels="frames"``.
+    weights, temperature, groups
+        Mix corpora in random windows: one weight per store (``store_or_path`` a list),
+        or, with ``groups=`` naming a metadata key, a mapping from that key's values to
+        weights. A window's group is drawn with probability proportional to
+        ``weight ** temperature``, then a window within it.
 
     Items are float32 tensors ``(C, T)`` with values in [-1, 1], so the default
     ``collate_fn`` gives ``(B, C, T)``.
@@ -126,8 +158,8 @@ class AACSegmentDataset(torch.utils.data.Dataset[Any]):
         annotations: Annotations | str | None = None,
         labels: Literal["clip", "frames"] | None = None,
         classes: Sequence[str] | None = None,
-        min_overlap_seconds: float = 0.0,
-        min_overlap_fraction: float = 0.0,
+        min_overlap_seconds: float | None = None,
+        min_overlap_fraction: float | None = None,
         label_hop_seconds: float = 0.02,
         weights: Sequence[float] | Mapping[str, float] | None = None,
         temperature: float = 1.0,
@@ -155,6 +187,7 @@ class AACSegmentDataset(torch.utils.data.Dataset[Any]):
         _choice("short", short, ("pad", "skip"))
         _choice("last", last, ("pad", "drop"))
         _choice("on_error", on_error, ("raise", "skip"))
+        parse_overlap(min_overlap_seconds, min_overlap_fraction)  # refused before the stores are read
         self.on_error = on_error
         if num_channels is not None and num_channels < 1:
             raise ValueError(f"num_channels must be >= 1; got {num_channels}")

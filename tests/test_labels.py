@@ -57,8 +57,8 @@ event_lists = st.lists(
 @given(
     records=event_lists,
     windows=st.lists(st.tuples(st.integers(0, 2), st.integers(-300, 5000), st.integers(1, 1500)), max_size=10),
-    min_seconds=st.sampled_from([0.0, 0.05, 0.3]),
-    fraction=st.sampled_from([0.0, 0.5, 1.0]),
+    min_seconds=st.sampled_from([None, 0.0, 0.05, 0.3]),
+    fraction=st.sampled_from([None, 0.25, 0.5, 1.0]),
     small=st.sampled_from([0, 1024]),
     loop=st.sampled_from([0, 2, 32]),
     kept=st.sampled_from([3, 1 << 17]),
@@ -66,15 +66,16 @@ event_lists = st.lists(
 def test_clip_and_frame_targets_equal_a_brute_force_overlap(
     records: list[tuple[int, int, int, str]],
     windows: list[tuple[int, int, int]],
-    min_seconds: float,
-    fraction: float,
+    min_seconds: float | None,
+    fraction: float | None,
     small: int,
     loop: int,
     kept: int,
 ) -> None:
     # Invariant: the targets follow the documented rule exactly, event by event, on both
     # paths (recordings of few events labelled from lists, unless a window has more than
-    # _LOOP_MAX candidates; others through events_in).
+    # _LOOP_MAX candidates; others through events_in), for each combination of thresholds
+    # given (none, seconds only, fraction only, both).
     lengths = [5000, 5000, 5000]
     events = _events(records, lengths)
     hop = 0.1
@@ -82,11 +83,25 @@ def test_clip_and_frame_targets_equal_a_brute_force_overlap(
         _check_against_brute_force(records, windows, min_seconds, fraction, events, hop)
 
 
+def _labels_window(a: int, b: int, s: int, e: int, min_seconds: float | None, fraction: float | None) -> bool:
+    """The documented rule, written out: does event ``[s, e)`` label window ``[a, b)``?"""
+    if s == e:  # an instant labels the windows it lies in
+        return a <= s < b
+    o = max(0, min(b, e) - max(a, s))
+    if o == 0:
+        return False
+    if min_seconds is None and fraction is None:
+        return True
+    by_seconds = min_seconds is not None and o >= min_seconds * RATE
+    by_fraction = fraction is not None and o >= fraction * (e - s)
+    return by_seconds or by_fraction
+
+
 def _check_against_brute_force(
     records: list[tuple[int, int, int, str]],
     windows: list[tuple[int, int, int]],
-    min_seconds: float,
-    fraction: float,
+    min_seconds: float | None,
+    fraction: float | None,
     events: Annotations,
     hop: float,
 ) -> None:
@@ -106,8 +121,7 @@ def _check_against_brute_force(
             if r != rec:
                 continue
             k = "abc".index(lab)
-            o = min(b, e) - max(a, s)
-            if (o > 0 and (o >= min_seconds * RATE or o >= fraction * (e - s))) or (s == e and a <= s < b):
+            if _labels_window(a, b, s, e, min_seconds, fraction):
                 clip[k] = 1
             for j in range(frames.shape[1]):
                 centre = a + (j + 0.5) * hop * RATE
@@ -235,12 +249,15 @@ def test_stored_sets_label_sliding_windows(field_store: Path, tmp_path: Path) ->
     assert hits == [(1, 32_000)]  # the window [2 s, 3 s) of site1 alone
 
 
-@pytest.mark.parametrize(("min_seconds", "fraction"), [(0.0, 0.0), (0.05, 0.5), (0.0, 1.0)])
+@pytest.mark.parametrize(
+    ("min_seconds", "fraction"), [(None, None), (0.05, None), (None, 0.5), (0.05, 0.5), (0.0, 1.0), (None, 1.0)]
+)
 def test_targets_event_by_event_equal_the_vectorised_ones(
-    monkeypatch: pytest.MonkeyPatch, min_seconds: float, fraction: float
+    monkeypatch: pytest.MonkeyPatch, min_seconds: float | None, fraction: float | None
 ) -> None:
-    # Invariant: the scalar path (few events in a window) and the numpy path (many) give
-    # the same clip and frame targets, instants and events past the window included.
+    # Invariant: the scalar path (few events in a window), the numpy path (many) and the
+    # lists of small recordings give the same clip and frame targets, instants and events
+    # past the window included, and the clip targets follow the rule.
     import aacdata._labels as labels_module
 
     rng = np.random.default_rng(5)
@@ -270,10 +287,87 @@ def test_targets_event_by_event_equal_the_vectorised_ones(
         )
     ]
     got = {}
-    for few in (-1, 10**9):
+    for few, small in ((-1, 0), (10**9, 0), (labels_module._FEW, labels_module._SMALL)):
         monkeypatch.setattr(labels_module, "_FEW", few)
-        got[few] = [(labels.clip(*w), labels.frames(*w)) for w in windows]
+        monkeypatch.setattr(labels_module, "_SMALL", small)
+        got[few, small] = [(labels.clip(*w), labels.frames(*w)) for w in windows]
     assert max(len(labels.events.events_in(*w)) for w in windows) > 8  # both paths ran by default
-    for (c1, f1), (c2, f2) in zip(got[-1], got[10**9], strict=True):
-        np.testing.assert_array_equal(c1, c2)
-        np.testing.assert_array_equal(f1, f2)
+    expected = []
+    for rec, a, b in windows:
+        clip = np.zeros(3, np.float32)
+        for r, s, e, lab in records:
+            if r == rec and _labels_window(a, b, s, e, min_seconds, fraction):
+                clip["cab".index(lab)] = 1
+        expected.append(clip)
+    reference = got[-1, 0]
+    for variant in got.values():
+        for (c1, f1), (c2, f2), clip in zip(reference, variant, expected, strict=True):
+            np.testing.assert_array_equal(c2, clip)
+            np.testing.assert_array_equal(c1, c2)
+            np.testing.assert_array_equal(f1, f2)
+
+
+def test_a_fraction_alone_applies(field_store: Path) -> None:
+    # The README's example: min_overlap_fraction=0.5 alone labels a window that holds at
+    # least half of an event, never one that holds a tenth of it.
+    rate = 16_000
+    ann = Annotations.from_records([{"id": "site0.wav", "start": 1.0, "end": 2.0, "label": "frog"}])
+    windows = [
+        ("site0.wav", int(1.9 * rate), rate),  # holds [1.9, 2.0): a tenth of the event
+        ("site0.wav", int(1.5 * rate), rate),  # holds [1.5, 2.0): half
+        ("site0.wav", int(0.5 * rate), rate),  # holds [1.0, 1.5): half
+        ("site0.wav", int(1.0 * rate), rate),  # holds all of it
+        ("site0.wav", int(0.1 * rate), int(0.85 * rate)),  # ends 0.05 s before it
+    ]
+
+    def targets(**thresholds: float) -> list[float]:
+        ds = AACSegmentDataset(field_store, windows=windows, annotations=ann, labels="clip", **thresholds)
+        return [float(ds[i][1][0]) for i in range(len(windows))]
+
+    assert targets(min_overlap_fraction=0.5) == [0, 1, 1, 1, 0]
+    assert targets() == [1, 1, 1, 1, 0]  # no threshold: any overlap
+    assert targets(min_overlap_seconds=0.2) == [0, 1, 1, 1, 0]
+    assert targets(min_overlap_seconds=0.6) == [0, 0, 0, 1, 0]
+    assert targets(min_overlap_seconds=0.6, min_overlap_fraction=0.5) == [0, 1, 1, 1, 0]  # either suffices
+    assert targets(min_overlap_seconds=0.05, min_overlap_fraction=0.5) == [1, 1, 1, 1, 0]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "match"),
+    [
+        (
+            {"min_overlap_fraction": 0.0},
+            ValueError,
+            r"min_overlap_fraction must be None or a finite number in \(0, 1\]; got 0.0 \(leave it at None",
+        ),
+        ({"min_overlap_fraction": 1.5}, ValueError, r"min_overlap_fraction .* got 1.5"),
+        ({"min_overlap_fraction": float("nan")}, ValueError, r"min_overlap_fraction .* got nan"),
+        (
+            {"min_overlap_seconds": -0.1},
+            ValueError,
+            r"min_overlap_seconds must be None or a finite number >= 0; got -0.1",
+        ),
+        ({"min_overlap_seconds": float("inf")}, ValueError, r"min_overlap_seconds .* got inf"),
+        ({"min_overlap_seconds": "0.5"}, TypeError, r"min_overlap_seconds .* got '0.5' \(str\)"),
+        ({"min_overlap_fraction": True}, TypeError, r"min_overlap_fraction .* got True \(bool\)"),
+    ],
+)
+def test_bad_thresholds_are_named(field_store: Path, kwargs: dict[str, object], error: type, match: str) -> None:
+    with pytest.raises(error, match=match):
+        WindowLabels(_events(RECORDS, [5000] * 3), classes=None, sample_rate=RATE, label_hop_seconds=0.1, **kwargs)  # type: ignore[arg-type]
+    with pytest.raises(error, match=match):  # refused by the dataset too, annotations or not
+        AACSegmentDataset(field_store, window_seconds=1.0, **kwargs)  # type: ignore[arg-type]
+
+
+def test_thresholds_accept_numpy_numbers_and_ints() -> None:
+    labels = WindowLabels(
+        _events(RECORDS, [5000] * 3),
+        classes=None,
+        sample_rate=RATE,
+        min_overlap_seconds=np.float64(0.05),
+        min_overlap_fraction=1,
+        label_hop_seconds=0.1,
+    )
+    # Event a [1000, 1200) of recording 0: 50 samples of it are 0.05 s (seconds suffice).
+    assert labels.clip(0, 1150, 2000).tolist() == [1, 0, 0]
+    assert labels.clip(0, 1151, 2000).tolist() == [0, 0, 0]
