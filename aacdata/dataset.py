@@ -23,7 +23,7 @@ import zarr
 from zarr.abc.store import Store
 
 from ._channels import remix
-from ._epoch import SharedEpoch
+from ._epoch import SharedSeedEpoch, parse_u64
 from ._labels import CorpusView, WindowLabels, combine, parse_overlap, to_rate
 from ._resample import RateSpan, parse_rate
 from .annotations import Annotations
@@ -81,7 +81,9 @@ class AACSegmentDataset(torch.utils.data.Dataset[Any]):
         to fill ``num_channels``, a recording with more keeps its first ones.
         ``None`` keeps each recording's own count (batches then need equal counts).
     seed
-        Random windows are a pure function of ``(seed, epoch, index)``.
+        Random windows are a pure function of ``(seed, epoch, index)``; an integer in
+        ``[0, 2**64)``. It and the epoch (:meth:`set_epoch`) reach the DataLoader's
+        workers, persistent ones included.
     return_info
         Return a dict (``audio``, ``recording``, ``id``, ``start``, ``sample_rate``;
         ``labels`` when the metadata has a ``label``/``labels`` key; ``target`` with
@@ -191,9 +193,9 @@ class AACSegmentDataset(torch.utils.data.Dataset[Any]):
         self.on_error = on_error
         if num_channels is not None and num_channels < 1:
             raise ValueError(f"num_channels must be >= 1; got {num_channels}")
-        self.seed = int(seed)
-        # Shared with the DataLoader workers, persistent ones included (see _epoch).
-        self._epoch = SharedEpoch(0)
+        # What decides the windows besides the plan, shared with this dataset's DataLoader
+        # workers, persistent ones included (see _epoch).
+        self._seed_epoch = SharedSeedEpoch(parse_u64("seed", seed), 0)
         self.return_info = bool(return_info)
         self.transform = transform
         self.num_channels = num_channels
@@ -247,7 +249,7 @@ class AACSegmentDataset(torch.utils.data.Dataset[Any]):
             group_of,
             probabilities,
         )
-        self.plan = plan.bind(corpus, seed=self.seed)
+        self.plan = plan.bind(corpus, seed=self.seed)  # workers follow a new seed in window()
         if labels not in (None, "clip", "frames"):
             raise ValueError(f"labels must be None, 'clip' or 'frames'; got {labels!r}")
         self.labels = labels
@@ -378,22 +380,34 @@ class AACSegmentDataset(torch.utils.data.Dataset[Any]):
         return self._length
 
     @property
+    def seed(self) -> int:
+        """The seed of the random windows, in ``[0, 2**64)`` (changed by
+        :meth:`load_state_dict`)."""
+        return self._seed_epoch.seed
+
+    @property
     def epoch(self) -> int:
-        """The epoch whose random windows items read (see :meth:`set_epoch`)."""
-        return self._epoch.get()
+        """The epoch whose random windows items read, in ``[0, 2**64)`` (see
+        :meth:`set_epoch`)."""
+        return self._seed_epoch.epoch
 
     def set_epoch(self, epoch: int) -> None:
         """Draw new random windows: window ``i`` of epoch ``e`` depends on ``(seed, e, i)``.
 
         Call it before iterating the DataLoader for the epoch. It reaches the DataLoader's
         workers too, also with ``persistent_workers=True`` (whose copies of the dataset
-        live across epochs), for every start method.
+        live across epochs), for every start method. ``epoch`` is an integer in
+        ``[0, 2**64)``. The seed and epoch belong to this object: a deep copy (or a copy
+        unpickled in this process) has its own, starting from these.
         """
-        self._epoch.set(int(epoch))
+        self._seed_epoch.set(epoch=epoch)
 
     def window(self, index: int) -> Window:
         """The window that item ``index`` reads (this epoch)."""
-        return self.plan.window(index, self.epoch)
+        seed, epoch = self._seed_epoch.get()
+        if self.plan.seed != seed:  # a worker's copy of the plan, after load_state_dict
+            self.plan.seed = seed
+        return self.plan.window(index, epoch)
 
     # ------------------------------------------------------------------ reading
 
@@ -550,11 +564,13 @@ class AACSegmentDataset(torch.utils.data.Dataset[Any]):
         return {"seed": self.seed, "epoch": self.epoch, "plan": self._plan_key(), "corpus": self._fingerprint()}
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        """Restore :meth:`state_dict`'s seed and epoch; a different corpus or plan is
+        """Restore :meth:`state_dict`'s seed and epoch, in this process and in the
+        DataLoader's workers (persistent ones included); a different corpus or plan is
         refused (``ValueError``), never silently resumed."""
         try:
-            seed, epoch, plan, corpus = int(state["seed"]), int(state["epoch"]), state["plan"], state["corpus"]
-        except (KeyError, TypeError, ValueError) as e:
+            seed, epoch, plan, corpus = state["seed"], state["epoch"], state["plan"], state["corpus"]
+            seed, epoch = parse_u64("seed", seed), parse_u64("epoch", epoch)
+        except (KeyError, TypeError) as e:
             raise ValueError(f"not an AACSegmentDataset state ({type(e).__name__}: {e})") from None
         if corpus != self._fingerprint():
             raise ValueError(
@@ -565,9 +581,8 @@ class AACSegmentDataset(torch.utils.data.Dataset[Any]):
             raise ValueError(
                 f"the saved state belongs to another window plan ({plan}); this dataset has {self._plan_key()}"
             )
-        self.seed = seed
+        self._seed_epoch.set(seed=seed, epoch=epoch)
         self.plan.seed = seed
-        self.set_epoch(epoch)
 
     def _plan_key(self) -> str:
         return f"{type(self.plan).__name__}({self.plan.params()}, window_samples={self.window_samples})"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import gc
 import os
 import pickle
@@ -409,3 +410,106 @@ def test_plans_and_their_shortcuts_read_the_same_windows(corpus: Path) -> None:
         assert torch.equal(a[len(a) - 1], b[len(b) - 1])
     with pytest.raises(ValueError, match="do not also give window_seconds="):
         AACSegmentDataset(corpus, window_seconds=1.0, plan=RandomWindows(1.0))
+
+
+def _loader_items(loader: DataLoader[object]) -> list[tuple[int, int, torch.Tensor]]:
+    return [
+        (int(r), int(s), a)
+        for b in loader
+        for r, s, a in zip(b["recording"], b["start"], b["audio"], strict=True)  # type: ignore[index]
+    ]
+
+
+def _main_items(ds: AACSegmentDataset) -> list[tuple[int, int, torch.Tensor]]:
+    return [(int(it["recording"]), int(it["start"]), it["audio"]) for it in (ds[i] for i in range(len(ds)))]
+
+
+def _same_items(got: list[tuple[int, int, torch.Tensor]], expected: list[tuple[int, int, torch.Tensor]]) -> bool:
+    return len(got) == len(expected) and all(
+        g[:2] == e[:2] and torch.equal(g[2], e[2]) for g, e in zip(got, expected, strict=True)
+    )
+
+
+def _persistent(ds: AACSegmentDataset, method: str = "fork") -> DataLoader[object]:
+    return DataLoader(ds, batch_size=4, num_workers=2, persistent_workers=True, multiprocessing_context=method)
+
+
+@pytest.mark.parametrize("method", ["fork", "spawn"])
+def test_load_state_dict_reaches_persistent_workers(corpus: Path, method: str) -> None:
+    # Invariant: after load_state_dict, persistent workers return the items that dataset[i]
+    # returns in the main process (the new seed's windows, not those they started with).
+    options = {"window_samples": 2000, "num_channels": 1, "num_windows": 16, "return_info": True}
+    ds = AACSegmentDataset(corpus, seed=5, **options)  # type: ignore[arg-type]
+    state = AACSegmentDataset(corpus, seed=6, **options).state_dict()  # type: ignore[arg-type]
+    loader = _persistent(ds, method)
+    before = _loader_items(loader)
+    assert _same_items(before, _main_items(ds))
+    ds.load_state_dict(state)  # another seed, the same epoch (0)
+    assert ds.seed == 6 and ds.epoch == 0
+    after = _loader_items(loader)
+    assert _same_items(after, _main_items(ds)), "the workers kept the old seed's windows"
+    assert [i[:2] for i in after] != [i[:2] for i in before]
+    state = AACSegmentDataset(corpus, seed=5, **options).state_dict()  # type: ignore[arg-type]
+    ds.load_state_dict(state)  # and back
+    assert _same_items(_loader_items(loader), before)
+
+
+@pytest.mark.parametrize("how", ["deepcopy", "pickle"])
+def test_a_copy_has_its_own_seed_and_epoch(corpus: Path, how: str) -> None:
+    # Invariant: a copy (deep, or pickled and loaded in this process) starts from the
+    # original's seed and epoch, and then each follows its own set_epoch, workers included.
+    ds = AACSegmentDataset(corpus, window_samples=2000, num_channels=1, num_windows=16, return_info=True, seed=5)
+    ds.set_epoch(1)
+    loader = _persistent(ds)
+    first = _loader_items(loader)
+    clone = copy.deepcopy(ds) if how == "deepcopy" else pickle.loads(pickle.dumps(ds))
+    assert (clone.seed, clone.epoch) == (5, 1)
+    assert _same_items(_main_items(clone), first)
+    clone.set_epoch(7)
+    assert ds.epoch == 1 and clone.epoch == 7
+    assert _same_items(_loader_items(loader), first), "the copy's set_epoch moved the original's workers"
+    clone_loader = _persistent(clone)
+    assert _same_items(_loader_items(clone_loader), _main_items(clone))
+    ds.set_epoch(2)
+    assert clone.epoch == 7
+    assert _same_items(_loader_items(clone_loader), _main_items(clone)), "the original's set_epoch moved the copy"
+    assert _same_items(_loader_items(loader), _main_items(ds))
+
+
+def test_a_copy_outlives_its_original(corpus: Path) -> None:
+    # Invariant: a copy whose original was garbage-collected still reaches its persistent
+    # workers with its own set_epoch.
+    ds = AACSegmentDataset(corpus, window_samples=2000, num_channels=1, num_windows=16, return_info=True, seed=5)
+    clone = copy.deepcopy(ds)
+    del ds
+    gc.collect()
+    loader = _persistent(clone)
+    assert _same_items(_loader_items(loader), _main_items(clone))
+    clone.set_epoch(3)
+    assert _same_items(_loader_items(loader), _main_items(clone)), "the workers missed set_epoch"
+
+
+def test_pickling_keeps_seed_and_epoch(corpus: Path) -> None:
+    ds = AACSegmentDataset(corpus, window_samples=1000, num_windows=8, seed=5)
+    ds.load_state_dict(AACSegmentDataset(corpus, window_samples=1000, num_windows=8, seed=2**64 - 1).state_dict())
+    ds.set_epoch(2**64 - 1)
+    clone = pickle.loads(pickle.dumps(ds))
+    assert (clone.seed, clone.epoch) == (2**64 - 1, 2**64 - 1)
+    assert [clone.window(i) for i in range(8)] == [ds.window(i) for i in range(8)]
+
+
+def test_seed_and_epoch_out_of_range_are_named(corpus: Path) -> None:
+    ds = AACSegmentDataset(corpus, window_samples=1000, num_windows=8, seed=5)
+    for bad in (2**70, 2**64, -1):
+        with pytest.raises(ValueError, match=rf"epoch must be an integer in \[0, 2\*\*64\); got {bad}"):
+            ds.set_epoch(bad)
+        with pytest.raises(ValueError, match=rf"seed must be an integer in \[0, 2\*\*64\); got {bad}"):
+            AACSegmentDataset(corpus, window_samples=1000, num_windows=8, seed=bad)
+        state = ds.state_dict()
+        with pytest.raises(ValueError, match=rf"seed must be an integer in \[0, 2\*\*64\); got {bad}"):
+            ds.load_state_dict(state | {"seed": bad})
+        with pytest.raises(ValueError, match=rf"epoch must be an integer in \[0, 2\*\*64\); got {bad}"):
+            ds.load_state_dict(state | {"epoch": bad})
+    with pytest.raises(TypeError, match=r"epoch must be an integer in \[0, 2\*\*64\); got 1.5 \(float\)"):
+        ds.set_epoch(1.5)  # type: ignore[arg-type]
+    assert (ds.seed, ds.epoch) == (5, 0)  # nothing changed on the way
