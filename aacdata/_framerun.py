@@ -17,6 +17,11 @@ class FrameRun:
     which ``[encoder_delay, encoder_delay + num_samples)`` are the recording's.
     ``random_noise``: the stream uses PNS, whose decoded noise depends on decoder state,
     so each window is read with a fresh decoder.
+
+    ``sample_rate`` is the recording's true rate; ``stream_sample_rate`` the rate the
+    frames are labelled with (0: the same; lower where the recording is time-expanded:
+    the same samples, played slower). ``bandwidth_hz``: the highest frequency the frames
+    carry, in Hz of the true timeline (0: unknown).
     """
 
     adts: bytes
@@ -26,6 +31,13 @@ class FrameRun:
     num_channels: int
     encoder_delay: int
     random_noise: bool = False
+    stream_sample_rate: int = 0
+    bandwidth_hz: int = 0
+
+    @property
+    def frames_rate(self) -> int:
+        """The rate the frames are labelled with (see ``stream_sample_rate``)."""
+        return self.stream_sample_rate or self.sample_rate
 
     @property
     def num_frames(self) -> int:
@@ -33,7 +45,8 @@ class FrameRun:
 
     @property
     def bitrate(self) -> int:
-        """Average bit rate of the stored stream (headers included), bit/s."""
+        """Average bit rate of the stored stream (headers included), bit per second of the
+        recording (of the true timeline)."""
         seconds = self.num_samples / self.sample_rate
         return round(len(self.adts) * 8 / seconds) if seconds > 0 else 0
 

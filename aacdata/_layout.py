@@ -1,4 +1,4 @@
-"""The store format, version 1: Zarr v3 node names, chunking, attributes, version check.
+"""The store format: Zarr v3 node names, chunking, attributes, version check.
 
 A store holds a fixed number of arrays whatever the number of recordings::
 
@@ -7,6 +7,11 @@ A store holds a fixed number of arrays whatever the number of recordings::
     /index       uint64 (num_frames, 3)   [byte_offset, frame_size, sample_pos] per frame
     /frame_crc   uint32 (num_frames,)     CRC-32 of each frame's bytes, checked on every read
     /recordings/<column>  1-D, one row per recording
+
+Version 2 adds three recordings columns (:data:`V2_COLUMNS`): the stored stream's
+bandwidth, the rate its headers carry (time expansion), and its frame codec. Version-1
+stores are read as if they had them (bandwidth unknown, no time expansion, AAC-LC), and
+the first commit to one adds them for the rows it holds and moves it to version 2.
 
 Only what the root attribute counts declare is committed; rows and bytes past them are
 the garbage of an interrupted import, which the next import overwrites.
@@ -33,7 +38,9 @@ from . import _lock, _remote
 from ._adts import SAMPLES_PER_FRAME
 from .errors import AACDataError, CorruptDataError, StoreFormatError, StoreNotFoundError
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+"""The version new stores and commits write."""
+READABLE_VERSIONS = (1, 2)
 ATTRIBUTE = "aacdata"
 ADTS = "adts"
 INDEX = "index"
@@ -50,7 +57,7 @@ the first window read in a chunk decodes and checks the whole chunk (~60 µs at 
 every recording in it."""
 RECORDING_CHUNK_ROWS = 1 << 14
 
-NUMERIC_COLUMNS: dict[str, str] = {
+V1_NUMERIC_COLUMNS: dict[str, str] = {
     "frame_start": "uint64",
     "num_frames": "uint64",
     "byte_start": "uint64",
@@ -63,8 +70,22 @@ NUMERIC_COLUMNS: dict[str, str] = {
     "crc32": "uint32",
     "flags": "uint32",
 }
-"""Numeric recording columns; ``crc32`` is zlib's CRC-32 of the recording's stored bytes,
-``flags`` a bit set (:data:`FLAG_FRESH_DECODER`, :data:`FLAG_PCE`)."""
+"""Numeric recording columns of version 1; ``crc32`` is zlib's CRC-32 of the recording's
+stored bytes, ``flags`` a bit set (:data:`FLAG_FRESH_DECODER`, :data:`FLAG_PCE`)."""
+V2_COLUMNS: dict[str, str] = {
+    "bandwidth_hz": "uint32",
+    "stream_sample_rate": "uint32",
+    "codec": "uint32",
+}
+"""Columns version 2 adds. ``bandwidth_hz``: the highest frequency the stored stream
+carries (0: unknown, for rows of version 1); ``stream_sample_rate``: the rate the stored
+frames are labelled with, which differs from ``sample_rate`` (the true rate) where a
+recording is time-expanded; ``codec``: the frame codec (:data:`CODECS`)."""
+NUMERIC_COLUMNS: dict[str, str] = {**V1_NUMERIC_COLUMNS, **V2_COLUMNS}
+"""Numeric recording columns of the current version."""
+CODEC_AAC_LC = 0
+CODECS = {CODEC_AAC_LC: "aac-lc"}
+"""Frame codecs by their number in the ``codec`` column."""
 
 FLAG_FRESH_DECODER = 1
 """The stream uses PNS (passed through from a source): decode every window with a new
@@ -93,10 +114,33 @@ class Counts:
     num_bytes: int = 0
 
 
+def numeric_columns(version: int) -> dict[str, str]:
+    """The numeric recordings columns a store of format ``version`` holds."""
+    return V1_NUMERIC_COLUMNS if version == 1 else NUMERIC_COLUMNS
+
+
+def implied_columns(table: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Values of the version-2 columns for rows written by version 1 (given their
+    ``sample_rate``): bandwidth unknown (0), frames labelled with the true rate, AAC-LC."""
+    rates = np.asarray(table["sample_rate"], dtype=np.int64)
+    return {
+        "bandwidth_hz": np.zeros_like(rates),
+        "stream_sample_rate": rates.copy(),
+        "codec": np.full_like(rates, CODEC_AAC_LC),
+    }
+
+
+def format_version(attrs: Mapping[str, Any]) -> int:
+    """The format version of a store whose root attributes passed :func:`parse_root_attributes`."""
+    meta = attrs.get(ATTRIBUTE)
+    version = meta.get("format_version") if isinstance(meta, Mapping) else None
+    return version if _is_int(version) and version in READABLE_VERSIONS else FORMAT_VERSION
+
+
 def root_attributes(counts: Counts, column_crc32: Mapping[str, int] | None = None) -> dict[str, Any]:
     """The ``aacdata`` root attribute: format, committed counts, and a CRC-32 of each
     recordings column over its committed rows (so that a lost or damaged table chunk,
-    which Zarr would read back as fill values, is noticed)."""
+    which Zarr would read back as fill values, is noticed). Always the current version."""
     return {
         "format_version": FORMAT_VERSION,
         "codec": "aac-lc",
@@ -145,7 +189,7 @@ def column_crc32_problem(attrs: Mapping[str, Any], where: str) -> str | None:
             f"{where}: the '{ATTRIBUTE}' attribute has column_crc32={_short(crcs)}; expected an object "
             "with the CRC-32 of every recordings column (the store's metadata is damaged)"
         )
-    for name in (*NUMERIC_COLUMNS, *TEXT_COLUMNS):
+    for name in (*numeric_columns(format_version(attrs)), *TEXT_COLUMNS):
         value = crcs.get(name)
         if not _is_int(value) or not 0 <= value < 1 << 32:
             return (
@@ -165,10 +209,10 @@ def parse_root_attributes(attrs: Mapping[str, Any], where: str) -> Counts:
     if not isinstance(meta, Mapping):
         raise StoreFormatError(f"{where} is a Zarr group but not an aacdata store (no '{ATTRIBUTE}' attribute)")
     version = meta.get("format_version")
-    if not _is_int(version) or version != FORMAT_VERSION:
+    if not _is_int(version) or version not in READABLE_VERSIONS:
         raise StoreFormatError(
-            f"{where} has aacdata format_version {_short(version)}; this aacdata reads version {FORMAT_VERSION} "
-            "(upgrade aacdata, or re-import the corpus)"
+            f"{where} has aacdata format_version {_short(version)}; this aacdata reads versions "
+            f"{', '.join(map(str, READABLE_VERSIONS))} (upgrade aacdata, or re-import the corpus)"
         )
     expected = {"codec": "aac-lc", "framing": "adts", "samples_per_frame": SAMPLES_PER_FRAME}
     for key, value in expected.items():
@@ -263,6 +307,25 @@ def complete_layout(group: zarr.Group) -> None:
             rec.create_array(name, shape=(0,), dtype=str, chunks=(RECORDING_CHUNK_ROWS,), fill_value="")
 
 
+def add_v2_columns(group: zarr.Group, values: Mapping[str, np.ndarray]) -> dict[str, zarr.Array[Any]]:
+    """Create the columns version 2 adds in a version-1 store, holding ``values`` for its
+    committed rows (the writer's first commit to such a store, under its lock). Arrays
+    left by an upgrade that was interrupted are replaced: the root still says version 1,
+    so nothing has read them."""
+    rec = group[RECORDINGS]
+    assert isinstance(rec, zarr.Group)
+    out = {}
+    for name, dtype in V2_COLUMNS.items():
+        data = np.asarray(values[name], dtype=dtype)
+        array = rec.create_array(
+            name, shape=data.shape, dtype=dtype, chunks=(RECORDING_CHUNK_ROWS,), fill_value=0, overwrite=True
+        )
+        if data.size:
+            array[:] = data
+        out[name] = array
+    return out
+
+
 @dataclass(frozen=True, slots=True)
 class Arrays:
     """The arrays of a store."""
@@ -287,9 +350,10 @@ MAX_CHUNK_BYTES = 1 << 30
 """Largest chunk accepted (zarr allocates whole chunks when reading or writing)."""
 
 
-def open_arrays(group: zarr.Group, where: str, counts: Counts | None = None) -> Arrays:
-    """The arrays of a store, checked: node types, dtypes, dimensions and chunk shapes (and,
-    given the counts, long enough to hold them, and not absurdly longer)."""
+def open_arrays(group: zarr.Group, where: str, counts: Counts | None = None, version: int = FORMAT_VERSION) -> Arrays:
+    """The arrays of a store of format ``version``, checked: node types, dtypes, dimensions
+    and chunk shapes (and, given the counts, long enough to hold them, and not absurdly
+    longer). The recordings columns are those of ``version``."""
     node = ADTS
     try:
         adts = group[ADTS]
@@ -302,7 +366,7 @@ def open_arrays(group: zarr.Group, where: str, counts: Counts | None = None) -> 
         if not isinstance(rec, zarr.Group):
             raise StoreFormatError(f"{where}/{RECORDINGS} is a Zarr array; expected a group of columns")
         columns = {}
-        for name in (*NUMERIC_COLUMNS, *TEXT_COLUMNS):
+        for name in (*numeric_columns(version), *TEXT_COLUMNS):
             node = f"{RECORDINGS}/{name}"
             columns[name] = rec[name]
     except KeyError:

@@ -168,6 +168,8 @@ def _merge_into(
                         random_noise=bool(int(flags[i]) & _layout.FLAG_FRESH_DECODER),
                         source=_object(sources[i]),
                         metadata=_object(metadata[i]),
+                        stream_sample_rate=rec.stream_sample_rate,
+                        bandwidth_hz=rec.bandwidth_hz,
                     )
                 )
                 merged.append(rec.id)

@@ -21,7 +21,13 @@ column                               when its CRC fails
 ``crc32``                            re-computed from the bytes when every frame matches its
                                      ``/frame_crc`` entry and the four columns above are
                                      proven for the whole table.
-``sample_rate``                      read from the ADTS headers.
+``stream_sample_rate``               read from the ADTS headers.
+``sample_rate``                      the headers' rate, or for a time-expanded recording
+                                     the true rate its (proven) ``source`` info records;
+                                     a rate that agrees with neither drops the row.
+``bandwidth_hz``                     the figure the (proven) ``source`` info records, else
+                                     0 (unknown).
+``codec``                            from the frames (they parse as ADTS: AAC-LC).
 ``num_channels``                     from decoding every frame (all must agree), except
                                      where 16 channels decode: 9 to 16 recorded channels
                                      are coded as 16, so the recording is dropped.
@@ -188,8 +194,9 @@ class _Source:
     def __init__(self, group: zarr.Group, where: str) -> None:
         attrs = group.attrs.asdict()
         self.counts = _layout.parse_root_attributes(attrs, where)
+        self.version = _layout.format_version(attrs)
         self.column_crc32 = _layout.stored_column_crc32(attrs)
-        self.arrays = _layout.open_arrays(group, where, self.counts)
+        self.arrays = _layout.open_arrays(group, where, self.counts, self.version)
 
     @classmethod
     def open(cls, target: _remote.StoreTarget, storage_options: Mapping[str, Any] | None) -> _Source:
@@ -276,7 +283,7 @@ def _prove_table(src: _Source) -> _Table:
     values: dict[str, Any] = {}
     proven: set[str] = set()
     findings: list[str] = []
-    for name in (*_layout.NUMERIC_COLUMNS, *_layout.TEXT_COLUMNS):
+    for name in (*_layout.numeric_columns(src.version), *_layout.TEXT_COLUMNS):
         try:
             values[name] = src.column(name)
         except _UNREADABLE as e:
@@ -311,7 +318,7 @@ def _prove_table(src: _Source) -> _Table:
             )
         else:
             blocked.append("its place in the store (frame_start, num_frames, byte_start, num_bytes) cannot be verified")
-    derive = {c for c in ("crc32", "sample_rate", "num_channels", "flags") if c not in proven}
+    derive = {c for c in ("crc32", "sample_rate", "num_channels", "flags", *_layout.V2_COLUMNS) if c not in proven}
     if "crc32" in derive and not proven.issuperset(STRUCTURE):
         blocked.append("its bytes cannot be verified (the crc32 and place columns are both damaged)")
     for name in ("num_samples", "encoder_delay"):
@@ -405,9 +412,24 @@ def _prove_recording(src: _Source, table: _Table, i: int) -> tuple[PendingRecord
         reasons.append(f"headers show {len(frames)} frames, table says {nf}")
     else:
         reasons += _frame_problems(src, frames, data, frame_start, byte_start)
-    sample_rate = frames.sample_rate if "sample_rate" in table.derive else value("sample_rate")
-    if frames.sample_rate != sample_rate:
-        reasons.append(f"headers say {frames.sample_rate} Hz, table says {sample_rate} Hz")
+    try:
+        source = _json_object(v["source"][i], "source")
+        metadata = _json_object(v["metadata"][i], "metadata")
+    except CorruptDataError as e:
+        return None, [*reasons, str(e)]
+    stream_rate = frames.sample_rate if "stream_sample_rate" in table.derive else value("stream_sample_rate")
+    if frames.sample_rate != stream_rate:
+        reasons.append(f"headers say {frames.sample_rate} Hz, table says {stream_rate} Hz")
+    expanded = source.get("time_expansion")
+    true_rate = expanded.get("sample_rate") if isinstance(expanded, dict) else None
+    if "sample_rate" not in table.derive:
+        sample_rate = value("sample_rate")
+    elif "stream_sample_rate" in table.derive and src.version == 1:
+        sample_rate = stream_rate  # version 1 stored every recording at its own rate
+    else:
+        sample_rate = true_rate if isinstance(true_rate, int) and true_rate > 0 else stream_rate
+    if sample_rate not in (stream_rate, true_rate):
+        reasons.append(f"sample_rate {sample_rate} Hz is neither the frames' rate nor a time-expanded source's")
     needed = value("encoder_delay") + value("num_samples")
     if len(frames) * SAMPLES_PER_FRAME < needed:
         reasons.append(f"{len(frames)} frames cannot hold delay + num_samples = {needed} samples")
@@ -416,11 +438,6 @@ def _prove_recording(src: _Source, table: _Table, i: int) -> tuple[PendingRecord
     channels, problem = _num_channels(data, frames, None if "num_channels" in table.derive else value("num_channels"))
     if problem:
         return None, [problem]
-    try:
-        source = _json_object(v["source"][i], "source")
-        metadata = _json_object(v["metadata"][i], "metadata")
-    except CorruptDataError as e:
-        return None, [str(e)]
     passthrough = bool(source.get("passthrough", False))
     noise, problem = _random_noise(
         data, frames, channels, passthrough, None if "flags" in table.derive else value("flags")
@@ -438,8 +455,19 @@ def _prove_recording(src: _Source, table: _Table, i: int) -> tuple[PendingRecord
         random_noise=noise,
         source=source,
         metadata=metadata,
+        stream_sample_rate=stream_rate,
+        bandwidth_hz=_bandwidth(value("bandwidth_hz") if "bandwidth_hz" not in table.derive else None, source),
     )
     return pending, []
+
+
+def _bandwidth(stored: int | None, source: dict[str, Any]) -> int:
+    """A recording's bandwidth: the proven column's value, else what its source info
+    records, else 0 (unknown)."""
+    if stored is not None:
+        return stored
+    recorded = source.get("bandwidth_hz")
+    return recorded if isinstance(recorded, int) and recorded > 0 else 0
 
 
 def _frame_problems(src: _Source, frames: AdtsFrames, data: bytes, frame_start: int, byte_start: int) -> list[str]:

@@ -24,7 +24,7 @@ from typing import Any
 import av
 import numpy as np
 
-from . import _adts
+from . import _adts, _bands
 from ._channels import CODED_LAYOUTS, MAX_CHANNELS, coded_channels, remix
 from ._decoder import decode_batches, new_decoder
 from ._framerun import FrameRun
@@ -37,8 +37,25 @@ ENCODER_OPTIONS = {"aac_pns": "0"}
 break exact, repeatable reads; FFmpeg takes unknown option names silently, so a test
 proves this one takes effect."""
 
-BITRATE_PER_CHANNEL = 80_000
-"""Default bit rate per channel (160 kbit/s for stereo), bit/s."""
+BITRATE_STEPS: tuple[tuple[int, int], ...] = (
+    (4_000, 48_000),
+    (8_000, 64_000),
+    (16_000, 96_000),
+    (24_000, 128_000),
+    (32_000, 192_000),
+    (48_000, 256_000),
+)
+"""Default bit rate per channel by the bandwidth the encoder keeps (Hz of the stored
+stream, up to and including): the lowest rate at which FFmpeg's encoder kept every octave
+band of tones, chirps, white and pink noise and a synthetic field recording within 1 dB
+(measured at 8 to 96 kHz, stereo; white noise needs the most). 44.1/48 kHz full band:
+128 kbit/s per channel; 96 kHz: 256 kbit/s."""
+AAC_MAX_RATE = max(_adts.SAMPLE_RATES)
+"""Highest rate AAC frames are labelled with; faster sources are time-expanded to it."""
+MAX_SOURCE_RATE = 1_000_000
+"""Highest source rate accepted (Hz)."""
+MIN_BANDWIDTH = 1_000
+"""Lowest bandwidth accepted (Hz)."""
 
 PASSTHROUGH_CHANNELS = (1, 2, 3, 4, 5, 6, 8)
 """Channel counts of AAC sources passed through: those with an ADTS channel configuration
@@ -66,14 +83,37 @@ class EncodedRecording(FrameRun):
     peak: float = 0.0
     """Largest absolute sample value given to the encoder (re-encoded sources). Above 1.0
     the encoder lowers those frames to avoid clipping."""
+    bands: _bands.BandReport | None = None
+    """Band energies of the source and of the stored stream (re-encoded sources)."""
+    bandwidth_measured: bool = False
+    """``bandwidth_hz`` was measured from the decoded stream (passthrough) rather than set."""
+    bandwidth_clamped: int = 0
+    """The bandwidth asked for, where it was above this recording's Nyquist frequency."""
+
+    @property
+    def warnings(self) -> tuple[str, ...]:
+        """What the conversion lost that a user should hear about: bands of the source's
+        spectrum that the stored stream does not hold (see :mod:`aacdata._bands`)."""
+        return tuple(self.bands.problems()) if self.bands is not None else ()
 
     @property
     def notes(self) -> tuple[str, ...]:
         """What the conversion changed besides the coding: resampling, remixing, level."""
         out = []
         if self.source_sample_rate and self.source_sample_rate != self.sample_rate:
-            lost = " (content above 48 kHz is lost)" if self.source_sample_rate > 96_000 else ""
-            out.append(f"resampled from {self.source_sample_rate} Hz to {self.sample_rate} Hz{lost}")
+            out.append(f"resampled from {self.source_sample_rate} Hz to {self.sample_rate} Hz")
+        if self.frames_rate != self.sample_rate:
+            out.append(
+                f"time-expanded {self.sample_rate / self.frames_rate:.4g}x: its {self.sample_rate} Hz samples are "
+                f"stored as AAC at {self.frames_rate} Hz (reads, seconds and Hz stay in the true timeline)"
+            )
+        if self.bandwidth_clamped:
+            out.append(
+                f"bandwidth {self.bandwidth_clamped} Hz is above its Nyquist frequency; stored full band "
+                f"({self.bandwidth_hz} Hz)"
+            )
+        if self.bandwidth_measured:
+            out.append(f"passed through: its bandwidth, {self.bandwidth_hz} Hz, is measured from the decoded stream")
         if self.source_num_channels and self.source_num_channels != self.num_channels:
             out.append(f"remixed from {self.source_num_channels} to {self.num_channels} channels")
         if self.peak > 1.0:
@@ -104,13 +144,18 @@ def transcode(
     sample_rate: int | None = None,
     num_channels: int | None = None,
     reencode: bool = False,
+    bandwidth: int | None = None,
+    time_expansion: float | None = None,
 ) -> EncodedRecording:
     """Convert one audio file to AAC-LC ADTS frames, in memory.
 
-    ``bitrate`` is the total of a recording (``None``: 80 kbit/s per channel);
-    ``sample_rate`` defaults to the source's rate where AAC carries it, else the nearest
-    AAC rate above it (see :func:`storable_rate`); ``num_channels`` remixes by
-    :func:`aacdata._channels.remix` (``None``: every channel kept, one to one).
+    ``bitrate`` is the total of a recording (``None``: by the bandwidth and channels, see
+    :func:`default_bitrate`); ``sample_rate`` defaults to the source's rate where AAC
+    carries it, the nearest AAC rate above it below 96 kHz, and the source's own rate
+    above 96 kHz, which is time-expanded (see :func:`storable_rate` and
+    :func:`stream_rate`); ``num_channels`` remixes by :func:`aacdata._channels.remix`
+    (``None``: every channel kept, one to one); ``bandwidth`` (Hz of the true timeline,
+    ``None``: the Nyquist frequency) is the encoder's low-pass.
 
     Raises
     ------
@@ -120,7 +165,13 @@ def transcode(
     """
     try:
         return _transcode(
-            os.fspath(path), bitrate=bitrate, sample_rate=sample_rate, num_channels=num_channels, reencode=reencode
+            os.fspath(path),
+            bitrate=bitrate,
+            sample_rate=sample_rate,
+            num_channels=num_channels,
+            reencode=reencode,
+            bandwidth=bandwidth,
+            time_expansion=time_expansion,
         )
     except SourceError:
         raise
@@ -135,14 +186,25 @@ def transcode(
 
 
 def _transcode(
-    name: str, *, bitrate: int | None, sample_rate: int | None, num_channels: int | None, reencode: bool
+    name: str,
+    *,
+    bitrate: int | None,
+    sample_rate: int | None,
+    num_channels: int | None,
+    reencode: bool,
+    bandwidth: int | None,
+    time_expansion: float | None,
 ) -> EncodedRecording:
     if os.path.isfile(name) and os.path.getsize(name) == 0:
         raise SourceError("file is empty (0 bytes)")
     _check_header_sizes(name)
     with _open(name) as container:
         stream = _audio_stream(container)
-        if not reencode and _can_pass_through(stream, container.format.name, sample_rate, num_channels):
+        if (
+            not reencode
+            and bandwidth is None
+            and _can_pass_through(stream, container.format.name, sample_rate, num_channels)
+        ):
             try:
                 return _pass_through(container, stream, container.format.name)
             except _NotPassableError as e:
@@ -152,7 +214,7 @@ def _transcode(
     with _open(name) as container:
         stream = _audio_stream(container)
         fmt, codec = container.format.name, stream.codec_context.name
-        return _encode(container, stream, fmt, codec, bitrate, sample_rate, num_channels)
+        return _encode(container, stream, fmt, codec, bitrate, sample_rate, num_channels, bandwidth, time_expansion)
 
 
 def _open(name: str) -> Any:
@@ -256,12 +318,13 @@ def _pass_through(container: Any, stream: Any, fmt: str) -> EncodedRecording:
         adts, sizes = _adts.build_adts(payloads, sample_rate=sr, channel_config=asc.channel_config)
     capacity = len(payloads) * _adts.SAMPLES_PER_FRAME - delay
     sizes = np.asarray(sizes, dtype=np.int64)
-    try:
-        noise = not decodes_repeatably(adts, sizes, channels)
-    except av.FFmpegError as e:
-        raise SourceError(f"AAC stream does not decode ({_reason(e)})") from None
     if num_samples <= 0 or num_samples > capacity:
         raise _NotPassableError(f"container timing gives {num_samples} samples for {len(payloads)} frames")
+    meter = _bands.BandMeter(sr)
+    try:
+        noise = not decodes_repeatably(adts, sizes, channels, meter=meter, span=(delay, delay + num_samples))
+    except av.FFmpegError as e:
+        raise SourceError(f"AAC stream does not decode ({_reason(e)})") from None
     return EncodedRecording(
         adts=adts,
         frame_sizes=sizes,
@@ -270,24 +333,36 @@ def _pass_through(container: Any, stream: Any, fmt: str) -> EncodedRecording:
         sample_rate=sr,
         num_channels=channels,
         encoder_delay=delay,
+        bandwidth_hz=_bands.measured_bandwidth(meter),
+        bandwidth_measured=True,
         passthrough=True,
         source_format=fmt,
         source_codec="aac",
     )
 
 
-def decodes_repeatably(adts: bytes, sizes: np.ndarray, channels: int, batch: int = 256) -> bool:
+def decodes_repeatably(
+    adts: bytes,
+    sizes: np.ndarray,
+    channels: int,
+    batch: int = 256,
+    *,
+    meter: _bands.BandMeter | None = None,
+    span: tuple[int, int] = (0, 0),
+) -> bool:
     """Whether decoding the stream twice through one decoder gives the same samples.
 
     It does not when frames use perceptual noise substitution: FFmpeg fills those bands
     from a generator that ``flush_buffers()`` does not reset. The first frame is left out
-    of the comparison (a flushed decoder's first frame differs from a fresh one's).
+    of the comparison (a flushed decoder's first frame differs from a fresh one's). Where
+    ``meter`` is given, the first decode's samples ``[span[0], span[1])`` are pushed to it.
     """
     bounds = np.concatenate(([0], np.cumsum(sizes)))
     dec = new_decoder()
 
-    def digests() -> list[int]:
+    def digests(meter: _bands.BandMeter | None) -> list[int]:
         out = []
+        pos = 0
         try:
             for a, frames in decode_batches(dec, adts, bounds, channels=channels, what="passthrough", batch=batch):
                 crc = 0
@@ -295,14 +370,25 @@ def decodes_repeatably(adts: bytes, sizes: np.ndarray, channels: int, batch: int
                     if a + k > 0:
                         for plane in frame.planes[:channels]:
                             crc = zlib.crc32(memoryview(plane)[: 4 * frame.samples], crc)
+                    if meter is not None:
+                        lo, hi = max(span[0] - pos, 0), min(span[1] - pos, frame.samples)
+                        if hi > lo:
+                            meter.push(_planes(frame, channels)[:, lo:hi])
+                    pos += frame.samples
                 out.append(crc)
         except DecodeError as e:
             raise _NotPassableError(str(e)) from None
         return out
 
-    first = digests()
+    first = digests(meter)
     dec.flush_buffers()
-    return digests() == first
+    return digests(None) == first
+
+
+def _planes(frame: Any, channels: int) -> np.ndarray:
+    """The first ``channels`` planes of a decoded planar float frame, ``(channels, samples)``
+    (not ``to_ndarray``: PyAV 18.1 miscounts the planes of 8-channel frames and crashes)."""
+    return np.stack([np.frombuffer(p, dtype=np.float32, count=frame.samples) for p in frame.planes[:channels]])
 
 
 def _check_frames_decode(payloads: list[bytes], template: Any) -> None:
@@ -320,13 +406,29 @@ def _check_frames_decode(payloads: list[bytes], template: Any) -> None:
 
 
 def storable_rate(rate: int) -> int:
-    """The AAC rate a source at ``rate`` Hz is stored at by default: itself where AAC can
-    carry it, else the nearest AAC rate above it, at most 96 kHz (above that, content
-    above 48 kHz is lost)."""
-    if rate in _adts.SAMPLE_RATES:
+    """The rate a source at ``rate`` Hz is stored at by default: itself where AAC can carry
+    it or where it is above 96 kHz (then time-expanded, see :func:`stream_rate`), else the
+    nearest AAC rate above it."""
+    if rate in _adts.SAMPLE_RATES or rate > AAC_MAX_RATE:
         return rate
-    above = [r for r in _adts.SAMPLE_RATES if r > rate]
-    return min(above) if above else max(_adts.SAMPLE_RATES)
+    return min(r for r in _adts.SAMPLE_RATES if r > rate)
+
+
+def stream_rate(rate: int, time_expansion: float | None = None) -> int:
+    """The AAC rate the frames of a recording at ``rate`` Hz are labelled with: ``rate``
+    itself up to 96 kHz; above it, the highest AAC rate at most ``rate / time_expansion``
+    (``None``: 96 kHz, the smallest expansion). The samples are the same; they play
+    ``rate / stream_rate`` times slower."""
+    if rate <= AAC_MAX_RATE:
+        return rate
+    factor = rate / AAC_MAX_RATE if time_expansion is None else float(time_expansion)
+    fitting = [r for r in _adts.SAMPLE_RATES if r * factor <= rate * (1 + 1e-9)]
+    if not fitting:
+        raise SourceError(
+            f"time expansion {factor:g} leaves {rate / factor:.0f} Hz for a {rate} Hz source, below the lowest "
+            f"AAC rate ({min(_adts.SAMPLE_RATES)} Hz); pass a smaller time_expansion= (CLI: --time-expansion)"
+        )
+    return max(fitting)
 
 
 def max_bitrate(sample_rate: int) -> int:
@@ -335,10 +437,14 @@ def max_bitrate(sample_rate: int) -> int:
     return int(0.5 * 8191 * 8 * sample_rate / _adts.SAMPLES_PER_FRAME)
 
 
-def default_bitrate(num_channels: int, sample_rate: int) -> int:
-    """Total bit rate of a recording when none is given: 80 kbit/s per channel, lowered
-    where many channels at a low rate would overflow ADTS frames."""
-    return min(BITRATE_PER_CHANNEL * num_channels, max_bitrate(sample_rate))
+def default_bitrate(num_channels: int, sample_rate: int, bandwidth: float | None = None) -> int:
+    """Total bit rate of a recording when none is given: the per-channel rate of
+    :data:`BITRATE_STEPS` for the encoder's bandwidth (Hz of the stored stream at
+    ``sample_rate``; ``None``: its Nyquist frequency), lowered where many channels at a low
+    rate would overflow ADTS frames."""
+    band = sample_rate / 2 if bandwidth is None else bandwidth
+    per_channel = next((b for top, b in BITRATE_STEPS if band <= top), BITRATE_STEPS[-1][1])
+    return min(per_channel * num_channels, max_bitrate(sample_rate))
 
 
 def _encode(
@@ -349,6 +455,8 @@ def _encode(
     bitrate: int | None,
     sample_rate: int | None,
     num_channels: int | None,
+    bandwidth: int | None = None,
+    time_expansion: float | None = None,
 ) -> EncodedRecording:
     src_rate = int(stream.codec_context.sample_rate or 0)
     src_channels = int(stream.codec_context.channels or 0)
@@ -361,31 +469,46 @@ def _encode(
             "(CLI: --channels), or split the channels into several files"
         )
     rate = int(sample_rate or storable_rate(src_rate))
-    if rate not in _adts.SAMPLE_RATES:
+    if rate > MAX_SOURCE_RATE:
+        raise SourceError(
+            f"sample rate {rate} Hz is above {MAX_SOURCE_RATE} Hz, the highest aacdata stores; pass a lower "
+            "sample_rate= (CLI: --sample-rate)"
+        )
+    if rate <= AAC_MAX_RATE and rate not in _adts.SAMPLE_RATES:
         raise SourceError(
             f"sample rate {rate} Hz is not an AAC rate; pass sample_rate= (CLI: --sample-rate) one of "
-            f"{', '.join(str(r) for r in sorted(_adts.SAMPLE_RATES))}"
+            f"{', '.join(str(r) for r in sorted(_adts.SAMPLE_RATES))}, or a rate above {AAC_MAX_RATE} Hz "
+            "(time-expanded)"
         )
+    frames_rate = stream_rate(rate, time_expansion)
+    # Bandwidth in Hz of the true timeline; the encoder's low-pass is in Hz of its stream.
+    clamped = 0
+    band = rate // 2 if bandwidth is None else int(bandwidth)
+    if band > rate // 2:
+        clamped, band = band, rate // 2
+    cutoff = band * frames_rate // rate
     coded = coded_channels(channels)
     layout = CODED_LAYOUTS[coded]
-    total_bitrate = int(bitrate) if bitrate is not None else default_bitrate(channels, rate)
-    if total_bitrate > max_bitrate(rate):
+    total_bitrate = int(bitrate) if bitrate is not None else default_bitrate(channels, frames_rate, cutoff)
+    if total_bitrate > max_bitrate(frames_rate):
         raise SourceError(
-            f"bitrate {total_bitrate} bit/s is too high for ADTS frames at {rate} Hz (at most "
-            f"{max_bitrate(rate)}); lower bitrate= (CLI: --bitrate)"
+            f"bitrate {total_bitrate} bit/s is too high for ADTS frames at {frames_rate} Hz (at most "
+            f"{max_bitrate(frames_rate)}); lower bitrate= (CLI: --bitrate)"
         )
     enc = av.CodecContext.create("aac", "w")
-    enc.sample_rate = rate
+    enc.sample_rate = frames_rate
     enc.layout = layout
     enc.format = "fltp"
     enc.bit_rate = total_bitrate
-    enc.time_base = Fraction(1, rate)
+    enc.time_base = Fraction(1, frames_rate)
     enc.thread_count = 1
-    enc.options = dict(ENCODER_OPTIONS)
+    enc.options = {**ENCODER_OPTIONS, "cutoff": str(cutoff)}
     try:
         enc.open()
     except av.FFmpegError as e:
-        raise SourceError(f"AAC encoder refused {rate} Hz, {layout}, {total_bitrate} bit/s ({_reason(e)})") from None
+        raise SourceError(
+            f"AAC encoder refused {frames_rate} Hz, {layout}, {total_bitrate} bit/s ({_reason(e)})"
+        ) from None
     if _adts.uses_pce(coded) and _adts.pce_layout(bytes(enc.extradata or b"")) != _adts.PCE_LAYOUTS[coded]:
         # The stored stream is decoded with aacdata's own PCE; it must name the encoder's elements.
         raise SourceError(
@@ -393,8 +516,9 @@ def _encode(
         )
     # Frames are handed over packed (PyAV mishandles planar frames of 8 or more channels)
     # and converted to the encoder's planar format without any remix: the layouts match.
-    to_planar = av.AudioResampler(format="fltp", layout=layout, rate=rate)
+    to_planar = av.AudioResampler(format="fltp", layout=layout, rate=frames_rate)
     resampler = _resampler(src_rate, rate, channels)
+    source_meter = _bands.BandMeter(src_rate)
     payloads: list[bytes] = []
     first_pts: int | None = None
     num_samples = 0
@@ -419,12 +543,13 @@ def _encode(
         if coded > block.shape[0]:  # 9-15 channels ride in a 16-channel layout, padded with silence
             block = np.concatenate((block, np.zeros((coded - block.shape[0], block.shape[1]), np.float32)))
         frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(block.T).reshape(1, -1), format="flt", layout=layout)
-        frame.sample_rate = rate
+        frame.sample_rate = frames_rate
         frame.pts = None
         encode(to_planar.resample(frame))
 
     for block in _decoded_blocks(container, stream, src_channels):
         block = remix(block, channels)
+        source_meter.push(block)
         feed(resampler.push(block) if resampler is not None else block)
     if resampler is not None:
         feed(resampler.flush())
@@ -440,7 +565,11 @@ def _encode(
             f"expected at least {expected}"
         )
     config = 0 if _adts.uses_pce(coded) else _adts.CONFIG_BY_CHANNELS[coded]
-    adts, sizes = _adts.build_adts(payloads, sample_rate=rate, channel_config=config)
+    adts, sizes = _adts.build_adts(payloads, sample_rate=frames_rate, channel_config=config)
+    stored_meter = _bands.BandMeter(rate)
+    _measure_stored(
+        stored_meter, adts, sizes, (frames_rate, coded, _adts.uses_pce(coded)), channels, delay, num_samples
+    )
     return EncodedRecording(
         adts=adts,
         frame_sizes=sizes,
@@ -448,13 +577,42 @@ def _encode(
         sample_rate=rate,
         num_channels=channels,
         encoder_delay=delay,
+        stream_sample_rate=frames_rate,
+        bandwidth_hz=band,
         passthrough=False,
         source_format=fmt,
         source_codec=codec,
         source_sample_rate=src_rate,
         source_num_channels=src_channels,
         peak=peak,
+        bands=_bands.compare(source_meter, stored_meter, band),
+        bandwidth_clamped=clamped,
     )
+
+
+def _measure_stored(
+    meter: _bands.BandMeter,
+    adts: bytes,
+    sizes: np.ndarray,
+    key: tuple[int, int, bool],
+    channels: int,
+    delay: int,
+    num_samples: int,
+) -> None:
+    """Decode a stored stream whole and push the recording's samples ``[delay, delay +
+    num_samples)`` of its first ``channels`` channels to ``meter``."""
+    bounds = np.concatenate(([0], np.cumsum(sizes)))
+    pos = 0  # decoded position of the next frame's first sample
+    end = delay + num_samples
+    try:
+        for _, frames in decode_batches(new_decoder(key), adts, bounds, channels=key[1], what="the stored stream"):
+            for frame in frames:
+                a, b = max(delay - pos, 0), min(end - pos, frame.samples)
+                if b > a:
+                    meter.push(_planes(frame, channels)[:, a:b])
+                pos += frame.samples
+    except DecodeError as e:
+        raise SourceError(f"the encoded stream does not decode ({e})") from None
 
 
 def _resampler(orig_rate: int, new_rate: int, channels: int) -> Any:

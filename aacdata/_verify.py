@@ -108,8 +108,8 @@ def verify_recording(store: AACStore, i: int, *, decode: bool = True) -> list[st
             if bad:
                 shown = ", ".join(map(str, bad[:5])) + (", ..." if len(bad) > 5 else "")
                 reasons.append(f"{len(bad)} frame(s) fail their CRC-32: {shown}")
-    if frames.sample_rate != value["sample_rate"]:
-        reasons.append(f"headers say {frames.sample_rate} Hz, table says {value['sample_rate']} Hz")
+    if frames.sample_rate != value["stream_sample_rate"]:
+        reasons.append(f"headers say {frames.sample_rate} Hz, table says {value['stream_sample_rate']} Hz")
     needed = value["encoder_delay"] + value["num_samples"]
     if nf * SAMPLES_PER_FRAME < needed:
         reasons.append(f"{nf} frames cannot hold delay + num_samples = {needed} samples")
@@ -124,7 +124,7 @@ def verify_recording(store: AACStore, i: int, *, decode: bool = True) -> list[st
     return reasons
 
 
-_COLUMNS = ("crc32", "byte_start", "num_frames", "sample_rate", "encoder_delay", "num_samples")
+_COLUMNS = ("crc32", "byte_start", "num_frames", "stream_sample_rate", "encoder_delay", "num_samples")
 
 
 def frames_failing_crc(

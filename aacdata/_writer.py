@@ -48,6 +48,8 @@ def stored_recording(
     random_noise: bool,
     source: dict[str, Any],
     metadata: dict[str, Any],
+    stream_sample_rate: int = 0,
+    bandwidth_hz: int = 0,
 ) -> PendingRecording:
     """A recording taken from a store, to append to another as it is (repair, merge): its
     stored ADTS bytes, frame sizes and table values. Nothing is re-encoded; the writer
@@ -60,6 +62,8 @@ def stored_recording(
         num_channels=num_channels,
         encoder_delay=encoder_delay,
         random_noise=random_noise,
+        stream_sample_rate=stream_sample_rate,
+        bandwidth_hz=bandwidth_hz,
     )
     return PendingRecording(rid, encoded, source, metadata)
 
@@ -141,6 +145,9 @@ class StoreWriter:
                 ("bitrate", e.bitrate),
                 ("crc32", zlib.crc32(e.adts)),
                 ("flags", _flags(e)),
+                ("bandwidth_hz", e.bandwidth_hz),
+                ("stream_sample_rate", e.frames_rate),
+                ("codec", _layout.CODEC_AAC_LC),
                 ("id", p.id),
                 ("source", json.dumps(p.source, sort_keys=True)),
                 ("metadata", json.dumps(p.metadata, sort_keys=True) if p.metadata else ""),
@@ -178,8 +185,16 @@ class StoreWriter:
                 f"(committed counts {now}, expected {base}; was the lock broken?). Nothing more is written; "
                 "run the import again to add what is missing"
             )
-        arrays = _layout.open_arrays(group, self._store.path)
-        adts_arr, index_arr, columns = arrays.adts, arrays.index, arrays.columns
+        version = _layout.format_version(group.attrs.asdict())
+        arrays = _layout.open_arrays(group, self._store.path, version=version)
+        adts_arr, index_arr, columns = arrays.adts, arrays.index, dict(arrays.columns)
+        crc_start = dict(self._column_crc32)
+        if version == 1:
+            # The first commit to a store of aacdata 0.1 adds the columns of version 2,
+            # holding for its rows what version 1 implied; the commit moves it to version 2.
+            implied = {name: self._store.column(name) for name in _layout.V2_COLUMNS}
+            columns.update(_layout.add_v2_columns(group, implied))
+            crc_start.update({name: _layout.column_crc32(name, v) for name, v in implied.items()})
         adts_arr.resize((new.num_bytes,))
         adts_arr[base.num_bytes : new.num_bytes] = np.frombuffer(payload, dtype=np.uint8)
         index_arr.resize((new.num_frames, 3))
@@ -198,7 +213,7 @@ class StoreWriter:
             dtype = _layout.NUMERIC_COLUMNS.get(name)
             data = np.asarray(values[name], dtype=dtype) if dtype else np.asarray(values[name], dtype=object)
             column[base.num_recordings : new.num_recordings] = data
-        column_crcs = {n: _layout.column_crc32(n, values[n], self._column_crc32.get(n, 0)) for n in values}
+        column_crcs = {n: _layout.column_crc32(n, values[n], crc_start.get(n, 0)) for n in values}
         # The commit point: readers see the new recordings only from here on.
         group.attrs[_layout.ATTRIBUTE] = _layout.root_attributes(new, column_crcs)
         self._column_crc32 = column_crcs

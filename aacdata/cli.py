@@ -87,9 +87,27 @@ def _parser() -> argparse.ArgumentParser:
         "--bitrate",
         type=_positive_int,
         default=None,
-        help="total AAC bit rate of a recording in bit/s (default: 80000 per channel, 160000 for stereo)",
+        help="total AAC bit rate of a recording in bit/s (default: per channel by bandwidth, 128000 for 44.1 and "
+        "48 kHz, 256000 for 96 kHz)",
     )
-    imp.add_argument("--sample-rate", type=_positive_int, default=None, help="resample to this rate (Hz)")
+    imp.add_argument(
+        "--sample-rate", type=_positive_int, default=None, help="resample to this rate (Hz; default: keep the source's)"
+    )
+    imp.add_argument(
+        "--bandwidth",
+        type=_positive_int,
+        default=None,
+        metavar="HZ",
+        help="highest frequency to keep (default: the Nyquist frequency, the whole spectrum)",
+    )
+    imp.add_argument(
+        "--time-expansion",
+        type=_positive_float,
+        default=None,
+        metavar="N",
+        help="store sources above 96 kHz as AAC at the highest AAC rate at most rate/N, their samples played "
+        "N times slower (default: at 96 kHz)",
+    )
     imp.add_argument("--channels", type=_positive_int, default=None, help="remix to this many channels")
     imp.add_argument("--reencode", action="store_true", help="re-encode AAC-LC sources instead of passing through")
     imp.add_argument("--workers", type=int, default=None, help="conversion processes (default: all cores)")
@@ -184,6 +202,16 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
+    return value
+
+
 def _escaped(text: str) -> str:
     """``text`` with control and other unprintable characters escaped (``\\n``, ``\\x1b``),
     so that a message cannot start new lines or move the terminal's cursor."""
@@ -259,6 +287,8 @@ def _cmd_import(args: argparse.Namespace) -> int:
             sample_rate=args.sample_rate,
             num_channels=args.channels,
             reencode=args.reencode,
+            bandwidth=args.bandwidth,
+            time_expansion=args.time_expansion,
             workers=args.workers,
             executor=client,
             on_error=args.on_error,
@@ -292,6 +322,8 @@ def _import_summary(report: Any) -> int:
         print(f"failed: {failure}", file=sys.stderr)
     for rid, note in report.notes:
         print(f"note: {_shown(rid)}: {note}", file=sys.stderr)
+    for rid, warning in report.warnings:
+        print(f"warning: {_shown(rid)}: {warning}", file=sys.stderr)
     seconds = report.audio_seconds
     print(
         _table(
@@ -379,7 +411,11 @@ def _cmd_info(args: argparse.Namespace) -> int:
         ("frames", str(s["num_frames"])),
         ("sample rates", ", ".join(f"{r} Hz" for r in s["sample_rates"]) or "-"),
         ("channels", ", ".join(str(c) for c in s["channel_counts"]) or "-"),
+        ("bandwidths", ", ".join(f"{b} Hz" if b else "unknown" for b in s["bandwidths_hz"]) or "-"),
+        ("format", f"version {s['format_version']}"),
     ]
+    if s["time_expanded"]:
+        rows.append(("time-expanded", f"{s['time_expanded']} recordings (stored slower; reads in the true timeline)"))
     if s["disk_bytes"] is not None:
         rows.append(
             (
@@ -434,9 +470,15 @@ def _cmd_export(args: argparse.Namespace) -> int:
             out.write_bytes(store.adts_bytes(rec))
         else:
             _export_pcm(store, rec, out)
+    expanded = ""
+    if suffix == ".aac" and rec.time_expansion != 1.0:
+        expanded = (
+            f"; time-expanded {rec.time_expansion:.4g}x: it plays at {rec.stream_sample_rate} Hz, "
+            f"{rec.time_expansion:.4g} times slower than recorded"
+        )
     print(
         f"wrote {_escaped(str(out))} ({_shown(rec.id)}, {rec.duration_seconds:.2f} s, {rec.num_channels} ch, "
-        f"{rec.sample_rate} Hz)"
+        f"{rec.sample_rate} Hz{expanded})"
     )
     return EXIT_OK
 

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any, Literal
 
-from ._transcode import EncodedRecording, file_checksum, transcode
+from ._transcode import MAX_SOURCE_RATE, MIN_BANDWIDTH, EncodedRecording, file_checksum, transcode
 from ._writer import PendingRecording, StoreWriter
 from .errors import ImportFailedError, ImportInterruptedError, SourceError
 from .store import AACStore
@@ -94,7 +94,11 @@ class ImportReport:
     passthrough: int = 0
     notes: tuple[tuple[str, str], ...] = ()
     """``(id, note)`` for what a conversion changed besides the coding: resampling,
-    remixing, level lowered by the encoder to avoid clipping."""
+    remixing, time expansion, level lowered by the encoder to avoid clipping."""
+    warnings: tuple[tuple[str, str], ...] = ()
+    """``(id, warning)`` for what a conversion lost of its source's spectrum: a band that
+    carries signal and lost more than 3 dB, or source energy above the stored bandwidth
+    (the figures are in the recording's ``source["bands"]``)."""
 
     @property
     def ok(self) -> bool:
@@ -121,6 +125,8 @@ def import_audio(
     sample_rate: int | None = None,
     num_channels: int | None = None,
     reencode: bool = False,
+    bandwidth: int | None = None,
+    time_expansion: float | None = None,
     workers: int | None = None,
     executor: Any = None,
     on_error: Literal["skip", "raise"] = "skip",
@@ -143,11 +149,25 @@ def import_audio(
         Path or object-store URL of the store (``s3://bucket/corpus.zarr``), or an
         :class:`AACStore` opened with ``mode="a"``.
     bitrate
-        Total AAC bit rate of each re-encoded recording, bit/s (``None``: 80 kbit/s per
-        channel, i.e. 160 kbit/s for stereo, 480 kbit/s for six channels).
+        Total AAC bit rate of each re-encoded recording, bit/s (``None``: per channel,
+        by the bandwidth the stream keeps: 64 kbit/s up to 8 kHz, 96 up to 16 kHz, 128 up
+        to 24 kHz (44.1 and 48 kHz full band), 192 up to 32 kHz, 256 up to 48 kHz; the
+        rates at which every octave band of test signals kept its energy within 1 dB).
     sample_rate
-        Resample to this rate (``None``: keep the source's rate where AAC can carry it,
-        else the nearest AAC rate above it, at most 96 kHz; the report says so).
+        Resample to this rate (``None``: keep the source's rate where AAC can carry it or
+        where it is above 96 kHz, else the nearest AAC rate above it; the report says so).
+    bandwidth
+        Highest frequency to keep, Hz (``None``: the Nyquist frequency, the whole
+        spectrum). Each recording records its bandwidth (``Recording.bandwidth_hz``) and
+        the import proves it, band by band (``source["bands"]``, ``ImportReport.warnings``).
+        AAC sources are re-encoded when it is given.
+    time_expansion
+        For sources above 96 kHz (bats, insects, ultrasound), stored as AAC with their
+        samples played slower: the same samples, nothing resampled, labelled with the
+        highest AAC rate at most ``rate / time_expansion`` (``None``: 96 kHz). Reads,
+        lengths, seconds and annotation Hz stay in the true timeline
+        (``Recording.sample_rate``); ``Recording.time_expansion`` says how much slower the
+        stored stream (``adts_bytes``, ``export .aac``) plays.
     num_channels
         Remix to this many channels (``None``: keep every channel, one to one, up to 16).
         The rule is the dataset's: mono is the mean of all channels, mono is repeated to
@@ -203,6 +223,8 @@ def import_audio(
         raise ValueError(f"on_error must be 'skip' or 'raise'; got {on_error!r}")
     if bitrate is not None and bitrate <= 0:
         raise ValueError(f"bitrate must be a positive number of bit/s; got {bitrate}")
+    _check_number("bandwidth", bandwidth, low=MIN_BANDWIDTH, high=MAX_SOURCE_RATE // 2, integer=True)
+    _check_number("time_expansion", time_expansion, low=1.0, high=MAX_SOURCE_RATE / 8000)
     if executor is not None and workers is not None:
         raise ValueError("pass workers (a local process pool) or executor, not both")
     engine = _engine(executor) if executor is not None else None
@@ -242,8 +264,16 @@ def import_audio(
     imported: list[str] = []
     skipped: list[str] = []
     notes: list[tuple[str, str]] = []
+    warned: list[tuple[str, str]] = []
     try:
-        options = {"bitrate": bitrate, "sample_rate": sample_rate, "num_channels": num_channels, "reencode": reencode}
+        options = {
+            "bitrate": bitrate,
+            "sample_rate": sample_rate,
+            "num_channels": num_channels,
+            "reencode": reencode,
+            "bandwidth": bandwidth,
+            "time_expansion": time_expansion,
+        }
         unknown = [s for s in listed if writer.committed_ids.get(s.id) == ""]
         if unknown:
             # The id is committed but its source checksum is lost (a damaged source column):
@@ -283,6 +313,9 @@ def import_audio(
                 else:
                     imported.append(src.id)
                     notes.extend((src.id, note) for note in outcome.encoded.notes)
+                    for warning in outcome.encoded.warnings:
+                        log.warning("%s: %s", src.id, warning)
+                        warned.append((src.id, warning))
                     stats["seconds"] += outcome.encoded.num_samples / outcome.encoded.sample_rate
                     stats["bytes"] += len(outcome.encoded.adts)
                     stats["passthrough"] += outcome.encoded.passthrough
@@ -337,6 +370,7 @@ def import_audio(
         elapsed_seconds=time.perf_counter() - started,
         passthrough=int(stats["passthrough"]),
         notes=tuple(notes),
+        warnings=tuple(warned),
     )
 
 
@@ -390,6 +424,18 @@ class _StopSignals:
             self._deferred = False
         if self._received is not None:
             raise _Stop(self._received)
+
+
+def _check_number(name: str, value: Any, *, low: float, high: float, integer: bool = False) -> None:
+    """``None``, or a finite number in ``[low, high]`` (a whole one where ``integer``)."""
+    if value is None:
+        return
+    kind = "a whole number" if integer else "a number"
+    whole = isinstance(value, int) or (isinstance(value, float) and value.is_integer())
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or (integer and not whole):
+        raise TypeError(f"{name} must be {kind} from {low:g} to {high:g}; got {value!r}")
+    if not low <= value <= high:  # NaN fails too
+        raise ValueError(f"{name} must be {kind} from {low:g} to {high:g}; got {value!r}")
 
 
 def _fail(failures: list[ImportFailure], src: Source, reason: str, on_error: str, writer: StoreWriter) -> None:
@@ -458,6 +504,15 @@ def _convert_one(path: str, existing_checksum: str | None, options: dict[str, An
     }
     if encoded.peak > 1.0:
         info["peak"] = round(encoded.peak, 4)
+    info["bandwidth_hz"] = encoded.bandwidth_hz
+    if encoded.bandwidth_measured:
+        info["bandwidth_measured"] = True
+    if encoded.frames_rate != encoded.sample_rate:
+        info["time_expansion"] = {"sample_rate": encoded.sample_rate, "stream_sample_rate": encoded.frames_rate}
+    if encoded.bands is not None:
+        info["bands"] = encoded.bands.as_json()
+    if encoded.warnings:
+        info["warnings"] = list(encoded.warnings)
     if encoded.notes:
         info["notes"] = list(encoded.notes)
     return _Converted(encoded, info)

@@ -18,7 +18,7 @@ import zarr
 from zarr.abc.store import Store
 
 from . import _annotation_store, _layout, _lock, _remote
-from ._adts import SAMPLES_PER_FRAME, with_pce_in_first_frame
+from ._adts import SAMPLE_RATES, SAMPLES_PER_FRAME, with_pce_in_first_frame
 from ._bytes import ByteReader
 from ._channels import coded_channels
 from ._chunks import DirectChunks
@@ -73,12 +73,27 @@ class Recording:
     num_bytes: int
     bitrate: int
     crc32: int
+    bandwidth_hz: int = 0
+    """Highest frequency the stored stream carries, Hz of the true timeline (0: unknown,
+    a recording stored by aacdata 0.1)."""
+    stream_sample_rate: int = 0
+    """The rate the stored frames are labelled with (``adts_bytes`` plays at it): the true
+    ``sample_rate`` unless the recording is time-expanded (0: the same as ``sample_rate``)."""
+    codec: str = "aac-lc"
+    """The frame codec of the stored stream."""
     source: Mapping[str, Any] = field(default_factory=dict, compare=False)
     metadata: Mapping[str, Any] = field(default_factory=dict, compare=False)
 
     @property
     def duration_seconds(self) -> float:
         return self.num_samples / self.sample_rate
+
+    @property
+    def time_expansion(self) -> float:
+        """``sample_rate / stream_sample_rate``: how much slower the stored stream plays than
+        the recording was made (1.0: not time-expanded). Samples, seconds and Hz are always
+        of the true timeline."""
+        return self.sample_rate / self.stream_sample_rate if self.stream_sample_rate else 1.0
 
     def num_samples_at(self, sample_rate: int) -> int:
         """The recording's length resampled to ``sample_rate``:
@@ -157,6 +172,8 @@ class AACStore:
         self._local = isinstance(group.store, zarr.storage.LocalStore)
         attrs = group.attrs.asdict()
         self.counts = _layout.parse_root_attributes(attrs, where)
+        self.format_version = _layout.format_version(attrs)
+        """The store's format version (1: written by aacdata 0.1; the first commit moves it to 2)."""
         self._column_crc32 = _layout.stored_column_crc32(attrs)
         problems: list[str] = []
         crc_problem = _layout.column_crc32_problem(attrs, where)
@@ -167,7 +184,7 @@ class AACStore:
         if mode == "a" and self._local:
             _refuse_links(_remote.local_path(group.store), where)
         try:
-            arrays = _layout.open_arrays(group, where, self.counts)
+            arrays = _layout.open_arrays(group, where, self.counts, self.format_version)
         except _layout.IncompleteStoreError:
             if self.counts != _layout.Counts():
                 raise
@@ -176,7 +193,7 @@ class AACStore:
                     f"{where!r} is an empty store whose creation was interrupted; run the import again"
                 ) from None
             _layout.complete_layout(group)  # a creation that was killed half-way
-            arrays = _layout.open_arrays(group, where, self.counts)
+            arrays = _layout.open_arrays(group, where, self.counts, self.format_version)
         self._adts, self._index, self._frame_crc, self._columns = (
             arrays.adts,
             arrays.index,
@@ -186,7 +203,7 @@ class AACStore:
         n = self.counts.num_recordings
         self._table = {}
         self._read_infos: dict[int, _ReadInfo] = {}
-        for name in _layout.NUMERIC_COLUMNS:
+        for name in _layout.numeric_columns(self.format_version):
             try:
                 values = self._read_rows(self._columns[name], f"{_layout.RECORDINGS}/{name}", 0, n)
             except CorruptDataError as e:
@@ -196,6 +213,8 @@ class AACStore:
                 problems.append(str(e))
                 values = np.zeros(n, dtype=np.int64)
             self._table[name] = np.asarray(values, dtype=np.int64).reshape(-1)
+        if self.format_version == 1:
+            self._table.update(_layout.implied_columns(self._table))
         self._ids: list[str] = [
             str(x) for x in self._read_rows(self._columns["id"], f"{_layout.RECORDINGS}/id", 0, n).reshape(-1)
         ]
@@ -387,6 +406,13 @@ class AACStore:
                 "at most num_frames x 1024 - encoder_delay",
             ),
             ("flags", (t["flags"] & ~_layout.KNOWN_FLAGS) == 0, f"no bits beyond {_layout.KNOWN_FLAGS:#x}"),
+            ("codec", np.isin(t["codec"], list(_layout.CODECS)), f"one of {sorted(_layout.CODECS)}"),
+            (
+                "stream_sample_rate",
+                np.isin(t["stream_sample_rate"], SAMPLE_RATES) & (t["stream_sample_rate"] <= rate),
+                "an AAC rate no higher than the recording's sample_rate",
+            ),
+            ("bandwidth_hz", 2 * t["bandwidth_hz"] <= rate, "at most half the recording's sample_rate"),
         ]
         problems: dict[int, str] = {}
         for name, ok, expected in rules:
@@ -492,6 +518,9 @@ class AACStore:
             num_bytes=int(t["num_bytes"][i]),
             bitrate=int(t["bitrate"][i]),
             crc32=int(t["crc32"][i]),
+            bandwidth_hz=int(t["bandwidth_hz"][i]),
+            stream_sample_rate=int(t["stream_sample_rate"][i]),
+            codec=_layout.CODECS[int(t["codec"][i])],
             source=MappingProxyType(self._json("source", i)),
             metadata=MappingProxyType(self._json("metadata", i)),
         )
@@ -711,10 +740,10 @@ class AACStore:
         )
 
     def _decoder_key(self, i: int) -> DecoderKey:
-        """The decoder configuration of recording i: rate, coded channels, PCE layout."""
+        """The decoder configuration of recording i: its frames' rate, coded channels, PCE layout."""
         t = self._table
         pce = bool(int(t["flags"][i]) & _layout.FLAG_PCE)
-        return int(t["sample_rate"][i]), coded_channels(int(t["num_channels"][i])), pce
+        return int(t["stream_sample_rate"][i]), coded_channels(int(t["num_channels"][i])), pce
 
     def _check_frames(self, i: int, data: bytes, bounds: np.ndarray, crcs: np.ndarray, first: int) -> None:
         """Compare the frames in ``data`` (frame ``first`` on; ``bounds`` in ``/adts``) with
@@ -871,7 +900,7 @@ class AACStore:
         return np.asarray(rows, dtype=np.uint32)
 
     def decoder_config(self, rec: RecordingRef) -> DecoderKey:
-        """``(sample_rate, coded channels, PCE layout)``: what a decoder of the recording
+        """``(stream sample rate, coded channels, PCE layout)``: what a decoder of the recording
         is configured with (see :func:`aacdata._decoder.new_decoder`)."""
         return self._decoder_key(self.index_of(rec))
 
@@ -885,7 +914,7 @@ class AACStore:
         payload = self.counts.num_bytes
         return {
             "path": self._where,
-            "format_version": _layout.FORMAT_VERSION,
+            "format_version": self.format_version,
             "num_recordings": len(self),
             "num_frames": self.counts.num_frames,
             "hours": seconds / 3600,
@@ -897,6 +926,8 @@ class AACStore:
             "disk_over_payload": (disk["total"] / payload) if payload and "total" in disk else None,
             "sample_rates": sorted({int(x) for x in t["sample_rate"]}),
             "channel_counts": sorted({int(x) for x in t["num_channels"]}),
+            "bandwidths_hz": sorted({int(x) for x in t["bandwidth_hz"]}),
+            "time_expanded": int(np.count_nonzero(t["stream_sample_rate"] != t["sample_rate"])),
         }
 
 

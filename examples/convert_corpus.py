@@ -1,6 +1,6 @@
 """Convert a directory of audio files into an aacdata store and look at the result.
 
-    python examples/convert_corpus.py SOURCE_DIR corpus.zarr [--bitrate 128000] [--sample-rate 16000]
+    python examples/convert_corpus.py SOURCE_DIR corpus.zarr [--bitrate 256000] [--sample-rate 16000]
 
 Without SOURCE_DIR (``--synthesize``), a small corpus is generated first.
 """
@@ -15,11 +15,11 @@ import aacdata
 from aacdata._audiofile import make_corpus
 
 
-def convert(source: Path, store: Path, *, bitrate: int, sample_rate: int | None, workers: int | None) -> None:
+def convert(source: Path, store: Path, *, bitrate: int | None, sample_rate: int | None, workers: int | None) -> None:
     report = aacdata.import_audio(
         source,
         store,
-        bitrate=bitrate,
+        bitrate=bitrate,  # None: by each file's bandwidth (128 kbit/s a channel at 44.1 kHz)
         sample_rate=sample_rate,  # None keeps each file's own rate
         workers=workers,  # None: one process per core
         on_error="skip",  # a bad file is reported, the rest go in
@@ -32,7 +32,12 @@ def convert(source: Path, store: Path, *, bitrate: int, sample_rate: int | None,
     with aacdata.AACStore.open(store) as corpus:
         print(f"{len(corpus)} recordings in {store}")
         for rec in corpus.recordings[:5]:
-            print(f"  {rec.id}: {rec.duration_seconds:.2f} s, {rec.num_channels} ch, {rec.sample_rate} Hz")
+            print(
+                f"  {rec.id}: {rec.duration_seconds:.2f} s, {rec.num_channels} ch, {rec.sample_rate} Hz, "
+                f"bandwidth {rec.bandwidth_hz} Hz"
+            )
+        for rid, warning in report.warnings:
+            print("warning:", rid, warning)
         first = corpus.recording(0)
         window = corpus.read(first, 0, min(first.num_samples, first.sample_rate))  # the first second
         print(f"first second of {first.id!r}: float32 array of shape {window.shape}")
@@ -44,7 +49,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("source", nargs="?", type=Path, help="directory of audio files")
     parser.add_argument("store", nargs="?", type=Path, help="output store (default: a temporary one)")
     parser.add_argument("--synthesize", action="store_true", help="generate a small corpus as the source")
-    parser.add_argument("--bitrate", type=int, default=160_000)
+    parser.add_argument("--bitrate", type=int, default=None, help="total bit/s of a recording (default: by bandwidth)")
     parser.add_argument("--sample-rate", type=int, default=None)
     parser.add_argument("--workers", type=int, default=None)
     args = parser.parse_args(argv)

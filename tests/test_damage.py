@@ -378,8 +378,9 @@ NODES = (
     "index",
     "frame_crc",
     *(f"recordings/{c}" for c in (
-        "bitrate", "byte_start", "crc32", "encoder_delay", "flags", "frame_start", "id", "metadata",
-        "num_bytes", "num_channels", "num_frames", "num_samples", "sample_rate", "source",
+        "bandwidth_hz", "bitrate", "byte_start", "codec", "crc32", "encoder_delay", "flags", "frame_start", "id",
+        "metadata", "num_bytes", "num_channels", "num_frames", "num_samples", "sample_rate", "source",
+        "stream_sample_rate",
     )),
 )  # fmt: skip
 CHUNK_FILE = {"adts": "adts/c/0", "index": "index/c/0/0"}
@@ -387,8 +388,8 @@ LAYOUT_FILES = tuple(
     sorted(
         ["zarr.json", "recordings/zarr.json"]
         + [f"{n}/zarr.json" for n in NODES]
-        # No chunk for the flags column: all its values are the fill value.
-        + [CHUNK_FILE.get(n, f"{n}/c/0") for n in NODES if n != "recordings/flags"]
+        # No chunk for the flags and codec columns: all their values are the fill value.
+        + [CHUNK_FILE.get(n, f"{n}/c/0") for n in NODES if n not in ("recordings/flags", "recordings/codec")]
     )
 )
 
@@ -398,6 +399,8 @@ FAST_TARGETS = {
     "index/c/0/0": ("flip_middle", "truncate_half", "delete", "directory"),
     "frame_crc/c/0": ("flip_middle", "truncate_half", "directory"),
     "recordings/sample_rate/c/0": ("flip_middle", "truncate_half", "delete", "directory"),
+    "recordings/stream_sample_rate/c/0": ("flip_middle", "delete"),
+    "recordings/bandwidth_hz/zarr.json": ("wrong_dtype", "delete"),
     "recordings/id/c/0": ("truncate_half", "directory"),
     "recordings/metadata/c/0": ("flip_middle", "truncate_half"),
     "index/zarr.json": (

@@ -474,7 +474,7 @@ ROOT_DAMAGE: dict[str, Any] = {
     "json_list": b"[]",
     "no_attributes": lambda meta: meta.pop("attributes"),
     "attribute_not_a_dict": lambda meta: meta["attributes"].update(aacdata=[1, 2]),
-    "format_version_2": _set_attr(format_version=2),
+    "format_version_3": _set_attr(format_version=3),
     "format_version_string": _set_attr(format_version="1"),
     "format_version_missing": _set_attr(format_version=_DROP),
     "codec_he_aac": _set_attr(codec="he-aac"),

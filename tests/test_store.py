@@ -74,7 +74,7 @@ def _edit_root_attrs(path: Path, **changes: object) -> None:
 @pytest.mark.parametrize(
     ("changes", "fragment"),
     [
-        ({"format_version": 2}, "format_version 2; this aacdata reads version 1"),
+        ({"format_version": 3}, "format_version 3; this aacdata reads versions 1, 2"),
         ({"format_version": None}, "format_version None"),
         ({"codec": "opus"}, "codec='opus'; expected 'aac-lc'"),
         ({"samples_per_frame": 960}, "samples_per_frame=960; expected 1024"),
@@ -342,7 +342,7 @@ def test_missing_chunk_file(store_path: Path, tmp_path: Path) -> None:
 def test_plain_zarr_reads_every_array(store_path: Path, small_store: AACStore) -> None:
     group = zarr.open_group(store_path, mode="r")
     meta = dict(group.attrs["aacdata"])  # type: ignore[arg-type]
-    assert meta["format_version"] == 1
+    assert meta["format_version"] == 2
     assert meta["num_recordings"] == len(STORE_IDS)
     adts = group["adts"][:]
     index = group["index"][:]
@@ -383,7 +383,7 @@ def test_summary_numbers(small_store: AACStore) -> None:
     assert s["channel_counts"] == [1, 2, 6]
     assert s["disk_bytes"] >= s["payload_bytes"]
     assert s["disk_over_payload"] == pytest.approx(s["disk_bytes"] / s["payload_bytes"])
-    assert s["format_version"] == 1
+    assert s["format_version"] == 2
     json.dumps(s)
 
 
