@@ -143,7 +143,6 @@ def part_b(args: argparse.Namespace) -> list[str]:
         events,
         classes=None,
         sample_rate=48_000,
-        min_overlap_seconds=0.0,
         min_overlap_fraction=0.5,
         label_hop_seconds=0.02,
     )
