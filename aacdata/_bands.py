@@ -143,7 +143,7 @@ class BandReport:
             "above_bandwidth_db": self.above_bandwidth_db,
         }
 
-    def problems(self) -> list[str]:
+    def problems(self, hint: str = "raise the bitrate") -> list[str]:
         """What a user should hear about: bands that carry signal and lost or gained more
         than :data:`CHANGE_DB`, and source power above the stored bandwidth."""
         out: list[str] = []
@@ -163,7 +163,7 @@ class BandReport:
                     changed.append(f"{band} {'gained' if change > 0 else 'lost'} {abs(change):.1f} dB")
         if changed:
             out.append(
-                "the stored stream does not keep the source's spectrum (raise the bitrate): " + "; ".join(changed)
+                f"the stored stream does not keep the source's spectrum ({hint}): " + "; ".join(changed)
             )
         above = self.above_bandwidth_db
         if above is not None and above > SILENCE_DB and above >= total + ABOVE_FLOOR_DB:

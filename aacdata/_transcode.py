@@ -94,7 +94,11 @@ class EncodedRecording(FrameRun):
     def warnings(self) -> tuple[str, ...]:
         """What the conversion lost that a user should hear about: bands of the source's
         spectrum that the stored stream does not hold (see :mod:`aacdata._bands`)."""
-        return tuple(self.bands.problems()) if self.bands is not None else ()
+        if self.bands is None:
+            return ()
+        # Frames above full scale are lowered by the encoder: every band then loses alike.
+        clipped = "its peaks are above full scale, and the encoder lowered those frames; lower the source's level"
+        return tuple(self.bands.problems(clipped if self.peak > 1.0 else "raise the bitrate"))
 
     @property
     def notes(self) -> tuple[str, ...]:

@@ -53,10 +53,11 @@ def encode_v01_defaults(path: Path) -> float:
     t0 = time.perf_counter()
     with av.open(str(path)) as c:
         stream = c.streams.audio[0]
-        rate, layout = stream.codec_context.sample_rate, stream.codec_context.layout
+        rate, channels = stream.codec_context.sample_rate, stream.codec_context.channels
+        layout = {1: "mono", 2: "stereo"}[channels]
         enc = av.CodecContext.create("aac", "w")
         enc.sample_rate, enc.layout, enc.format = rate, layout, "fltp"
-        enc.bit_rate = 80_000 * layout.nb_channels
+        enc.bit_rate = 80_000 * channels
         enc.time_base = Fraction(1, rate)
         enc.options = {"aac_pns": "0"}
         enc.open()

@@ -162,6 +162,14 @@ def test_a_starved_encoder_is_reported_band_by_band(tmp_path: Path) -> None:
     assert rec.source["warnings"] == [w for _, w in report.warnings]
 
 
+def test_a_level_above_full_scale_is_named_as_the_cause(tmp_path: Path) -> None:
+    loud = 3.0 * aacdata.testing.signal("noise", 44_100 * 2, sample_rate=44_100, seed=2)
+    report, _, _ = import_one(tmp_path, loud, 44_100)
+    assert report.warnings, "the encoder lowers clipping frames: every band loses"
+    assert "peaks are above full scale" in report.warnings[0][1]
+    assert "raise the bitrate" not in report.warnings[0][1]
+
+
 def test_bandwidth_above_nyquist_is_clamped_with_a_note(tmp_path: Path) -> None:
     report, _, rec = import_one(tmp_path, tones(16_000, [0.5]), 16_000, bandwidth=20_000)
     assert rec.bandwidth_hz == 8_000
