@@ -372,10 +372,21 @@ def _design_taps(orig_rate: int, new_rate: int, up: int, radius: int) -> NDArray
     return taps
 
 
+MAX_PHASES = 1 << 16
+"""Most filter phases (``L``) a pair of rates may need: 44.1 -> 48 kHz needs 160, 16 kHz ->
+44.056 kHz 5507; at 65536 the filter takes ~1 s and 25 MB to build. Rates that share
+almost no divisor (16000 -> 1999999 Hz: 1999999 phases, ~30 s) are refused."""
+
+
 @functools.lru_cache(maxsize=64)
 def _plan(orig_rate: int, new_rate: int) -> _Plan:
     g = math.gcd(orig_rate, new_rate)
     up, down = new_rate // g, orig_rate // g
+    if up > MAX_PHASES:
+        raise ValueError(
+            f"resampling {orig_rate} Hz to {new_rate} Hz needs {up} filter phases (the rates share only the "
+            f"divisor {g}); at most {MAX_PHASES} are supported: choose a rate with a larger common divisor"
+        )
     low = min(orig_rate, new_rate)
     radius = math.ceil(_HALF_WIDTH_LOW * orig_rate / low)
     taps = _design_taps(orig_rate, new_rate, up, radius)
@@ -464,12 +475,7 @@ def _padded(src: np.ndarray, src_start: int, a: int, b: int) -> tuple[np.ndarray
 
 
 def _parse_rates(orig_rate: int, new_rate: int) -> tuple[int, int]:
-    out = []
-    for name, value in (("orig_rate", orig_rate), ("new_rate", new_rate)):
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value <= 0:
-            raise ValueError(f"{name} must be a positive integer sample rate in Hz, got {value!r}")
-        out.append(int(value))
-    return out[0], out[1]
+    return parse_rate(orig_rate, "orig_rate"), parse_rate(new_rate, "new_rate")
 
 
 def _parse_output_span(n0: int, n1: int) -> tuple[int, int]:
@@ -492,10 +498,16 @@ def _parse_signal(x: np.ndarray, name: str) -> FloatArray:
 # ---------------------------------------------------------------------- windows at another rate
 
 
+MAX_RATE = 2_000_000
+"""Highest rate accepted to resample to or from, Hz: twice the highest source rate a store
+holds (1 MHz); above it the filter's phases and taps would take minutes and gigabytes."""
+
+
 def parse_rate(value: Any, name: str) -> int:
-    """A positive integer sample rate in Hz, or ``ValueError`` naming ``name`` and the value."""
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value <= 0:
-        raise ValueError(f"{name} must be a positive integer sample rate in Hz; got {value!r}")
+    """A positive integer sample rate in Hz up to :data:`MAX_RATE`, or ``ValueError``
+    naming ``name`` and the value."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not 0 < value <= MAX_RATE:
+        raise ValueError(f"{name} must be a positive integer sample rate in Hz, at most {MAX_RATE}; got {value!r}")
     return int(value)
 
 
@@ -537,18 +549,38 @@ class RateSpan:
         zero where it lies outside the signal)."""
         if native is not None:
             channels = native.shape[0]
-        out = np.zeros((channels, self.n), dtype=np.float32)
+        out = window_array(channels, self.n, zeroed=True)
         if native is not None and self.hi > self.lo:
             part = resample_span(native, self.a, self.lo, self.hi, self.orig_rate, self.new_rate)
             out[:, self.lo - self.start : self.hi - self.start] = part
         return out
 
 
+def window_array(channels: int, num_samples: int, *, zeroed: bool) -> FloatArray:
+    """The float32 ``(channels, num_samples)`` output of a window (zeroed where padding will
+    stay); a window too large for memory is a :class:`~aacdata.WindowError`, not a
+    ``MemoryError``."""
+    try:
+        return (np.zeros if zeroed else np.empty)((channels, num_samples), dtype=np.float32)
+    except (MemoryError, ValueError) as e:
+        raise WindowError(
+            f"a window of {num_samples} samples x {channels} channels ({4 * channels * num_samples / 1e9:.1f} GB "
+            f"of float32) cannot be allocated ({type(e).__name__}); read it in shorter windows"
+        ) from None
+
+
+def _sample_count(value: Any, name: str) -> int:
+    try:
+        return operator.index(value)
+    except TypeError:
+        raise TypeError(f"{name} is a whole number of samples; got {type(value).__name__} {value!r}") from None
+
+
 def window_inside(start: int, num_samples: int, length: int, *, pad: bool, what: Describe) -> tuple[int, int, int, int]:
     """Check a window ``[start, start + num_samples)`` against a signal of ``length``
     samples: ``(start, num_samples, lo, hi)`` with ``[lo, hi)`` the part inside it. Outside
     parts raise :class:`~aacdata.WindowError` unless ``pad`` (the caller zero-fills them)."""
-    start, num_samples = operator.index(start), operator.index(num_samples)
+    start, num_samples = _sample_count(start, "start"), _sample_count(num_samples, "num_samples")
     if num_samples < 0:
         raise ValueError(f"num_samples must be >= 0; got {num_samples}")
     stop = start + num_samples

@@ -394,8 +394,15 @@ class Annotations:
         length = np.append(store.column("num_samples"), 0)
         channels = np.append(store.column("num_channels"), 0)
         r = np.where(keep, rows, len(ids))
-        start = np.rint(self.start * rate[r]).astype(np.int64)
-        stop = np.rint(self.stop * rate[r]).astype(np.int64)
+        start_f, stop_f = np.rint(self.start * rate[r]), np.rint(self.stop * rate[r])
+        huge = keep & ~(stop_f < 2.0**62)  # past int64 (or NaN): no recording is that long
+        if huge.any():
+            i = int(np.flatnonzero(huge)[0])
+            raise AnnotationError(
+                f"{self._origin(i)}: the event [{self.start[i]:g}, {self.stop[i]:g}) s of recording {ids[r[i]]!r} "
+                f"lies beyond any recording's length at {int(rate[r[i]])} Hz (a time in the wrong unit?)"
+            )
+        start, stop = start_f.astype(np.int64), stop_f.astype(np.int64)
         n = length[r]
         past = keep & (stop > n)
         if past.any():
@@ -705,20 +712,28 @@ def _parse_csv(builder: _Builder, file: Path) -> None:
     with _open_text(file) as f:
         reader = csv.reader(f)
         try:
-            header = next(reader)
-        except StopIteration:
+            try:
+                header = next(reader)
+            except StopIteration:
+                raise AnnotationError(
+                    f"{where}: the file is empty; expected a header row {','.join(_CSV_COLUMNS)}"
+                ) from None
+            header = [h.strip() for h in header]
+            _need(header, _CSV_COLUMNS, where, "pass a table with these columns")
+            col = {h: i for i, h in enumerate(header)}
+            line = reader.line_num
+            for row in reader:
+                first_line, line = line + 1, reader.line_num
+                if not any(v.strip() for v in row):
+                    continue
+                _record(
+                    builder, dict(zip(header, row, strict=False)), len(row), len(header), col, src, first_line, where
+                )
+        except csv.Error as e:  # e.g. a field over csv's size limit: a binary file, or an unclosed quote
             raise AnnotationError(
-                f"{where}: the file is empty; expected a header row {','.join(_CSV_COLUMNS)}"
+                f"{where}, line {reader.line_num}: not a readable CSV table ({e}); is it a CSV file, "
+                "with every quote closed?"
             ) from None
-        header = [h.strip() for h in header]
-        _need(header, _CSV_COLUMNS, where, "pass a table with these columns")
-        col = {h: i for i, h in enumerate(header)}
-        line = reader.line_num
-        for row in reader:
-            first_line, line = line + 1, reader.line_num
-            if not any(v.strip() for v in row):
-                continue
-            _record(builder, dict(zip(header, row, strict=False)), len(row), len(header), col, src, first_line, where)
 
 
 def _parse_raven(builder: _Builder, path: Path, *, label_column: str | None, recording: str | None) -> None:

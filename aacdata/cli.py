@@ -180,14 +180,16 @@ def _parser() -> argparse.ArgumentParser:
     bench = sub.add_parser("bench", help="DataLoader throughput of random windows per worker count")
     bench.add_argument("store")
     bench.add_argument("--workers", default="0,1,2", help="comma-separated worker counts (default 0,1,2)")
-    bench.add_argument("--window-seconds", type=float, default=1.0)
+    bench.add_argument("--window-seconds", type=_positive_float, default=1.0)
     bench.add_argument("--batch-size", type=_positive_int, default=32)
     bench.add_argument("--batches", type=_positive_int, default=30, help="batches timed per worker count")
     bench.set_defaults(run=_cmd_bench)
 
     demo = sub.add_parser("demo", help="synthesize a small corpus, import it, read it through a DataLoader")
     demo.add_argument("--dir", default=None, help="working directory (default: a temporary one)")
-    demo.add_argument("--seconds", type=float, default=180.0, help="audio to synthesize (default 180)")
+    demo.add_argument(
+        "--seconds", type=_positive_float, default=180.0, help="audio to synthesize (default 180; 12 to 36000)"
+    )
     demo.set_defaults(run=_cmd_demo)
     return p
 

@@ -15,9 +15,16 @@ from .dataset import AACSegmentDataset
 from .importer import import_audio
 from .store import AACStore
 
+MIN_SECONDS = 12
+"""The demo's corpus has 12 files, each read in 1 s windows."""
+MAX_SECONDS = 36_000
+
 
 def run_demo(directory: str | os.PathLike[str] | None = None, *, seconds: float = 180.0, workers: int = 2) -> None:
-    """Run the demo in ``directory`` (default: a temporary directory, removed after)."""
+    """Run the demo in ``directory`` (default: a temporary directory, removed after);
+    ``seconds`` of audio (12 to 36000: a second or more for each of its 12 files)."""
+    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not MIN_SECONDS <= seconds <= MAX_SECONDS:
+        raise ValueError(f"seconds must be a number from {MIN_SECONDS} to {MAX_SECONDS}; got {seconds!r}")
     if directory is None:
         with tempfile.TemporaryDirectory(prefix="aacdata-demo-") as tmp:
             _run(Path(tmp), seconds, workers)

@@ -125,6 +125,9 @@ class WindowPlan:
 
     def _index(self, index: int) -> int:
         n = len(self)
+        if isinstance(index, bool) or not isinstance(index, (int, np.integer)):
+            raise TypeError(f"an item index is an integer; got {type(index).__name__} {index!r}")
+        index = int(index)
         if not 0 <= index < n:
             if -n <= index < 0:
                 return index + n
@@ -144,9 +147,17 @@ class WindowPlan:
         return length
 
 
+MAX_WINDOW_SECONDS = 1e7
+"""Longest window or hop accepted, seconds (~116 days: longer than any recording)."""
+
+
 def _positive(name: str, value: float | None) -> None:
-    if value is not None and not value > 0:
-        raise ValueError(f"{name} must be > 0; got {value}")
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise TypeError(f"{name} must be a number of seconds; got {type(value).__name__} {value!r}")
+    if not 0 < value <= MAX_WINDOW_SECONDS:  # NaN and inf fail too
+        raise ValueError(f"{name} must be > 0 and at most {MAX_WINDOW_SECONDS:g} s; got {value!r}")
 
 
 class RandomWindows(WindowPlan):

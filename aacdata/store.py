@@ -25,7 +25,7 @@ from ._chunks import DirectChunks
 from ._decoder import DecoderKey, DecoderPool, decode_into
 from ._index import FrameIndex
 from ._remote import StoreTarget
-from ._resample import RateSpan, parse_rate, samples_at, window_inside
+from ._resample import RateSpan, parse_rate, samples_at, window_array, window_inside
 from ._verify import Progress, VerifyReport, frames_failing_crc, verify_store
 from .annotations import Annotations
 from .errors import (
@@ -530,6 +530,8 @@ class AACStore:
         loaded on first use."""
         values = self._json_cache.get(column)
         if values is None:
+            if column not in _JSON_COLUMNS:
+                raise ValueError(f"no text column {column!r}; text columns: {', '.join(sorted(_JSON_COLUMNS))}")
             node = f"{_layout.RECORDINGS}/{column}"
             values = [str(x) for x in self._read_rows(self._columns[column], node, 0, len(self)).reshape(-1)]
             expected = self._column_crc32.get(column)
@@ -688,7 +690,6 @@ class AACStore:
     def _plan(self, rec: RecordingRef, start: int, num_samples: int, pad: bool) -> _Plan:
         """Validate a window, allocate its output and find the frames and bytes it needs."""
         i = self.index_of(rec)
-        start = operator.index(start)
         if self._row_problems and i in self._row_problems:  # only with check_table=False
             raise CorruptDataError(self._row_problems[i])  # before its values size anything
         info = self._read_info(i)
@@ -696,10 +697,7 @@ class AACStore:
             start, num_samples, info.num_samples, pad=pad, what=lambda: f"recording {self._ids[i]!r}"
         )
         stop = start + num_samples
-        if lo == start and hi == stop:
-            out = np.empty((info.num_channels, num_samples), dtype=np.float32)
-        else:
-            out = np.zeros((info.num_channels, num_samples), dtype=np.float32)
+        out = window_array(info.num_channels, num_samples, zeroed=not (lo == start and hi == stop))
         if hi <= lo:
             return _Plan(i, out, out, 0, 0, 0, 0, 0, 0, _NO_FRAMES, _NO_CRCS)
         d0, d1 = lo + info.encoder_delay, hi + info.encoder_delay

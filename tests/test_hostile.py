@@ -1,0 +1,115 @@
+"""Hostile values given to public functions and CLI verbs: each is refused with an aacdata
+error, or a ValueError/TypeError naming the argument and what it takes, never with an
+error of numpy, csv, struct or the allocator, and never after minutes of work."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from conftest import STORE_IDS, env_with_package
+
+import aacdata
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "match"),
+    [
+        ({"start": float("inf"), "num_samples": 10}, TypeError, "start is a whole number"),
+        ({"start": 0, "num_samples": 1.5}, TypeError, "num_samples is a whole number"),
+        ({"start": 0, "num_samples": "10"}, TypeError, "num_samples"),
+        ({"start": 0, "num_samples": 10**12, "pad": True}, aacdata.WindowError, "cannot be allocated"),
+        ({"start": 0, "num_samples": 10**12, "pad": True, "sample_rate": 16_000}, aacdata.WindowError, "allocated"),
+        ({"start": 0, "num_samples": 100, "sample_rate": 10**9}, ValueError, "sample_rate must be"),
+        ({"start": 0, "num_samples": 100, "sample_rate": float("nan")}, ValueError, "sample_rate must be"),
+        ({"start": 0, "num_samples": 100, "sample_rate": 1_999_999}, ValueError, "filter phases"),
+    ],
+)
+def test_read_refuses_hostile_windows(
+    small_store: aacdata.AACStore, kwargs: dict[str, Any], error: type, match: str
+) -> None:
+    started = time.perf_counter()
+    with pytest.raises(error, match=match):
+        small_store.read(STORE_IDS[0], **kwargs)
+    assert time.perf_counter() - started < 5  # refused, not worked on
+
+
+def test_text_column_names_the_columns(small_store: aacdata.AACStore) -> None:
+    with pytest.raises(ValueError, match="no text column 'nope'; text columns: metadata, source"):
+        small_store.text_column("nope")
+
+
+def test_resample_refuses_rates_no_recording_uses() -> None:
+    x = np.zeros((1, 10), np.float32)
+    with pytest.raises(ValueError, match=r"new_rate must be .* at most 2000000"):
+        aacdata.resample(x, 16_000, 10**9)
+    with pytest.raises(ValueError, match="filter phases"):
+        aacdata.resample(x, 16_000, 1_000_001)
+
+
+@pytest.mark.parametrize(
+    ("value", "error"),
+    [(float("inf"), ValueError), (float("nan"), ValueError), (-1, ValueError), (0, ValueError), (1e12, ValueError),
+     ("1", TypeError), (True, TypeError)],
+)  # fmt: skip
+def test_window_seconds_out_of_range(store_path: Path, value: Any, error: type) -> None:
+    with pytest.raises(error, match="window_seconds"):
+        aacdata.AACSegmentDataset(store_path, window_seconds=value, sample_rate=16_000)
+    with pytest.raises(error, match="window_seconds"):
+        aacdata.RandomWindows(window_seconds=value)
+
+
+@pytest.mark.parametrize("index", [1.5, "a", None, True])
+def test_dataset_index_must_be_an_integer(store_path: Path, index: Any) -> None:
+    ds = aacdata.AACSegmentDataset(store_path, window_seconds=0.1, sample_rate=16_000)
+    with pytest.raises(TypeError, match="an item index is an integer"):
+        ds[index]
+    assert ds[np.int64(0)].shape == (1, 1600)  # numpy integers are indices
+
+
+def test_dataset_refuses_absurd_sample_rate(store_path: Path) -> None:
+    with pytest.raises(ValueError, match="sample_rate must be"):
+        aacdata.AACSegmentDataset(store_path, window_seconds=1.0, sample_rate=10**9)
+
+
+def test_event_times_past_any_recording(store_path: Path) -> None:
+    ann = aacdata.Annotations.from_records([{"id": STORE_IDS[0], "start": 1e300, "end": 1e301, "label": "x"}])
+    with aacdata.AACStore.open(store_path) as store, pytest.raises(aacdata.AnnotationError, match="beyond any"):
+        ann.resolve(store)
+
+
+def test_csv_field_over_the_csv_limit(tmp_path: Path) -> None:
+    table = tmp_path / "big.csv"
+    table.write_text('id,start,end,label\na,0,1,"' + "x" * 200_000 + '"\n')
+    with pytest.raises(aacdata.AnnotationError, match=r"big.csv, line 2: not a readable CSV table"):
+        aacdata.Annotations.from_csv(table)
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["demo", "--seconds", "-5"],
+        ["demo", "--seconds", "5"],
+        ["demo", "--seconds", "nan"],
+        ["bench", "nowhere.zarr", "--window-seconds", "inf"],
+        ["import", "x.wav", "-o", "y.zarr", "--bandwidth", "0"],
+        ["import", "x.wav", "-o", "y.zarr", "--time-expansion", "inf"],
+    ],
+)
+def test_cli_usage_errors_without_traceback(tmp_path: Path, args: list[str]) -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "aacdata", *args],
+        capture_output=True,
+        text=True,
+        env=env_with_package(),
+        cwd=tmp_path,
+        timeout=120,
+    )
+    assert out.returncode == 2, (out.returncode, out.stderr)
+    assert "Traceback" not in out.stderr and "error:" in out.stderr
+    assert not (tmp_path / "y.zarr").exists()
