@@ -11,6 +11,7 @@ Two paths:
 from __future__ import annotations
 
 import collections
+import dataclasses
 import hashlib
 import logging
 import math
@@ -56,6 +57,9 @@ MAX_SOURCE_RATE = 1_000_000
 """Highest source rate accepted (Hz)."""
 MIN_BANDWIDTH = 1_000
 """Lowest bandwidth accepted (Hz)."""
+MIN_BITRATE = 16_000
+"""Lowest bit rate accepted (bit/s): FFmpeg's encoder takes nothing lower (it would
+silently encode at about this rate)."""
 
 PASSTHROUGH_CHANNELS = (1, 2, 3, 4, 5, 6, 8)
 """Channel counts of AAC sources passed through: those with an ADTS channel configuration
@@ -89,6 +93,8 @@ class EncodedRecording(FrameRun):
     """``bandwidth_hz`` was measured from the decoded stream (passthrough) rather than set."""
     bandwidth_clamped: int = 0
     """The bandwidth asked for, where it was above this recording's Nyquist frequency."""
+    size_note: str = ""
+    """What the file's header said of its length that was not taken (a placeholder size)."""
 
     @property
     def warnings(self) -> tuple[str, ...]:
@@ -103,7 +109,7 @@ class EncodedRecording(FrameRun):
     @property
     def notes(self) -> tuple[str, ...]:
         """What the conversion changed besides the coding: resampling, remixing, level."""
-        out = []
+        out = [self.size_note] if self.size_note else []
         if self.source_sample_rate and self.source_sample_rate != self.sample_rate:
             out.append(f"resampled from {self.source_sample_rate} Hz to {self.sample_rate} Hz")
         if self.frames_rate != self.sample_rate:
@@ -201,7 +207,20 @@ def _transcode(
 ) -> EncodedRecording:
     if os.path.isfile(name) and os.path.getsize(name) == 0:
         raise SourceError("file is empty (0 bytes)")
-    _check_header_sizes(name)
+    size_note = _check_header_sizes(name)
+    encoded = _convert(name, bitrate, sample_rate, num_channels, reencode, bandwidth, time_expansion)
+    return dataclasses.replace(encoded, size_note=size_note) if size_note else encoded
+
+
+def _convert(
+    name: str,
+    bitrate: int | None,
+    sample_rate: int | None,
+    num_channels: int | None,
+    reencode: bool,
+    bandwidth: int | None,
+    time_expansion: float | None,
+) -> EncodedRecording:
     with _open(name) as container:
         stream = _audio_stream(container)
         if (
@@ -846,14 +865,16 @@ def _flac_total_samples(extradata: bytes) -> int:
     return ((extradata[13] & 0x0F) << 32) | int.from_bytes(extradata[14:18], "big")
 
 
-_UNKNOWN_SIZES = (0, 0xFFFFFFFF, 0xFFFFFFFFFFFFFFFF)
-"""Data sizes that streaming writers leave in place of the real one (unknown: to the end)."""
+_UNKNOWN_SIZES = (0, 0x7FFFFFFF, 0xFFFFFFFF, 0xFFFFFFFFFFFFFFFF)
+"""Data sizes that streaming writers (``arecord``, recorders that stream to a card) leave in
+place of the real one: unknown, the data runs to the end of the file."""
 
 
-def _check_header_sizes(path: str) -> None:
+def _check_header_sizes(path: str) -> str:
     """A WAV, RF64, AIFF or CAF file whose audio data chunk declares more bytes than the file
     holds is truncated (FFmpeg's demuxers quietly stop at the end of the file). Placeholder
-    sizes (0, all ones) mean "until the end" and are not checked."""
+    sizes (0, 0x7FFFFFFF, all ones) mean "until the end": not checked, and a note says so
+    (returned; "" where there is nothing to say)."""
     try:
         with open(path, "rb") as f:
             head = f.read(12)
@@ -868,16 +889,22 @@ def _check_header_sizes(path: str) -> None:
                 found = _chunk_walk(f, size, 8, b"data", big=True, width=8, align=1)
                 kind = "CAF"
             else:
-                return
+                return ""
     except OSError:
-        return  # unreadable files are reported when FFmpeg opens them
+        return ""  # unreadable files are reported when FFmpeg opens them
     if found is None:
-        return
+        return ""
     declared, available = found
-    if declared not in _UNKNOWN_SIZES and declared > available:
+    if declared in _UNKNOWN_SIZES:
+        return (
+            f"its {kind} header gives a placeholder data size ({declared:#x}, as streaming recorders leave it); "
+            f"read to the end of the file ({available} bytes of audio)"
+        )
+    if declared > available:
         raise SourceError(
             f"file is truncated: {kind} header declares {declared} bytes of audio, the file holds {available}"
         )
+    return ""
 
 
 def _chunk_walk(

@@ -14,6 +14,7 @@ import argparse
 import contextlib
 import json
 import logging
+import re
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -64,7 +65,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"aacdata {args.command}: error: {_escaped(str(e))}", file=sys.stderr)
         return EXIT_FAILED if args.command in _READING_COMMANDS else EXIT_USAGE
     except (AACDataError, ValueError) as e:
-        print(f"aacdata {args.command}: error: {_escaped(str(e))}", file=sys.stderr)
+        print(f"aacdata {args.command}: error: {_escaped(in_flags(str(e)))}", file=sys.stderr)
         return EXIT_USAGE
     except OSError as e:  # e.g. an output file that cannot be written
         print(f"aacdata {args.command}: error: {_escaped(str(e))}", file=sys.stderr)
@@ -75,7 +76,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="aacdata", description="Audio corpora as Zarr stores of AAC-LC frames.")
+    p = argparse.ArgumentParser(
+        prog="aacdata", description="Audio corpora as Zarr stores of AAC-LC frames.", allow_abbrev=False
+    )
     p.add_argument("--version", action="version", version=f"aacdata {__version__}")
     p.add_argument("-v", "--verbose", action="store_true", help="log details")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
@@ -191,6 +194,8 @@ def _parser() -> argparse.ArgumentParser:
         "--seconds", type=_positive_float, default=180.0, help="audio to synthesize (default 180; 12 to 36000)"
     )
     demo.set_defaults(run=_cmd_demo)
+    for command in sub.choices.values():
+        command.allow_abbrev = False  # --bitrat is a typo, not --bitrate
     return p
 
 
@@ -202,6 +207,38 @@ def _positive_int(text: str) -> int:
     if value <= 0:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
     return value
+
+
+FLAGS = {
+    "bitrate": "--bitrate",
+    "sample_rate": "--sample-rate",
+    "num_channels": "--channels",
+    "bandwidth": "--bandwidth",
+    "time_expansion": "--time-expansion",
+    "workers": "--workers",
+    "on_error": "--on-error",
+    "shard": "--shard",
+    "label_column": "--label-column",
+    "clip": "--clip",
+    "missing": "--skip-missing",
+    "replace": "--replace",
+}
+"""The CLI flag of each library parameter that error messages name."""
+
+
+def in_flags(message: str) -> str:
+    """A library message in the CLI's words: parameters named as the flags that set them
+    (``pass label_column=`` -> ``pass --label-column``, ``bitrate must be`` -> ``--bitrate
+    must be``, ``sample_rate= (CLI: --sample-rate)`` -> ``--sample-rate``)."""
+
+    def named(m: re.Match[str]) -> str:
+        flag = FLAGS.get(m.group("name"))
+        return m.group("before") + flag if flag else m.group(0)
+
+    message = re.sub(r"\b\w+= \(CLI: (--[\w-]+)\)", r"\1", message)
+    message = re.sub(r"(?P<before>\bpass )(?P<name>\w+)=\S*?(?=[\s),;]|$)", named, message)
+    message = re.sub(r"(?P<before>\()(?P<name>\w+)=(?=\))", named, message)
+    return re.sub(r"^(?P<before>)(?P<name>\w+)(?= )", named, message)
 
 
 def _positive_float(text: str) -> float:
@@ -321,7 +358,7 @@ def _dask_client(address: str) -> Iterator[Any]:
 
 def _import_summary(report: Any) -> int:
     for failure in report.failed:
-        print(f"failed: {failure}", file=sys.stderr)
+        print(f"failed: {_escaped(failure.source)}: {_escaped(in_flags(failure.reason))}", file=sys.stderr)
     for rid, note in report.notes:
         print(f"note: {_shown(rid)}: {note}", file=sys.stderr)
     for rid, warning in report.warnings:
@@ -380,7 +417,7 @@ def _cmd_annotate(args: argparse.Namespace) -> int:
             store.write_annotations(resolved, args.name, replace=args.replace)
             num_recordings = len(store)
     except (AnnotationError, StoreLockedError) as e:
-        print(f"aacdata annotate: error: {_escaped(str(e))}", file=sys.stderr)
+        print(f"aacdata annotate: error: {_escaped(in_flags(str(e)))}", file=sys.stderr)
         return EXIT_FAILED
     described = len(set(resolved.recording.tolist()))
     dropped = len(parsed) - len(resolved)
@@ -452,7 +489,12 @@ def _cmd_verify(args: argparse.Namespace) -> int:
         print(f"damaged: {_escaped(problem)}")
     for rid, reason in report.problems:
         print(f"bad: {_shown(rid)}: {_escaped(reason)}")
+    for name, reason in report.annotation_problems:
+        print(f"bad: annotation set {_shown(name)}: {_escaped(reason)}" if name else f"damaged: {_escaped(reason)}")
     print(f"{report.num_recordings - len(report.bad_ids)} of {report.num_recordings} recordings ok")
+    if report.annotation_sets or report.annotation_problems:
+        sets = len(report.annotation_sets)
+        print(f"{sets - len(set(report.bad_sets) - {''})} of {sets} annotation sets ok")
     return EXIT_OK if report.ok else EXIT_FAILED
 
 
@@ -495,8 +537,8 @@ def _export_pcm(store: Any, rec: Any, out: Path) -> None:
 
 
 def _cmd_repair(args: argparse.Namespace) -> int:
-    """Exit 1 when recordings were dropped (a script must notice that the new store holds
-    fewer recordings than the damaged one), 0 when every recording was kept."""
+    """Exit 1 when recordings, annotation sets or events were dropped (a script must notice
+    that the new store holds less than the damaged one), 0 when everything was kept."""
     from ._repair import check_source, rebuild_store
 
     try:  # a store too damaged to repair at all is damage (1), unlike a taken destination (2)
@@ -511,7 +553,12 @@ def _cmd_repair(args: argparse.Namespace) -> int:
         print(f"table: {_escaped(finding)}")
     for rid, reason in report.dropped:
         print(f"dropped: {_shown(rid)}: {_escaped(reason)}")
+    for name, reason in report.annotations_dropped:
+        print(f"dropped: annotation set {_shown(name)}: {_escaped(reason)}")
     print(f"kept {len(report.kept)} recordings in {_escaped(args.output)}; dropped {len(report.dropped)}")
+    if report.annotation_sets or report.annotations_dropped:
+        kept_sets = ", ".join(f"{_shown(name)} ({events} events)" for name, events in report.annotation_sets)
+        print(f"kept {len(report.annotation_sets)} annotation sets{': ' + kept_sets if kept_sets else ''}")
     if report.dropped:
         print(
             f"to bring the dropped recordings back, run the import that made {_escaped(args.store)} again "

@@ -28,7 +28,19 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any, Literal
 
-from ._transcode import MAX_SOURCE_RATE, MIN_BANDWIDTH, EncodedRecording, file_checksum, transcode
+from . import _remote
+from ._adts import SAMPLE_RATES
+from ._channels import MAX_CHANNELS
+from ._transcode import (
+    AAC_MAX_RATE,
+    MAX_SOURCE_RATE,
+    MIN_BANDWIDTH,
+    MIN_BITRATE,
+    EncodedRecording,
+    file_checksum,
+    max_bitrate,
+    transcode,
+)
 from ._writer import PendingRecording, StoreWriter
 from .errors import ImportFailedError, ImportInterruptedError, SourceError
 from .store import AACStore
@@ -221,15 +233,28 @@ def import_audio(
     """
     if on_error not in ("skip", "raise"):
         raise ValueError(f"on_error must be 'skip' or 'raise'; got {on_error!r}")
-    if bitrate is not None and bitrate <= 0:
-        raise ValueError(f"bitrate must be a positive number of bit/s; got {bitrate}")
+    _check_number("bitrate", bitrate, low=MIN_BITRATE, high=max_bitrate(AAC_MAX_RATE), integer=True)
+    _check_sample_rate(sample_rate)
+    _check_number("num_channels", num_channels, low=1, high=MAX_CHANNELS, integer=True)
     _check_number("bandwidth", bandwidth, low=MIN_BANDWIDTH, high=MAX_SOURCE_RATE // 2, integer=True)
     _check_number("time_expansion", time_expansion, low=1.0, high=MAX_SOURCE_RATE / 8000)
     if executor is not None and workers is not None:
         raise ValueError("pass workers (a local process pool) or executor, not both")
     engine = _engine(executor) if executor is not None else None
     started = time.perf_counter()
-    listed, failures = discover_sources(sources)
+    passed_over: list[tuple[str, str]] = []
+    listed, failures = discover_sources(sources, passed_over)
+    if not listed:
+        # Nothing to import anywhere: no store is created (a mistyped path must not leave one).
+        if not failures:
+            shown = ", ".join(map(repr, [os.fspath(sources)] if isinstance(sources, (str, os.PathLike)) else
+                                  [os.fspath(x) for x in sources][:3])) or "(none given)"  # fmt: skip
+            failures = [ImportFailure(shown, "no audio files found (by extension: .wav, .flac, .mp3, .m4a, ...)")]
+        if on_error == "raise":
+            raise ImportFailedError(str(failures[0]))
+        where = store.path if isinstance(store, AACStore) else _remote.describe(store)
+        return ImportReport(where, (), (), tuple(failures), 0.0, 0, time.perf_counter() - started,
+                            notes=tuple(passed_over))  # fmt: skip
     if shard is not None:
         k, n = parse_shard(shard)
         listed = [s for s in listed if shard_of(s.id, n) == k]
@@ -263,7 +288,7 @@ def import_audio(
     outcomes: Any = None
     imported: list[str] = []
     skipped: list[str] = []
-    notes: list[tuple[str, str]] = []
+    notes: list[tuple[str, str]] = list(passed_over)
     warned: list[tuple[str, str]] = []
     try:
         options = {
@@ -426,16 +451,29 @@ class _StopSignals:
             raise _Stop(self._received)
 
 
+def _check_sample_rate(rate: Any) -> None:
+    """``None``, an AAC rate, or a rate above 96 kHz (stored time-expanded) up to 1 MHz."""
+    if rate is None:
+        return
+    _check_number("sample_rate", rate, low=1, high=MAX_SOURCE_RATE, integer=True)
+    if rate <= AAC_MAX_RATE and rate not in SAMPLE_RATES:
+        raise ValueError(
+            f"sample_rate {rate} Hz is not a rate AAC stores; give one of "
+            f"{', '.join(str(r) for r in sorted(SAMPLE_RATES))}, or a rate above {AAC_MAX_RATE} Hz (time-expanded)"
+        )
+
+
 def _check_number(name: str, value: Any, *, low: float, high: float, integer: bool = False) -> None:
     """``None``, or a finite number in ``[low, high]`` (a whole one where ``integer``)."""
     if value is None:
         return
     kind = "a whole number" if integer else "a number"
+    span = f"from {low:,g} to {high:,g}" if not integer else f"from {int(low)} to {int(high)}"
     whole = isinstance(value, int) or (isinstance(value, float) and value.is_integer())
     if isinstance(value, bool) or not isinstance(value, (int, float)) or (integer and not whole):
-        raise TypeError(f"{name} must be {kind} from {low:g} to {high:g}; got {value!r}")
+        raise TypeError(f"{name} must be {kind} {span}; got {value!r}")
     if not low <= value <= high:  # NaN fails too
-        raise ValueError(f"{name} must be {kind} from {low:g} to {high:g}; got {value!r}")
+        raise ValueError(f"{name} must be {kind} {span}; got {value!r}")
 
 
 def _fail(failures: list[ImportFailure], src: Source, reason: str, on_error: str, writer: StoreWriter) -> None:
@@ -867,14 +905,17 @@ def shard_of(key: str, num_shards: int) -> int:
 
 def discover_sources(
     sources: str | os.PathLike[str] | Iterable[str | os.PathLike[str]],
+    notes: list[tuple[str, str]] | None = None,
 ) -> tuple[list[Source], list[ImportFailure]]:
-    """Expand files, directories and list files into ``Source`` entries with unique ids."""
+    """Expand files, directories and list files into ``Source`` entries with unique ids;
+    ``(path, note)`` for what was passed over on purpose goes to ``notes``."""
     if isinstance(sources, (str, os.PathLike)):
         sources = [sources]
     found: list[Source] = []
     failures: list[ImportFailure] = []
+    passed_over: list[tuple[str, str]] = [] if notes is None else notes
     for s in sources:
-        _expand(os.fspath(s), found, failures, depth=0, root=None)
+        _expand(os.fspath(s), found, failures, passed_over, depth=0, root=None)
     by_id: dict[str, Source] = {}
     unique: list[Source] = []
     for src in found:
@@ -892,7 +933,14 @@ def discover_sources(
     return unique, failures
 
 
-def _expand(path: str, found: list[Source], failures: list[ImportFailure], depth: int, root: str | None) -> None:
+def _expand(
+    path: str,
+    found: list[Source],
+    failures: list[ImportFailure],
+    notes: list[tuple[str, str]],
+    depth: int,
+    root: str | None,
+) -> None:
     """Add the files at ``path``; ids are relative to ``root`` (a list file's directory)
     when ``path`` lies below it, else to ``path`` itself (a directory) or its parent."""
     if os.path.isdir(path):
@@ -915,19 +963,30 @@ def _expand(path: str, found: list[Source], failures: list[ImportFailure], depth
             return
         list_dir = os.path.dirname(path)
         try:
-            lines = Path(path).read_text(encoding="utf-8").splitlines()
+            lines = Path(path).read_text(encoding="utf-8-sig").splitlines()
         except (OSError, UnicodeDecodeError) as e:
             failures.append(ImportFailure(path, f"cannot read the list of sources ({e})"))
+            return
+        if _is_table(lines):
+            notes.append((path, "a Raven selection table or other tab-separated table, not a list of sources: "
+                                "not imported (store its events with `aacdata annotate`)"))  # fmt: skip
             return
         for line in lines:
             entry = line.split("#", 1)[0].strip()
             if entry:
-                _expand(os.path.join(list_dir, entry), found, failures, depth + 1, root=list_dir)
+                _expand(os.path.join(list_dir, entry), found, failures, notes, depth + 1, root=list_dir)
     elif os.path.exists(path) or os.path.islink(path):
         rid = _relative_id(path, Path(root)) if root is not None and _is_below(path, root) else Path(path).name
         found.append(Source(path, rid))
     else:
         failures.append(ImportFailure(path, "file not found"))
+
+
+def _is_table(lines: list[str]) -> bool:
+    """Whether a ``.txt`` file is a table (a Raven selection table: a tab-separated header
+    starting with ``Selection``) rather than a list of paths, one per line."""
+    first = next((line for line in lines if line.strip()), "")
+    return "\t" in first and first.split("\t", 1)[0].strip() in ("Selection", "selection")
 
 
 def _is_below(path: str, root: str) -> bool:

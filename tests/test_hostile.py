@@ -113,3 +113,30 @@ def test_cli_usage_errors_without_traceback(tmp_path: Path, args: list[str]) -> 
     assert out.returncode == 2, (out.returncode, out.stderr)
     assert "Traceback" not in out.stderr and "error:" in out.stderr
     assert not (tmp_path / "y.zarr").exists()
+
+
+@pytest.mark.parametrize(
+    ("args", "said"),
+    [
+        (["import", "x.wav", "-o", "y.zarr", "--bitrate", "1000"], "--bitrate must be a whole number from 16000"),
+        (["import", "x.wav", "-o", "y.zarr", "--sample-rate", "22000"], "--sample-rate 22000 Hz is not a rate"),
+        (["import", "x.wav", "-o", "y.zarr", "--bitrat", "96000"], "unrecognized arguments: --bitrat"),
+    ],
+)
+def test_cli_messages_name_flags(tmp_path: Path, args: list[str], said: str) -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "aacdata", *args], capture_output=True, text=True, env=env_with_package(), cwd=tmp_path
+    )
+    assert out.returncode == 2 and said in out.stderr, out.stderr
+    assert not (tmp_path / "y.zarr").exists()
+
+
+def test_library_parameters_become_flags() -> None:
+    from aacdata.cli import in_flags
+
+    assert in_flags("x.csv: columns are [a]; pass label_column=") == "x.csv: columns are [a]; pass --label-column"
+    assert in_flags("3 event(s) do so (pass clip=True to cut them)") == "3 event(s) do so (pass --clip to cut them)"
+    assert in_flags("ids (or pass missing='skip' to drop them)") == "ids (or pass --skip-missing to drop them)"
+    assert in_flags("no column 'x' (label_column=); columns") == "no column 'x' (--label-column); columns"
+    assert in_flags("5 Hz; pass sample_rate= (CLI: --sample-rate) one of") == "5 Hz; pass --sample-rate one of"
+    assert in_flags("recording (a) has (b) and pass the test") == "recording (a) has (b) and pass the test"

@@ -191,17 +191,39 @@ def test_seven_one_keeps_channel_order(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("kwargs", "reason"),
     [
-        ({"sample_rate": 12_345}, "sample rate 12345 Hz is not an AAC rate"),
-        ({"num_channels": 17}, "17 channels: a recording holds at most 16"),
+        ({"sample_rate": 12_345}, "sample_rate 12345 Hz is not a rate AAC stores"),
+        ({"num_channels": 17}, "num_channels must be a whole number from 1 to 16"),
+        ({"bitrate": 1000}, "bitrate must be a whole number from 16000"),
     ],
 )
-def test_unsupported_target_fails_the_file(tmp_path: Path, kwargs: dict[str, int], reason: str) -> None:
+def test_targets_no_recording_can_take_are_refused_before_any_work(
+    tmp_path: Path, kwargs: dict[str, int], reason: str
+) -> None:
+    # Invariant: an option value no recording can take is a usage error; no store is made.
     path, _ = make_file(tmp_path / "a.wav", "tone", 4000)
-    report = _import(path, tmp_path / "s.zarr", **kwargs)
-    assert report.imported == ()
-    assert len(report.failed) == 1
-    assert report.failed[0].source == str(path)
-    assert reason in report.failed[0].reason
+    with pytest.raises(ValueError, match=reason):
+        _import(path, tmp_path / "s.zarr", **kwargs)
+    assert not (tmp_path / "s.zarr").exists()
+
+
+def test_nothing_to_import_makes_no_store(tmp_path: Path) -> None:
+    (tmp_path / "empty").mkdir()
+    report = _import(tmp_path / "empty", tmp_path / "s.zarr")
+    assert not report.ok and "no audio files found" in report.failed[0].reason
+    report = _import(tmp_path / "typo.wav", tmp_path / "s.zarr")
+    assert report.failed[0].reason == "file not found"
+    assert not (tmp_path / "s.zarr").exists()
+
+
+def test_raven_tables_among_the_sources_are_passed_over(tmp_path: Path) -> None:
+    make_file(tmp_path / "site" / "a.wav", "tone", 4000)
+    table = tmp_path / "site" / "a.Table.1.selections.txt"
+    table.write_text("Selection\tView\tChannel\tBegin Time (s)\tEnd Time (s)\n1\tWaveform 1\t1\t0.1\t0.2\n")
+    report = _import([tmp_path / "site" / "a.wav", table], tmp_path / "s.zarr")
+    assert report.ok and report.imported == ("a.wav",)
+    assert [(p, n.split(",")[0]) for p, n in report.notes] == [
+        (str(table), "a Raven selection table or other tab-separated table")
+    ]
 
 
 # ---------------------------------------------------------------------- ids and sources
@@ -546,7 +568,7 @@ def test_on_error_raise_stops_at_the_first_failure(tmp_path: Path) -> None:
 def test_bad_arguments(tmp_path: Path, two_files: Path) -> None:
     with pytest.raises(ValueError, match="on_error must be 'skip' or 'raise'"):
         _import(two_files, tmp_path / "s.zarr", on_error="ignore")
-    with pytest.raises(ValueError, match="bitrate must be a positive number"):
+    with pytest.raises(ValueError, match="bitrate must be a whole number from 16000"):
         _import(two_files, tmp_path / "s.zarr", bitrate=0)
     with pytest.raises(ValueError, match="workers must be >= 0"):
         _import(two_files, tmp_path / "s.zarr", workers=-1)

@@ -420,6 +420,7 @@ ZOO: dict[str, Maker] = {
     "wav_rf64": _lossless_wav(bits=24, rf64=True),
     "wav_data_size_0": _lossless_wav(data_size=0),
     "wav_data_size_ffffffff": _lossless_wav(data_size=0xFFFFFFFF),
+    "wav_data_size_7fffffff": _lossless_wav(data_size=0x7FFFFFFF),
     "wav_ffmpeg_pipe": _ffmpeg_pipe_wav,
     "wav_ffmpeg_rf64": _ffmpeg("a.wav", "-c:a", "pcm_s24le", "-rf64", "always", lossless=True),
     # AIFF, CAF
@@ -703,3 +704,13 @@ def test_flac_streaminfo_total_samples(tmp_path: Path) -> None:
     # as some muxers keep it: the "fLaC" marker and the metadata block header in front
     assert _transcode._flac_total_samples(b"fLaC" + b"\x80\x00\x00\x22" + streaminfo) == N
     assert _transcode._flac_total_samples(b"") == 0
+
+
+@pytest.mark.parametrize("size", [0, 0x7FFFFFFF, 0xFFFFFFFF])
+def test_placeholder_wav_sizes_read_to_the_end_with_a_note(tmp_path: Path, size: int) -> None:
+    made = _lossless_wav(data_size=size)(tmp_path)
+    report = aacdata.import_audio(made.path, tmp_path / "s.zarr", workers=0, progress=False)
+    assert report.ok, report.failed
+    assert aacdata.AACStore.open(tmp_path / "s.zarr").recording(0).num_samples == made.written
+    (note,) = (n for _, n in report.notes if "placeholder" in n)
+    assert f"placeholder data size ({size:#x}" in note and "read to the end of the file" in note
