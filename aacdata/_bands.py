@@ -162,9 +162,7 @@ class BandReport:
                 else:
                     changed.append(f"{band} {'gained' if change > 0 else 'lost'} {abs(change):.1f} dB")
         if changed:
-            out.append(
-                f"the stored stream does not keep the source's spectrum ({hint}): " + "; ".join(changed)
-            )
+            out.append(f"the stored stream does not keep the source's spectrum ({hint}): " + "; ".join(changed))
         above = self.above_bandwidth_db
         if above is not None and above > SILENCE_DB and above >= total + ABOVE_FLOOR_DB:
             out.append(
