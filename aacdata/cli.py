@@ -37,7 +37,7 @@ log = logging.getLogger("aacdata")
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
-_READING_COMMANDS = frozenset({"info", "verify", "export"})
+_READING_COMMANDS = frozenset({"info", "verify", "export", "ls"})
 """Commands whose one store is only read: a store they cannot read is damaged (exit 1)."""
 
 
@@ -67,6 +67,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (AACDataError, ValueError) as e:
         print(f"aacdata {args.command}: error: {_escaped(in_flags(str(e)))}", file=sys.stderr)
         return EXIT_USAGE
+    except BrokenPipeError:  # the reader of our output went away (`aacdata ls STORE | head`)
+        sys.stderr.close()
+        return EXIT_OK
     except OSError as e:  # e.g. an output file that cannot be written
         print(f"aacdata {args.command}: error: {_escaped(str(e))}", file=sys.stderr)
         return EXIT_FAILED
@@ -160,7 +163,17 @@ def _parser() -> argparse.ArgumentParser:
     exp.add_argument("store")
     exp.add_argument("id", help="recording id (or index)")
     exp.add_argument("out", help="output file: .aac, .wav (32-bit float, exact) or .flac (16-bit)")
+    exp.add_argument("--start", type=_seconds, default=None, metavar="S", help="write a window from S seconds")
+    exp.add_argument(
+        "--duration", type=_positive_float, default=None, metavar="D", help="of D seconds (default: to the end)"
+    )
     exp.set_defaults(run=_cmd_export)
+
+    ls = sub.add_parser("ls", help="list recordings: id, duration, rate, channels, bandwidth, events per set")
+    ls.add_argument("store")
+    ls.add_argument("pattern", nargs="?", default=None, help="only ids matching this glob pattern (e.g. 'site_E/*')")
+    ls.add_argument("--json", action="store_true", help="print one JSON object per recording")
+    ls.set_defaults(run=_cmd_ls)
 
     rep = sub.add_parser("repair", help="copy every intact recording into a new store, list the damaged ones")
     rep.add_argument("store", help="damaged store")
@@ -239,6 +252,16 @@ def in_flags(message: str) -> str:
     message = re.sub(r"(?P<before>\bpass )(?P<name>\w+)=\S*?(?=[\s),;]|$)", named, message)
     message = re.sub(r"(?P<before>\()(?P<name>\w+)=(?=\))", named, message)
     return re.sub(r"^(?P<before>)(?P<name>\w+)(?= )", named, message)
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds >= 0, got {text!r}") from None
+    if not 0 <= value < float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a number of seconds >= 0, got {text!r}")
+    return value
 
 
 def _positive_float(text: str) -> float:
@@ -505,35 +528,100 @@ def _cmd_export(args: argparse.Namespace) -> int:
     suffix = out.suffix.lower()
     if suffix not in (".aac", ".wav", ".flac"):
         raise ValueError(f"output {args.out!r} must end in .aac, .wav or .flac")
+    window = args.start is not None or args.duration is not None
+    if window and suffix == ".aac":
+        raise ValueError("--start/--duration write a window of PCM: give an output ending in .wav or .flac")
     with AACStore.open(args.store) as store:
-        ref: Any = args.id
-        if args.id not in store.ids and args.id.isdigit():
-            ref = int(args.id)
-        rec = store.recording(ref)
+        rec = _recording(store, args.id)
         if suffix == ".aac":
             out.write_bytes(store.adts_bytes(rec))
         else:
-            _export_pcm(store, rec, out)
+            _export_pcm(store, rec, out, args.start or 0.0, args.duration)
     expanded = ""
     if suffix == ".aac" and rec.time_expansion != 1.0:
         expanded = (
             f"; time-expanded {rec.time_expansion:.4g}x: it plays at {rec.stream_sample_rate} Hz, "
             f"{rec.time_expansion:.4g} times slower than recorded"
         )
+    span = f"{rec.duration_seconds:.2f} s"
+    if window:
+        start = args.start or 0.0
+        end = rec.duration_seconds if args.duration is None else min(start + args.duration, rec.duration_seconds)
+        span = f"[{start:g}, {end:g}) s of {rec.duration_seconds:.2f} s"
     print(
-        f"wrote {_escaped(str(out))} ({_shown(rec.id)}, {rec.duration_seconds:.2f} s, {rec.num_channels} ch, "
-        f"{rec.sample_rate} Hz{expanded})"
+        f"wrote {_escaped(str(out))} ({_shown(rec.id)}, {span}, {rec.num_channels} ch, {rec.sample_rate} Hz{expanded})"
     )
     return EXIT_OK
 
 
-def _export_pcm(store: Any, rec: Any, out: Path) -> None:
+def _export_pcm(store: Any, rec: Any, out: Path, start_seconds: float, duration_seconds: float | None) -> None:
     import numpy as np
 
     from ._audiofile import write_audio
 
-    audio = store.read(rec, 0, rec.num_samples)
+    start = round(start_seconds * rec.sample_rate)
+    if start >= rec.num_samples:
+        raise ValueError(
+            f"--start {start_seconds:g} s is at or past the end of {rec.id!r} ({rec.duration_seconds:.3f} s)"
+        )
+    stop = rec.num_samples if duration_seconds is None else start + round(duration_seconds * rec.sample_rate)
+    audio = store.read(rec, start, min(stop, rec.num_samples) - start)
     write_audio(out, np.asarray(audio), sample_rate=rec.sample_rate, float_wav=out.suffix.lower() == ".wav")
+
+
+def _recording(store: Any, given: str) -> Any:
+    """The recording a user named on the command line: its id, its index, or (with a note)
+    the one id that matches it but for case, or whose file name it is."""
+    if given in store.ids:
+        return store.recording(given)
+    if given.isdigit():
+        return store.recording(int(given))
+    rid, how = store.resolve_id(given)
+    print(f"note: {_shown(given)} is taken as {_shown(rid)} ({how})", file=sys.stderr)
+    return store.recording(rid)
+
+
+def _cmd_ls(args: argparse.Namespace) -> int:
+    import fnmatch
+
+    import numpy as np
+
+    from .store import AACStore
+
+    with AACStore.open(args.store) as store:
+        ids = store.ids
+        chosen = [i for i, rid in enumerate(ids) if args.pattern is None or fnmatch.fnmatchcase(rid, args.pattern)]
+        sets = {name: np.bincount(store.annotations(name).recording, minlength=len(store)) for name in
+                store.annotation_sets}  # fmt: skip
+        rows: list[dict[str, Any]] = []
+        for i in chosen:
+            rec = store.recording(i)
+            row: dict[str, Any] = {
+                "id": rec.id, "seconds": round(rec.duration_seconds, 3), "sample_rate": rec.sample_rate,
+                "channels": rec.num_channels, "bandwidth_hz": rec.bandwidth_hz, "codec": rec.codec,
+                "time_expansion": round(rec.time_expansion, 4), "kbit_per_s": round(rec.bitrate / 1000),
+                "events": {name: int(counts[i]) for name, counts in sets.items()},
+            }  # fmt: skip
+            rows.append(row)
+    if args.json:
+        for row in rows:
+            print(json.dumps(row))
+        return EXIT_OK
+    head = ["id", "seconds", "rate", "ch", "bandwidth", "kbit/s", *(f"events {n}" for n in sets)]
+    lines = [head]
+    for row in rows:
+        expanded = f" (x{row['time_expansion']:g})" if row["time_expansion"] != 1 else ""
+        lines.append(
+            [_shown(row["id"]), f"{row['seconds']:.3f}", f"{row['sample_rate']}{expanded}", str(row["channels"]),
+             f"{row['bandwidth_hz']} Hz" if row["bandwidth_hz"] else "unknown", str(row["kbit_per_s"]),
+             *(str(row["events"][n]) for n in sets)]
+        )  # fmt: skip
+    widths = [max(len(line[k]) for line in lines) for k in range(len(head))]
+    for line in lines:
+        cells = (c.ljust(w) if k == 0 else c.rjust(w) for k, (c, w) in enumerate(zip(line, widths, strict=True)))
+        print("  ".join(cells))
+    print(f"{len(rows)} of {len(ids)} recordings")
+    return EXIT_OK
 
 
 def _cmd_repair(args: argparse.Namespace) -> int:

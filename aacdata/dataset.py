@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Literal
 
@@ -222,6 +223,14 @@ class AACSegmentDataset(torch.utils.data.Dataset[Any]):
             self.sample_rate = rates[0]
         else:
             self.sample_rate = parse_rate(sample_rate, "sample_rate")
+        if num_channels is None:
+            counts = sorted({int(c) for c in self._channels[keep]})
+            if len(counts) > 1:
+                raise ValueError(
+                    f"recordings have {', '.join(map(str, counts))} channels; pass num_channels= to read them all "
+                    "with one count (1: their mean), or keep one count with recordings= (a batch stacks items "
+                    "of one shape)"
+                )
         # Lengths at the dataset's rate: a recording at another rate is read resampled.
         self._lengths = -(-self._native_lengths * self.sample_rate // self._rates)
         self._ids_cache: list[str] = table["ids"]
@@ -271,6 +280,7 @@ class AACSegmentDataset(torch.utils.data.Dataset[Any]):
         elif classes is not None:
             raise ValueError("classes= orders the labels of events: pass annotations= too")
         self.window_samples: int | None = self.plan.window_samples
+        _say_short_recordings(self.plan, self._lengths[keep], self.sample_rate)
         self._eligible = corpus.eligible
         self._length = len(self.plan)
         self._state: _WorkerState | None = None
@@ -616,6 +626,30 @@ class AACSegmentDataset(torch.utils.data.Dataset[Any]):
             f"window_samples={self.window_samples}, sample_rate={self.sample_rate}, "
             f"recordings={self._eligible.size})"
         )
+
+
+def _say_short_recordings(plan: WindowPlan, lengths: np.ndarray, rate: int) -> None:
+    """One warning where recordings are shorter than the plan's window (they are
+    zero-padded or left out, as the plan says); an error where an event plan's window is
+    longer than every recording (each of its windows would be mostly padding)."""
+    window = plan.window_samples
+    if window is None or not lengths.size:
+        return
+    short = int(np.count_nonzero(lengths < window))
+    if not short:
+        return
+    seconds = f"{window} samples, {window / rate:g} s at {rate} Hz"
+    if isinstance(plan, EventWindows) and short == lengths.size:
+        raise ValueError(
+            f"the window ({seconds}) is longer than every recording (the longest has {int(lengths.max())} "
+            "samples); choose a shorter window_seconds="
+        )
+    fate = "left out" if getattr(plan, "short", "pad") == "skip" else "zero-padded"
+    warnings.warn(
+        f"{short} of {lengths.size} recordings are shorter than the window ({seconds}): their windows are {fate}",
+        UserWarning,
+        stacklevel=3,
+    )
 
 
 def _choice(name: str, value: str, allowed: tuple[str, ...]) -> None:

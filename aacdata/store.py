@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import json
 import logging
 import operator
@@ -491,7 +492,9 @@ class AACStore:
             try:
                 return self._id_to_index[rec]
             except KeyError:
-                raise RecordingNotFoundError(f"no recording with id {rec!r} in {self._where}") from None
+                raise RecordingNotFoundError(
+                    f"no recording with id {rec!r} in {self._where}{self._suggest(rec)}"
+                ) from None
         try:
             i = operator.index(rec)
         except TypeError:
@@ -500,6 +503,41 @@ class AACStore:
         if not -n <= i < n:
             raise RecordingNotFoundError(f"recording index {i} is out of range for a store of {n} recordings")
         return i % n
+
+    def _suggest(self, name: str) -> str:
+        """``"; did you mean ...?"`` with the ids nearest to ``name`` (case-insensitive
+        first, then by spelling), or ``""``."""
+        folded = name.casefold()
+        near = [rid for rid in self._ids if rid.casefold() == folded or rid.rsplit("/", 1)[-1] == name]
+        if not near and len(self._ids) <= 100_000:
+            near = difflib.get_close_matches(name, self._ids, n=3, cutoff=0.6)
+        return f"; did you mean {', '.join(map(repr, near[:3]))}?" if near else ""
+
+    def resolve_id(self, name: str) -> tuple[str, str]:
+        """The id a user most likely meant by ``name``, and how it was found: the id itself,
+        the one id equal to it but for case, or the one id whose file name (last path part)
+        it is. Anything else, or more than one candidate, is
+        :class:`~aacdata.RecordingNotFoundError` naming the candidates."""
+        if name in self._ids:
+            return name, "its id"
+        folded = name.casefold()
+        candidates = (
+            ("the one id that differs only in case", [rid for rid in self._ids if rid.casefold() == folded]),
+            ("the one id with that file name", [rid for rid in self._ids if rid.rsplit("/", 1)[-1] == name]),
+            (
+                "the one id with that file name but for case",
+                [rid for rid in self._ids if rid.rsplit("/", 1)[-1].casefold() == folded],
+            ),
+        )
+        for how, found in candidates:
+            if len(found) == 1:
+                return found[0], how
+            if len(found) > 1:
+                listed = ", ".join(map(repr, found[:5])) + (" ..." if len(found) > 5 else "")
+                raise RecordingNotFoundError(
+                    f"{name!r} could be any of {len(found)} recordings of {self._where}: {listed}; give the whole id"
+                )
+        raise RecordingNotFoundError(f"no recording with id {name!r} in {self._where}{self._suggest(name)}")
 
     def recording(self, rec: RecordingRef) -> Recording:
         """The :class:`Recording` at an index or with an id."""

@@ -76,9 +76,9 @@ def test_random_windows_equal_store_reads(corpus: Path) -> None:
 
 
 def test_window_is_a_pure_function_of_seed_epoch_index(corpus: Path) -> None:
-    a = AACSegmentDataset(corpus, window_samples=2000, seed=7, num_windows=50)
-    b = AACSegmentDataset(corpus, window_samples=2000, seed=7, num_windows=50)
-    c = AACSegmentDataset(corpus, window_samples=2000, seed=8, num_windows=50)
+    a = AACSegmentDataset(corpus, num_channels=1, window_samples=2000, seed=7, num_windows=50)
+    b = AACSegmentDataset(corpus, num_channels=1, window_samples=2000, seed=7, num_windows=50)
+    c = AACSegmentDataset(corpus, num_channels=1, window_samples=2000, seed=8, num_windows=50)
     wa = [a.window(i) for i in range(50)]
     assert wa == [b.window(i) for i in reversed(range(50))][::-1]
     assert wa != [c.window(i) for i in range(50)]
@@ -89,13 +89,15 @@ def test_window_is_a_pure_function_of_seed_epoch_index(corpus: Path) -> None:
 
 
 def test_duration_weighting_is_uniform_over_time(corpus: Path) -> None:
-    ds = AACSegmentDataset(corpus, window_samples=100, num_windows=20_000, seed=1)
+    ds = AACSegmentDataset(corpus, num_channels=1, window_samples=100, num_windows=20_000, seed=1)
     store = AACStore.open(corpus)
     lengths = store.column("num_samples").astype(float)
     counts = np.bincount([ds.window(i).recording for i in range(len(ds))], minlength=len(store))
     expected = lengths / lengths.sum() * len(ds)
     assert np.all(np.abs(counts - expected) < 5 * np.sqrt(expected) + 5)
-    by_rec = AACSegmentDataset(corpus, window_samples=100, num_windows=20_000, seed=1, weighting="recording")
+    by_rec = AACSegmentDataset(
+        corpus, num_channels=1, window_samples=100, num_windows=20_000, seed=1, weighting="recording"
+    )
     counts = np.bincount([by_rec.window(i).recording for i in range(len(by_rec))], minlength=len(store))
     assert np.all(np.abs(counts - 4000) < 5 * np.sqrt(4000))
 
@@ -131,8 +133,10 @@ def test_getitems_batches_in_request_order(corpus: Path) -> None:
 def test_sliding_windows_cover_every_recording(corpus: Path) -> None:
     store = AACStore.open(corpus)
     window, hop = 4000, 2500
-    pad = AACSegmentDataset(corpus, window_samples=window, hop_seconds=hop / RATE, return_info=True)
-    drop = AACSegmentDataset(corpus, window_samples=window, hop_seconds=hop / RATE, last="drop", short="skip")
+    pad = AACSegmentDataset(corpus, num_channels=1, window_samples=window, hop_seconds=hop / RATE, return_info=True)
+    drop = AACSegmentDataset(
+        corpus, num_channels=1, window_samples=window, hop_seconds=hop / RATE, last="drop", short="skip"
+    )
     expected_pad, expected_drop = 0, 0
     for rec in store.recordings:
         full = (rec.num_samples - window) // hop + 1 if rec.num_samples >= window else 0
@@ -168,45 +172,53 @@ def test_explicit_windows_and_labels(corpus: Path) -> None:
     assert tuple(batch["audio"].shape) == (3, 1, 800)
     assert batch["labels"] == ["noise", "tone", "chirp"]
     with pytest.raises(aacdata.RecordingNotFoundError, match="nope"):
-        AACSegmentDataset(corpus, windows=[("nope", 0, 10)])
+        AACSegmentDataset(corpus, num_channels=1, windows=[("nope", 0, 10)])
 
 
 def test_short_recordings_pad_or_skip(corpus: Path) -> None:
     store = AACStore.open(corpus)
     short = store.recording("short.wav")
     window = short.num_samples + 1000
-    padded = AACSegmentDataset(corpus, window_samples=window, recordings=["short.wav"], return_info=True)
+    padded = AACSegmentDataset(
+        corpus, num_channels=1, window_samples=window, recordings=["short.wav"], return_info=True
+    )
     item = padded[0]
     assert item["start"] == 0
     np.testing.assert_array_equal(
         item["audio"][:, : short.num_samples].numpy(), store.read(short, 0, short.num_samples)
     )
     assert torch.all(item["audio"][:, short.num_samples :] == 0)
-    skipping = AACSegmentDataset(corpus, window_samples=window, short="skip", num_windows=200)
+    skipping = AACSegmentDataset(corpus, num_channels=1, window_samples=window, short="skip", num_windows=200)
     assert short.index not in {skipping.window(i).recording for i in range(200)}
     with pytest.raises(ValueError, match="no recording is at least"):
-        AACSegmentDataset(corpus, window_samples=10**7, short="skip")
+        AACSegmentDataset(corpus, num_channels=1, window_samples=10**7, short="skip")
 
 
 def test_recording_filters(corpus: Path) -> None:
-    ds = AACSegmentDataset(corpus, window_samples=500, num_windows=300, recordings=lambda m: m.get("label") == "tone")
+    ds = AACSegmentDataset(
+        corpus, num_channels=1, window_samples=500, num_windows=300, recordings=lambda m: m.get("label") == "tone"
+    )
     store = AACStore.open(corpus)
     assert {ds.window(i).recording for i in range(300)} == {store.index_of("a/tone.wav")}
-    ds = AACSegmentDataset(corpus, window_samples=500, num_windows=300, recordings=["a/tone.wav", "b/noise.flac"])
+    ds = AACSegmentDataset(
+        corpus, num_channels=1, window_samples=500, num_windows=300, recordings=["a/tone.wav", "b/noise.flac"]
+    )
     assert {ds.window(i).recording for i in range(300)} == {
         store.index_of("a/tone.wav"),
         store.index_of("b/noise.flac"),
     }
     with pytest.raises(aacdata.RecordingNotFoundError):
-        AACSegmentDataset(corpus, window_samples=500, recordings=["missing.wav"])
+        AACSegmentDataset(corpus, num_channels=1, window_samples=500, recordings=["missing.wav"])
 
 
 def test_mixed_channels_need_num_channels_to_batch(corpus: Path) -> None:
     mono = AACSegmentDataset(corpus, window_samples=1000, num_channels=1, num_windows=64)
     batch = next(iter(DataLoader(mono, batch_size=64)))
     assert tuple(batch.shape) == (64, 1, 1000)
-    keep = AACSegmentDataset(corpus, window_samples=1000, num_windows=64)
-    assert {keep[i].shape[0] for i in range(64)} == {1, 2}
+    with pytest.raises(ValueError, match="recordings have 1, 2 channels; pass num_channels="):
+        AACSegmentDataset(corpus, window_samples=1000, num_windows=64)
+    stereo = AACSegmentDataset(corpus, window_samples=1000, num_windows=64, recordings=["a/chirp.wav"])
+    assert stereo[0].shape == (2, 1000)  # one count kept with recordings=
     too_many = AACSegmentDataset(corpus, window_samples=1000, num_channels=3, windows=[("a/chirp.wav", 0, 1000)])
     with pytest.raises(ValueError, match="cannot make 3"):
         too_many[0]
@@ -274,7 +286,7 @@ def test_mixed_rates_batch_at_one_rate(tmp_path: Path, num_channels: int | None)
 
 
 def test_distributed_sampler_shards_are_disjoint_and_cover(corpus: Path) -> None:
-    ds = AACSegmentDataset(corpus, window_samples=1000, num_windows=101, seed=4)
+    ds = AACSegmentDataset(corpus, num_channels=1, window_samples=1000, num_windows=101, seed=4)
     shards = [list(DistributedSampler(ds, num_replicas=2, rank=r, shuffle=True, seed=9)) for r in range(2)]
     assert len(shards[0]) == len(shards[1]) == 51
     # DistributedSampler pads with one repeated index to make equal shards.
@@ -283,7 +295,7 @@ def test_distributed_sampler_shards_are_disjoint_and_cover(corpus: Path) -> None
 
 
 def test_pickled_dataset_is_small_and_holds_no_handles(corpus: Path) -> None:
-    ds = AACSegmentDataset(corpus, window_samples=1000, num_windows=10)
+    ds = AACSegmentDataset(corpus, num_channels=1, window_samples=1000, num_windows=10)
     ds[0]  # opens the store, decoders and caches in this process
     blob = pickle.dumps(ds)
     assert len(blob) < 20_000
@@ -312,14 +324,14 @@ def test_transform_is_applied(corpus: Path) -> None:
 
 def test_bad_arguments_are_named(corpus: Path) -> None:
     with pytest.raises(ValueError, match="exactly one of window_seconds"):
-        AACSegmentDataset(corpus)
+        AACSegmentDataset(corpus, num_channels=1)
     with pytest.raises(ValueError, match="weighting"):
-        AACSegmentDataset(corpus, window_samples=10, weighting="uniform")  # type: ignore[arg-type]
+        AACSegmentDataset(corpus, num_channels=1, window_samples=10, weighting="uniform")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="hop_seconds"):
-        AACSegmentDataset(corpus, window_samples=10, hop_seconds=0.00001)
+        AACSegmentDataset(corpus, num_channels=1, window_samples=10, hop_seconds=0.00001)
     with pytest.raises(aacdata.StoreNotFoundError):
         AACSegmentDataset(corpus.parent / "missing.zarr", window_samples=10)
-    ds = AACSegmentDataset(corpus, window_samples=10, num_windows=5)
+    ds = AACSegmentDataset(corpus, num_channels=1, window_samples=10, num_windows=5)
     with pytest.raises(IndexError, match="out of range"):
         ds[5]
 
@@ -360,10 +372,10 @@ def test_on_error_skip_replaces_a_damaged_window(corpus: Path, tmp_path: Path) -
     chunk.write_bytes(bytes(data))
     bad_start = 10 * 1024 - rec.encoder_delay  # decoded frame 10 starts here
     events = [("b/noise.flac", bad_start, 500), ("a/tone.wav", 0, 500)]
-    strict = AACSegmentDataset(damaged, windows=events)
+    strict = AACSegmentDataset(damaged, windows=events, num_channels=1)
     with pytest.raises(aacdata.CorruptDataError, match=r"'b/noise.flac' frame 10 is damaged"):
         strict[0]
-    skipping = AACSegmentDataset(damaged, windows=events, on_error="skip", return_info=True)
+    skipping = AACSegmentDataset(damaged, windows=events, on_error="skip", return_info=True, num_channels=1)
     item = skipping[0]
     assert item["id"] == "a/tone.wav"  # the next good window of the plan
     np.testing.assert_array_equal(item["audio"].numpy(), AACStore.open(corpus).read("a/tone.wav", 0, 500))
@@ -409,7 +421,7 @@ def test_plans_and_their_shortcuts_read_the_same_windows(corpus: Path) -> None:
         assert [a.window(i) for i in range(len(a))] == [b.window(i) for i in range(len(b))]
         assert torch.equal(a[len(a) - 1], b[len(b) - 1])
     with pytest.raises(ValueError, match="do not also give window_seconds="):
-        AACSegmentDataset(corpus, window_seconds=1.0, plan=RandomWindows(1.0))
+        AACSegmentDataset(corpus, num_channels=1, window_seconds=1.0, plan=RandomWindows(1.0))
 
 
 def _loader_items(loader: DataLoader[object]) -> list[tuple[int, int, torch.Tensor]]:
@@ -490,8 +502,10 @@ def test_a_copy_outlives_its_original(corpus: Path) -> None:
 
 
 def test_pickling_keeps_seed_and_epoch(corpus: Path) -> None:
-    ds = AACSegmentDataset(corpus, window_samples=1000, num_windows=8, seed=5)
-    ds.load_state_dict(AACSegmentDataset(corpus, window_samples=1000, num_windows=8, seed=2**64 - 1).state_dict())
+    ds = AACSegmentDataset(corpus, num_channels=1, window_samples=1000, num_windows=8, seed=5)
+    ds.load_state_dict(
+        AACSegmentDataset(corpus, num_channels=1, window_samples=1000, num_windows=8, seed=2**64 - 1).state_dict()
+    )
     ds.set_epoch(2**64 - 1)
     clone = pickle.loads(pickle.dumps(ds))
     assert (clone.seed, clone.epoch) == (2**64 - 1, 2**64 - 1)
@@ -499,12 +513,12 @@ def test_pickling_keeps_seed_and_epoch(corpus: Path) -> None:
 
 
 def test_seed_and_epoch_out_of_range_are_named(corpus: Path) -> None:
-    ds = AACSegmentDataset(corpus, window_samples=1000, num_windows=8, seed=5)
+    ds = AACSegmentDataset(corpus, num_channels=1, window_samples=1000, num_windows=8, seed=5)
     for bad in (2**70, 2**64, -1):
         with pytest.raises(ValueError, match=rf"epoch must be an integer in \[0, 2\*\*64\); got {bad}"):
             ds.set_epoch(bad)
         with pytest.raises(ValueError, match=rf"seed must be an integer in \[0, 2\*\*64\); got {bad}"):
-            AACSegmentDataset(corpus, window_samples=1000, num_windows=8, seed=bad)
+            AACSegmentDataset(corpus, num_channels=1, window_samples=1000, num_windows=8, seed=bad)
         state = ds.state_dict()
         with pytest.raises(ValueError, match=rf"seed must be an integer in \[0, 2\*\*64\); got {bad}"):
             ds.load_state_dict(state | {"seed": bad})

@@ -1,0 +1,112 @@
+"""A first real corpus without stumbles: list, look, listen; ids found the way people type
+them; datasets that refuse what cannot batch and say what they pad."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import warnings
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+from conftest import STORE_IDS, env_with_package, make_file
+
+import aacdata
+
+
+def run_cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "aacdata", *args], capture_output=True, text=True, env=env_with_package(), cwd=cwd
+    )
+
+
+def test_ls_lists_recordings_with_their_properties(store_path: Path, small_store: aacdata.AACStore) -> None:
+    out = run_cli("ls", str(store_path), "--json")
+    assert out.returncode == 0, out.stderr
+    rows = [json.loads(line) for line in out.stdout.splitlines()]
+    assert [r["id"] for r in rows] == list(small_store.ids)
+    assert sorted(small_store.ids) == sorted(STORE_IDS)
+    for row, rec in zip(rows, small_store, strict=True):
+        assert row["sample_rate"] == rec.sample_rate and row["channels"] == rec.num_channels
+        assert row["seconds"] == round(rec.duration_seconds, 3) and row["bandwidth_hz"] == rec.bandwidth_hz
+    table = run_cli("ls", str(store_path), "nested/*")
+    assert table.returncode == 0
+    assert "nested/mono_16k.mp3" in table.stdout and "stereo_44k" not in table.stdout
+    assert table.stdout.rstrip().endswith(f"1 of {len(STORE_IDS)} recordings")
+
+
+def test_ls_counts_events_per_set(tmp_path: Path) -> None:
+    make_file(tmp_path / "src" / "a.wav", "tone", 16_000)
+    make_file(tmp_path / "src" / "b.wav", "tone", 16_000)
+    aacdata.import_audio(tmp_path / "src", tmp_path / "s.zarr", workers=0, progress=False)
+    ann = aacdata.Annotations.from_records(
+        [
+            {"id": "b.wav", "start": 0.1, "end": 0.2, "label": "x"},
+            {"id": "b.wav", "start": 0.3, "end": 0.4, "label": "y"},
+        ]
+    )
+    with aacdata.AACStore.open(tmp_path / "s.zarr", "a") as store:
+        store.write_annotations(ann, "calls")
+    rows = [json.loads(x) for x in run_cli("ls", str(tmp_path / "s.zarr"), "--json").stdout.splitlines()]
+    assert [r["events"] for r in rows] == [{"calls": 0}, {"calls": 2}]
+
+
+def test_export_writes_one_window(store_path: Path, small_store: aacdata.AACStore, tmp_path: Path) -> None:
+    rid = "mono_44k.wav"
+    out = run_cli("export", str(store_path), rid, str(tmp_path / "w.wav"), "--start", "0.25", "--duration", "0.5")
+    assert out.returncode == 0, out.stderr
+    assert "[0.25, 0.75) s of" in out.stdout
+    with av.open(str(tmp_path / "w.wav")) as c:
+        got = np.concatenate([f.to_ndarray() for f in c.decode(audio=0)], axis=1)
+    start = round(0.25 * 44_100)
+    np.testing.assert_array_equal(got, small_store.read(rid, start, round(0.5 * 44_100)))
+    refused = run_cli("export", str(store_path), rid, str(tmp_path / "w.aac"), "--start", "1")
+    assert refused.returncode == 2 and ".wav or .flac" in refused.stderr
+    past = run_cli("export", str(store_path), rid, str(tmp_path / "w.wav"), "--start", "1000")
+    assert past.returncode == 2 and "past the end" in past.stderr
+
+
+def test_ids_resolve_by_case_or_file_name_with_a_note(store_path: Path, tmp_path: Path) -> None:
+    out = run_cli("export", str(store_path), "MONO_16K.MP3", str(tmp_path / "a.wav"))
+    assert out.returncode == 0, out.stderr
+    assert "note: MONO_16K.MP3 is taken as nested/mono_16k.mp3 (the one id with that file name" in out.stderr
+    wrong = run_cli("export", str(store_path), "mono_44.wav", str(tmp_path / "a.wav"))
+    assert wrong.returncode == 2
+    assert "did you mean 'mono_44k.wav'" in wrong.stderr
+
+
+def test_ambiguous_file_names_list_the_candidates(tmp_path: Path) -> None:
+    for site in ("site_A", "site_B"):
+        make_file(tmp_path / "src" / site / "20240501_050000.wav", "tone", 8000)
+    aacdata.import_audio(tmp_path / "src", tmp_path / "s.zarr", workers=0, progress=False)
+    with aacdata.AACStore.open(tmp_path / "s.zarr") as store:
+        with pytest.raises(aacdata.RecordingNotFoundError, match="could be any of 2 recordings"):
+            store.resolve_id("20240501_050000.wav")
+        with pytest.raises(aacdata.RecordingNotFoundError, match=r"did you mean 'site_A/20240501_050000\.wav'"):
+            store.recording("site_A/20240501_05000.wav")
+
+
+def test_mixed_channel_counts_are_refused_at_construction(store_path: Path) -> None:
+    with pytest.raises(ValueError, match=r"recordings have 1, 2, 6 channels; pass num_channels="):
+        aacdata.AACSegmentDataset(store_path, window_seconds=0.1, sample_rate=16_000)
+    ds = aacdata.AACSegmentDataset(store_path, window_seconds=0.1, sample_rate=16_000, num_channels=2)
+    assert ds[0].shape == (2, 1600)
+
+
+def test_windows_longer_than_recordings_warn_once(store_path: Path) -> None:
+    with pytest.warns(UserWarning, match=r"1 of 8 recordings are shorter than the window .*zero-padded") as seen:
+        aacdata.AACSegmentDataset(store_path, window_seconds=0.5, sample_rate=16_000, num_channels=1)
+    assert len(seen) == 1
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        aacdata.AACSegmentDataset(store_path, window_seconds=0.01, sample_rate=16_000, num_channels=1)
+
+
+def test_an_event_plan_longer_than_every_recording_is_refused(store_path: Path) -> None:
+    ann = aacdata.Annotations.from_records([{"id": "mono_44k.wav", "start": 0.1, "end": 0.2, "label": "x"}])
+    plan = aacdata.EventWindows(ann, window_seconds=60.0)
+    with pytest.raises(ValueError, match="longer than every recording"):
+        aacdata.AACSegmentDataset(store_path, plan=plan, sample_rate=16_000, num_channels=1)
