@@ -162,8 +162,11 @@ class WindowLabels:
         min_overlap_seconds: float | None = None,
         min_overlap_fraction: float | None = None,
         label_hop_seconds: float,
+        other_classes: str = "error",
     ) -> None:
         seconds, fraction = parse_overlap(min_overlap_seconds, min_overlap_fraction)
+        if other_classes not in ("error", "ignore"):
+            raise ValueError(f"other_classes must be 'error' or 'ignore'; got {other_classes!r}")
         if not label_hop_seconds > 0:
             raise ValueError(f"label_hop_seconds must be > 0; got {label_hop_seconds}")
         self.events = events
@@ -172,13 +175,20 @@ class WindowLabels:
             raise ValueError(f"classes= holds duplicates: {list(self.classes)}")
         position = {c: i for i, c in enumerate(self.classes)}
         unknown = sorted(set(events.classes) - set(position))
-        if unknown:
+        if unknown and other_classes == "ignore":
+            # Train on a subset: events of the other classes label nothing.
+            listed = np.array([c in position for c in events.classes], dtype=bool)
+            events = events.where(listed[events.label]) if len(events) else events
+            self.events = events
+        elif unknown:
             raise AnnotationError(
                 f"the events have labels that classes= does not list: {unknown[:5]}"
                 + (f" and {len(unknown) - 5} more" if len(unknown) > 5 else "")
-                + " (add them, or leave classes= out to use every label)"
+                + " (add them, leave classes= out to use every label, or pass other_classes='ignore' to train on "
+                "the listed ones)"
             )
-        self._class_of = np.array([position[c] for c in events.classes], dtype=np.int64)
+        # (-1: a class whose events other_classes="ignore" dropped)
+        self._class_of = np.array([position.get(c, -1) for c in events.classes], dtype=np.int64)
         # Target class of each event, and plain references to the columns the loops read.
         self._klass = self._class_of[events.label] if len(events) else np.zeros(0, dtype=np.int64)
         self._start, self._stop = events.start, events.stop

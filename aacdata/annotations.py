@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import bisect
 import csv
+import dataclasses
 import io
 import json
 import logging
@@ -32,7 +33,7 @@ import math
 import os
 import posixpath
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Protocol
@@ -522,6 +523,32 @@ class Annotations:
         if hit.all():
             return np.arange(j, k, dtype=np.int64)
         return np.flatnonzero(hit) + j
+
+    def where(self, keep: np.ndarray) -> Annotations:
+        """The events where ``keep`` (bool ``(E,)``) is true, in order (classes unchanged)."""
+        keep = np.asarray(keep)
+        if keep.dtype != bool or keep.shape != (len(self),):
+            raise ValueError(f"keep must be a bool array of shape ({len(self)},); got {keep.dtype} {keep.shape}")
+        return self._take(keep)
+
+    def relabel(self, mapping: Mapping[str, str] | Callable[[str], str]) -> Annotations:
+        """The same events with their labels renamed: by a mapping (labels it does not list
+        stay as they are) or a function of the label (e.g. ``str.lower``). Labels that become
+        equal merge into one class."""
+        rename = mapping if callable(mapping) else (lambda c: str(mapping.get(c, c)))
+        new = [str(rename(c)) for c in self.classes]
+        classes = tuple(sorted(set(new)))
+        position = {c: i for i, c in enumerate(classes)}
+        remap = np.array([position[c] for c in new], dtype=np.int32)
+        return dataclasses.replace(self, label=remap[self.label] if len(self) else self.label, classes=classes)
+
+    def similar_labels(self) -> list[tuple[str, ...]]:
+        """Groups of classes that differ only in case or spacing (``"Wren"``, ``"wren "``):
+        most likely one label typed two ways."""
+        groups: dict[str, list[str]] = {}
+        for c in self.classes:
+            groups.setdefault(" ".join(c.casefold().split()), []).append(c)
+        return [tuple(g) for g in groups.values() if len(g) > 1]
 
     def _take(self, index: slice | np.ndarray) -> Annotations:
         return Annotations(

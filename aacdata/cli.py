@@ -146,6 +146,15 @@ def _parser() -> argparse.ArgumentParser:
     ann.add_argument(
         "--skip-missing", action="store_true", help="drop events of recordings the store lacks instead of failing"
     )
+    ann.add_argument(
+        "--labels",
+        choices=("as-is", "lower"),
+        default="as-is",
+        help="lower: labels in lower case with single spaces ('Wren ' and 'wren' become one class)",
+    )
+    ann.add_argument(
+        "--label-map", default=None, metavar="FILE", help="CSV with columns from,to: rename (or merge) labels"
+    )
     ann.set_defaults(run=_cmd_annotate)
 
     info = sub.add_parser("info", help="summarise a store")
@@ -435,6 +444,17 @@ def _cmd_annotate(args: argparse.Namespace) -> int:
             if csv_tables
             else Annotations.from_raven(tables, label_column=args.label_column)
         )
+        if args.label_map is not None:
+            parsed = parsed.relabel(_label_map(Path(args.label_map)))
+        if args.labels == "lower":
+            parsed = parsed.relabel(lambda c: " ".join(c.lower().split()))
+        for group in parsed.similar_labels():
+            shown = ", ".join(repr(c) for c in group)
+            print(
+                f"warning: labels {_escaped(shown)} differ only in case or spacing and make {len(group)} classes; "
+                "pass --labels lower (or --label-map FILE) to make them one",
+                file=sys.stderr,
+            )
         with AACStore.open(args.store, "a") as store:
             resolved = parsed.resolve(store, clip=args.clip, missing="skip" if args.skip_missing else "raise")
             store.write_annotations(resolved, args.name, replace=args.replace)
@@ -454,6 +474,27 @@ def _cmd_annotate(args: argparse.Namespace) -> int:
     ]
     print(_table(rows))
     return EXIT_OK
+
+
+def _label_map(path: Path) -> dict[str, str]:
+    """``from -> to`` label renames from a CSV file with a header ``from,to``."""
+    import csv
+
+    try:
+        with path.open(newline="", encoding="utf-8-sig") as f:
+            rows = list(csv.reader(f))
+    except (OSError, UnicodeDecodeError, csv.Error) as e:
+        raise ValueError(f"--label-map {str(path)!r} cannot be read ({e})") from None
+    if not rows or [c.strip().lower() for c in rows[0][:2]] != ["from", "to"]:
+        raise ValueError(f"--label-map {str(path)!r}: expected a CSV table whose header is from,to")
+    mapping: dict[str, str] = {}
+    for line, row in enumerate(rows[1:], start=2):
+        if not any(c.strip() for c in row):
+            continue
+        if len(row) < 2 or not row[0].strip() or not row[1].strip():
+            raise ValueError(f"--label-map {str(path)!r}, line {line}: expected two labels, from and to; got {row}")
+        mapping[row[0].strip()] = row[1].strip()
+    return mapping
 
 
 def _cmd_info(args: argparse.Namespace) -> int:

@@ -113,8 +113,11 @@ class AACSegmentDataset(torch.utils.data.Dataset[Any]):
         (at least 1); frame ``j``, centred at ``a + (j + 1/2) * hop``, is 1 for class
         ``k`` where an event of ``k`` covers its centre. ``None``: no target.
     classes
-        The ``K`` classes in target order (default: the events' labels, sorted); events
-        with a label it does not list are an :class:`~aacdata.AnnotationError`.
+        The ``K`` classes in target order (default: the events' labels, sorted).
+    other_classes
+        Events with a label ``classes`` does not list: ``"error"`` (the default) refuses
+        them with an :class:`~aacdata.AnnotationError` naming the labels; ``"ignore"``
+        trains on the listed classes, the other events labelling nothing.
     min_overlap_seconds, min_overlap_fraction
         When an event ``[s, e)`` labels a window ``[a, b)`` with ``labels="clip"``: with
         overlap ``o = max(0, min(b, e) - max(a, s))``, when ``o > 0`` and the thresholds
@@ -161,6 +164,7 @@ class AACSegmentDataset(torch.utils.data.Dataset[Any]):
         annotations: Annotations | str | None = None,
         labels: Literal["clip", "frames"] | None = None,
         classes: Sequence[str] | None = None,
+        other_classes: Literal["error", "ignore"] = "error",
         min_overlap_seconds: float | None = None,
         min_overlap_fraction: float | None = None,
         label_hop_seconds: float = 0.02,
@@ -190,6 +194,7 @@ class AACSegmentDataset(torch.utils.data.Dataset[Any]):
         _choice("short", short, ("pad", "skip"))
         _choice("last", last, ("pad", "drop"))
         _choice("on_error", on_error, ("raise", "skip"))
+        _choice("other_classes", other_classes, ("error", "ignore"))
         parse_overlap(min_overlap_seconds, min_overlap_fraction)  # refused before the stores are read
         self.on_error = on_error
         if num_channels is not None and num_channels < 1:
@@ -276,6 +281,7 @@ class AACSegmentDataset(torch.utils.data.Dataset[Any]):
                 min_overlap_seconds=min_overlap_seconds,
                 min_overlap_fraction=min_overlap_fraction,
                 label_hop_seconds=label_hop_seconds,
+                other_classes=other_classes,
             )
         elif classes is not None:
             raise ValueError("classes= orders the labels of events: pass annotations= too")

@@ -110,3 +110,62 @@ def test_an_event_plan_longer_than_every_recording_is_refused(store_path: Path) 
     plan = aacdata.EventWindows(ann, window_seconds=60.0)
     with pytest.raises(ValueError, match="longer than every recording"):
         aacdata.AACSegmentDataset(store_path, plan=plan, sample_rate=16_000, num_channels=1)
+
+
+def _two_label_store(tmp_path: Path) -> Path:
+    make_file(tmp_path / "src" / "a.wav", "tone", 32_000)
+    aacdata.import_audio(tmp_path / "src", tmp_path / "s.zarr", workers=0, progress=False)
+    return tmp_path / "s.zarr"
+
+
+def test_training_on_a_subset_of_the_classes(tmp_path: Path) -> None:
+    store = _two_label_store(tmp_path)
+    ann = aacdata.Annotations.from_records(
+        [{"id": "a.wav", "start": 0.1, "end": 0.3, "label": "wren"}, {"id": "a.wav", "start": 1.1, "end": 1.3,
+                                                                      "label": "robin"}]
+    )  # fmt: skip
+    plan = aacdata.SlidingWindows(window_seconds=0.5, hop_seconds=0.5)
+    with pytest.raises(aacdata.AnnotationError, match=r"other_classes='ignore'"):
+        aacdata.AACSegmentDataset(store, plan=plan, annotations=ann, labels="clip", classes=["wren"])
+    ds = aacdata.AACSegmentDataset(
+        store, plan=plan, annotations=ann, labels="clip", classes=["wren"], other_classes="ignore"
+    )
+    # Invariant: only the listed class labels windows; the robin's window is a negative.
+    assert [float(ds[i][1][0]) for i in range(len(ds))] == [1.0, 0.0, 0.0, 0.0]
+    with pytest.raises(ValueError, match="other_classes"):
+        aacdata.AACSegmentDataset(store, plan=plan, annotations=ann, labels="clip", other_classes="drop")  # type: ignore[arg-type]
+
+
+def test_relabel_and_similar_labels() -> None:
+    labels = ("Winter Wren", "winter  wren", "Robin", "jay")
+    ann = aacdata.Annotations.from_records([{"id": "a", "start": 0, "end": 1, "label": x} for x in labels])
+    assert ann.similar_labels() == [("Winter Wren", "winter  wren")]
+    lower = ann.relabel(lambda c: " ".join(c.lower().split()))
+    assert lower.classes == ("jay", "robin", "winter wren")
+    assert [lower.classes[k] for k in lower.label] == ["winter wren", "winter wren", "robin", "jay"]
+    assert lower.similar_labels() == []
+    merged = ann.relabel({"jay": "corvid", "Robin": "thrush"})
+    assert [merged.classes[k] for k in merged.label] == ["Winter Wren", "winter  wren", "thrush", "corvid"]
+
+
+def test_annotate_warns_of_labels_typed_two_ways_and_normalises_them(tmp_path: Path) -> None:
+    store = _two_label_store(tmp_path)
+    table = tmp_path / "t.csv"
+    table.write_text("id,start,end,label\na.wav,0.1,0.2,Wren\na.wav,0.5,0.6,wren\na.wav,0.8,0.9,jay\n")
+    out = run_cli("annotate", str(store), str(table), "--name", "plain")
+    assert out.returncode == 0, out.stderr
+    assert "labels 'Wren', 'wren' differ only in case" in out.stderr
+    out = run_cli("annotate", str(store), str(table), "--name", "lower", "--labels", "lower")
+    assert out.returncode == 0 and "differ only" not in out.stderr
+    mapping = tmp_path / "map.csv"
+    mapping.write_text("from,to\nWren,wren\njay,corvid\n")
+    out = run_cli("annotate", str(store), str(table), "--name", "mapped", "--label-map", str(mapping))
+    assert out.returncode == 0, out.stderr
+    with aacdata.AACStore.open(store) as s:
+        assert s.annotations("plain").classes == ("Wren", "jay", "wren")
+        assert s.annotations("lower").classes == ("jay", "wren")
+        assert s.annotations("mapped").classes == ("corvid", "wren")
+    bad = tmp_path / "bad.csv"
+    bad.write_text("a,b\n")
+    out = run_cli("annotate", str(store), str(table), "--name", "x", "--label-map", str(bad))
+    assert out.returncode == 2 and "--label-map" in out.stderr and "from,to" in out.stderr
