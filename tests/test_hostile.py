@@ -59,14 +59,14 @@ def test_resample_refuses_rates_no_recording_uses() -> None:
 )  # fmt: skip
 def test_window_seconds_out_of_range(store_path: Path, value: Any, error: type) -> None:
     with pytest.raises(error, match="window_seconds"):
-        aacdata.AACSegmentDataset(store_path, window_seconds=value, sample_rate=16_000)
+        aacdata.AACSegmentDataset(store_path, window_seconds=value, sample_rate=16_000, num_channels=1)
     with pytest.raises(error, match="window_seconds"):
         aacdata.RandomWindows(window_seconds=value)
 
 
 @pytest.mark.parametrize("index", [1.5, "a", None, True])
 def test_dataset_index_must_be_an_integer(store_path: Path, index: Any) -> None:
-    ds = aacdata.AACSegmentDataset(store_path, window_seconds=0.1, sample_rate=16_000)
+    ds = aacdata.AACSegmentDataset(store_path, window_seconds=0.1, sample_rate=16_000, num_channels=1)
     with pytest.raises(TypeError, match="an item index is an integer"):
         ds[index]
     assert ds[np.int64(0)].shape == (1, 1600)  # numpy integers are indices
@@ -74,7 +74,7 @@ def test_dataset_index_must_be_an_integer(store_path: Path, index: Any) -> None:
 
 def test_dataset_refuses_absurd_sample_rate(store_path: Path) -> None:
     with pytest.raises(ValueError, match="sample_rate must be"):
-        aacdata.AACSegmentDataset(store_path, window_seconds=1.0, sample_rate=10**9)
+        aacdata.AACSegmentDataset(store_path, window_seconds=1.0, sample_rate=10**9, num_channels=1)
 
 
 def test_event_times_past_any_recording(store_path: Path) -> None:
