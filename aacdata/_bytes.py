@@ -5,8 +5,11 @@ codec but ``bytes``, so chunk ``i`` holds bytes ``[i * chunk, (i + 1) * chunk)``
 are, in ``adts/c/<i>``. That costs ~10 µs per window against ~500 µs for zarr slicing.
 Other stores are read through their byte-range interface, one request per chunk touched.
 
-A committed chunk that is absent or short is damage (:class:`CorruptDataError`). An object
-store that cannot be reached, or that is gone altogether, is an outage: its
+A committed chunk that is absent or short is damage (:class:`CorruptDataError`), and so is
+a local chunk file that is not a regular file (a FIFO, a device, a link out of the store:
+see :func:`aacdata._chunks.open_chunk`), which is never opened for reading; a read takes
+at most the window's bytes, whatever the file holds. An object store that cannot be
+reached, or that is gone altogether, is an outage: its
 :class:`~aacdata._remote.RemoteStore` raises :class:`~aacdata.errors.RemoteStoreError`
 before a missing chunk gets here.
 """
@@ -25,6 +28,7 @@ from zarr.abc.store import RangeByteRequest
 from zarr.core.buffer import default_buffer_prototype
 from zarr.core.sync import sync
 
+from ._chunks import open_chunk
 from .errors import CorruptDataError
 
 
@@ -51,6 +55,8 @@ class ByteReader:
         self._store = array.store
         self._prefix = array.path
         self._local_root = self._local_chunk_root(array)
+        store = array.store
+        self._real_root = os.path.realpath(store.root) if isinstance(store, zarr.storage.LocalStore) else ""
         self._fds: OrderedDict[int, int] = OrderedDict()
         self._pid = os.getpid()
         self.bytes_read = 0
@@ -149,7 +155,9 @@ class ByteReader:
             return fd
         assert self._local_root is not None
         try:
-            fd = os.open(self._local_root / str(ci), os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+            fd, _ = open_chunk(
+                str(self._local_root / str(ci)), real_root=self._real_root, where=self._where, key=self.key(ci)
+            )
         except FileNotFoundError:
             raise CorruptDataError(f"{self._where}: chunk file {self.key(ci)} is missing") from None
         self._fds[ci] = fd

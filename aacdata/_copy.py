@@ -1,4 +1,10 @@
-"""Copy a store to another location (e.g. a local store to a bucket), key by key."""
+"""Copy a store to another location (e.g. a local store to a bucket), key by key.
+
+Every key is copied, annotation sets included (their rows stay valid: the recordings
+table is copied as it is). A local source's files are read only where they are regular
+files (:mod:`aacdata._chunks`): a FIFO or a link to ``/dev/zero`` in place of a chunk is
+:class:`~aacdata.errors.CorruptDataError`, not a copy that never ends.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +15,7 @@ from typing import Any
 from zarr.core.buffer import default_buffer_prototype
 from zarr.core.sync import sync
 
-from . import _remote
+from . import _chunks, _remote
 from ._lock import LOCK_FILE
 from .errors import StoreFormatError, StoreNotFoundError
 from .store import AACStore
@@ -30,9 +36,19 @@ def copy_store(
     The root ``zarr.json`` (which holds the committed counts) is written last, so the
     destination never declares data it does not hold yet. The destination must not
     already hold a store. ``progress(done, total)`` is called as objects are copied.
+
+    Raises
+    ------
+    CorruptDataError
+        A file of a local source is not a regular file (a FIFO, a device, a link out of
+        the store).
+    StoreFormatError
+        The destination already holds a store, or does not show the source's counts and
+        annotation sets once copied.
     """
     with AACStore.open(source, storage_options=source_options) as src:  # checks it is a store
-        src_store = src.zarr_store
+        src_store = _chunks.checked(src.zarr_store)
+        src_sets = src.annotation_sets
         dst_store = _remote.open_store(destination, read_only=False, storage_options=destination_options)
         where = _remote.describe(destination)
         if sync(dst_store.exists("zarr.json")):
@@ -73,4 +89,8 @@ def copy_store(
     with AACStore.open(destination, storage_options=destination_options) as dst:
         if dst.counts != src.counts:
             raise StoreFormatError(f"copy to {where!r} shows counts {dst.counts}, source had {src.counts}")
+        if dst.annotation_sets != src_sets:
+            raise StoreFormatError(
+                f"copy to {where!r} shows annotation sets {list(dst.annotation_sets)}, source had {list(src_sets)}"
+            )
     return copied

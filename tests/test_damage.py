@@ -35,7 +35,7 @@ import aacdata
 from aacdata import AACSegmentDataset, AACStore
 from aacdata._layout import column_crc32
 from aacdata.cli import main
-from aacdata.errors import AACDataError, StoreWriteError
+from aacdata.errors import AACDataError, CorruptDataError, StoreWriteError
 
 WINDOW_SECONDS = 0.25
 NUM_ITEMS = 4  # dataset items read per damaged store (all of them in the full sweep)
@@ -703,9 +703,12 @@ def test_appending_refuses_links(clean: Clean, tmp_path: Path, rel: str, capsys:
     outside.mkdir()
     _plant(path, rel, outside)
     before = _tree(outside)
-    # Reading through the link is harmless: the data is the same.
     with AACStore.open(path) as st:
-        assert _equal(st.read("a.wav", 0, 1000), clean.pcm["a.wav"][:, :1000])
+        if rel == "adts/c/0":  # issue 17: a chunk file that is a link out of the store is damage
+            with pytest.raises(CorruptDataError, match=r"symbolic link to .*outside the store"):
+                st.read("a.wav", 0, 1000)
+        else:  # reading through a linked folder is harmless: the data is the same
+            assert _equal(st.read("a.wav", 0, 1000), clean.pcm["a.wav"][:, :1000])
     with pytest.raises(StoreWriteError, match="symbolic link") as info:
         AACStore.open(path, "a")
     assert rel in str(info.value)
