@@ -23,6 +23,14 @@ it, only stale versions to delete. A set group without the attribute is not a se
 
 Stores without ``/annotations`` are plain version-1 stores; readers that do not know of
 annotations never open the group.
+
+Sets are found by listing ``/annotations`` and opened from their own groups, so a damaged
+``/annotations/zarr.json`` hides none of them. Maintenance uses the rest of this module:
+:func:`survey` and :func:`check_sets` (verify), :func:`event_problems` (the rules an event
+must keep), :func:`remap` (repair and merge move events to other rows by recording id) and
+:func:`combine` (merge). A local store's files are read through
+:class:`aacdata._chunks.CheckedLocalStore`: a FIFO in place of a chunk is damage, not a
+read that never returns.
 """
 
 from __future__ import annotations
@@ -30,18 +38,33 @@ from __future__ import annotations
 import re
 import warnings
 import zlib
-from collections.abc import Mapping
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 import zarr
+from zarr.abc.store import Store
 from zarr.core.sync import sync
+from zarr.errors import NodeNotFoundError
 
-from . import _lock
+from . import _chunks, _lock
 from .annotations import STRINGS, Annotations
 from .errors import AACDataError, AnnotationError, CorruptDataError, StoreWriteError
 
-__all__ = ["GROUP", "list_sets", "read_set", "set_info", "write_set"]
+__all__ = [
+    "GROUP",
+    "check_sets",
+    "combine",
+    "event_problems",
+    "list_sets",
+    "read_set",
+    "remap",
+    "set_info",
+    "survey",
+    "take",
+    "write_set",
+]
 
 GROUP = "annotations"
 ATTRIBUTE = "aacdata_annotations"
@@ -85,15 +108,64 @@ def check_name(name: str) -> str:
 
 
 def list_sets(group: zarr.Group) -> list[str]:
-    """Names of the committed annotation sets of a store's root ``group``, sorted."""
-    parent = _parent(group)
-    if parent is None:
-        return []
-    names = []
-    for name, node in parent.members():
-        if isinstance(node, zarr.Group) and ATTRIBUTE in node.attrs:
-            names.append(name)
-    return sorted(names)
+    """Names of the committed annotation sets of a store's root ``group``, sorted.
+
+    A set whose group metadata cannot be read is left out here; :func:`survey` (and so
+    ``aacdata verify``) lists it as damaged, and reading it by name raises.
+    """
+    return survey(group.store, where=_describe(group))[0]
+
+
+def survey(zstore: Store, *, where: str) -> tuple[list[str], list[tuple[str, str]]]:
+    """Every annotation set a store holds, read from the listing of ``/annotations``.
+
+    Returns the names of the committed sets (their group opens and holds the commit
+    attribute; the commit itself is checked when the set is read), sorted, and ``(name,
+    problem)`` for each set that cannot be read: a set group whose ``zarr.json`` does not
+    parse, or a set directory holding versions but no ``zarr.json`` (its commit is lost);
+    ``("", problem)`` where ``/annotations`` itself has no readable ``zarr.json`` although
+    it holds sets. A group without the commit attribute is not a set (a first write killed
+    before its commit) and is left out.
+    """
+    zstore = _chunks.checked(zstore)
+    entries = _listing(zstore, GROUP)
+    names = sorted(e for e in entries if e != "zarr.json" and _NAME.match(e))
+    sets: list[str] = []
+    problems: list[tuple[str, str]] = []
+    for name in names:
+        path = f"{GROUP}/{name}"
+        try:
+            node = _open_group(zstore, path)
+        except NodeNotFoundError:
+            if any(_VERSION.match(e) for e in _listing(zstore, path)):
+                problems.append(
+                    (
+                        name,
+                        f"{where}/{path}/zarr.json is missing: the set's commit (classes, event count, "
+                        "checksums) is lost",
+                    )
+                )
+            continue
+        except _UNREADABLE as e:
+            problems.append((name, f"{where}/{path}/zarr.json cannot be read ({_cause(e)})"))
+            continue
+        if ATTRIBUTE in node.attrs:
+            sets.append(name)
+    if sets or problems:
+        try:
+            _open_group(zstore, GROUP)
+        except NodeNotFoundError:
+            problems.insert(
+                0,
+                (
+                    "",
+                    f"{where}/{GROUP}/zarr.json is missing (Zarr readers other than aacdata do not see "
+                    "the sets under it)",
+                ),
+            )
+        except _UNREADABLE as e:
+            problems.insert(0, ("", f"{where}/{GROUP}/zarr.json cannot be read ({_cause(e)})"))
+    return sets, problems
 
 
 def set_info(group: zarr.Group, name: str, *, where: str | None = None) -> dict[str, Any]:
@@ -108,7 +180,7 @@ def set_info(group: zarr.Group, name: str, *, where: str | None = None) -> dict[
         Its commit attribute is damaged.
     """
     where = where or _describe(group)
-    node = _set_group(group, check_name(name), where)
+    node = _set_group(_chunks.checked(group.store), check_name(name), where)
     record = _parse_record(node.attrs.get(ATTRIBUTE), f"{where}/{GROUP}/{name}")
     return {
         "num_events": record["num_events"],
@@ -119,14 +191,15 @@ def set_info(group: zarr.Group, name: str, *, where: str | None = None) -> dict[
 
 
 def read_set(
-    group: zarr.Group, name: str, *, num_recordings: int | None = None, where: str | None = None
+    group: zarr.Group | Store, name: str, *, num_recordings: int | None = None, where: str | None = None
 ) -> Annotations:
     """Read a committed annotation set (a resolved :class:`~aacdata.Annotations`).
 
     Parameters
     ----------
     group
-        The store's root group.
+        The store's root group, or its zarr ``Store``. A local store's files are read only
+        where they are regular files (:mod:`aacdata._chunks`).
     name
         The set's name.
     num_recordings
@@ -142,18 +215,20 @@ def read_set(
         A node is missing or unreadable, an array disagrees with its CRC-32, or the values
         break the table's rules (order, label range); the message names the node.
     """
-    where = where or _describe(group)
+    zstore = group.store if isinstance(group, zarr.Group) else group
+    where = where or _describe_store(zstore)
+    zstore = _chunks.checked(zstore)
     check_name(name)
+    node = _set_group(zstore, name, where)
+    record = node.attrs.get(ATTRIBUTE)
     try:
-        return _read(group, name, num_recordings, where)
+        return _read(node, record, name, num_recordings, where)
     except CorruptDataError:
         # A replace may have deleted the version we began reading: read the new commit.
-        node = _set_group(group, name, where)
-        before = node.attrs.get(ATTRIBUTE)
-        node = zarr.open_group(node.store, path=node.path, mode="r")
-        if node.attrs.get(ATTRIBUTE) == before:
+        node = _set_group(zstore, name, where)
+        if node.attrs.get(ATTRIBUTE) == record:
             raise
-        return _read(group, name, num_recordings, where)
+        return _read(node, node.attrs.get(ATTRIBUTE), name, num_recordings, where)
 
 
 def write_set(
@@ -216,33 +291,221 @@ def write_set(
         _write(group, name, ann, replace=replace, lock=lock, where=where)
 
 
+def event_problems(
+    ann: Annotations,
+    *,
+    ids: Sequence[str],
+    num_samples: np.ndarray,
+    num_channels: np.ndarray,
+    node: str,
+) -> tuple[np.ndarray, list[str]]:
+    """Events of a resolved table that break the store's rules, as a boolean mask of shape
+    ``(E,)``, and one line per rule broken naming ``node`` and the first such event.
+
+    The rules (those :meth:`Annotations.resolve` applies): the row is one of the store's
+    ``len(ids)`` recordings; ``stop`` is at most the recording's ``num_samples``; the
+    channel is -1 or one of the recording's ``num_channels``; ``low_hz`` and ``high_hz``
+    are NaN or finite and non-negative. Order, labels and ``start <= stop`` are checked
+    when the table is built.
+    """
+    n = len(ids)
+    rec = ann.recording
+    bad_row = (rec < 0) | (rec >= n)
+    row = np.where(bad_row, 0, rec)
+    length = np.asarray(num_samples, dtype=np.int64)[row] if n else np.zeros(len(ann), np.int64)
+    channels = np.asarray(num_channels, dtype=np.int64)[row] if n else np.zeros(len(ann), np.int64)
+    rules: list[tuple[np.ndarray, Callable[[int], str]]] = [
+        (bad_row, lambda i: f"recording row {int(rec[i])} is not one of the store's {n} recordings"),
+        (
+            ~bad_row & (ann.stop > length),
+            lambda i: (
+                f"[{int(ann.start[i])}, {int(ann.stop[i])}) ends past recording {ids[int(rec[i])]!r} "
+                f"({int(length[i])} samples)"
+            ),
+        ),
+        (
+            ~bad_row & (ann.channel >= channels),
+            lambda i: (
+                f"channel {int(ann.channel[i])} is not one of recording {ids[int(rec[i])]!r}'s {int(channels[i])}"
+            ),
+        ),
+    ]
+
+    def frequency(column: str) -> Callable[[int], str]:
+        return lambda i: f"{column} is {float(getattr(ann, column)[i])}; expected NaN or a finite frequency >= 0"
+
+    for column in ("low_hz", "high_hz"):
+        hz = getattr(ann, column)
+        rules.append((~np.isnan(hz) & ~((hz >= 0) & np.isfinite(hz)), frequency(column)))
+    bad = np.zeros(len(ann), dtype=bool)
+    lines = []
+    for mask, say in rules:
+        if mask.any():
+            first = int(np.flatnonzero(mask)[0])
+            lines.append(f"{node}: {int(mask.sum())} event(s) break the rules; event {first}: {say(first)}")
+            bad |= mask
+    return bad, lines
+
+
+def check_sets(
+    zstore: Store,
+    *,
+    where: str,
+    ids: Sequence[str],
+    num_samples: np.ndarray | None,
+    num_channels: np.ndarray | None,
+) -> tuple[list[str], list[tuple[str, str]]]:
+    """Check every annotation set of a store: its metadata, its commit, every array
+    against its CRC-32, its rows against the store's ``len(ids)`` recordings and (where
+    ``num_samples`` and ``num_channels`` are given) its events against their recordings
+    (:func:`event_problems`).
+
+    Returns the names of the sets checked and ``(name, problem)`` for each problem found
+    (``""`` for ``/annotations`` itself); a set that cannot be read is one problem.
+    """
+    sets, problems = survey(zstore, where=where)
+    for name in sets:
+        try:
+            ann = read_set(zstore, name, num_recordings=len(ids), where=where)
+        except AACDataError as e:
+            problems.append((name, str(e)))
+            continue
+        if num_samples is not None and num_channels is not None:
+            _, lines = event_problems(
+                ann, ids=ids, num_samples=num_samples, num_channels=num_channels, node=f"{where}/{GROUP}/{name}"
+            )
+            problems.extend((name, line) for line in lines)
+    return sorted({n for n, _ in problems if n} | set(sets)), problems
+
+
+def remap(ann: Annotations, rows: np.ndarray) -> Annotations:
+    """The events of a resolved table whose recording row ``r`` has ``rows[r] >= 0``, moved
+    to row ``rows[r]`` (e.g. of another store), sorted again by ``(recording, start)``;
+    classes and sources as they are."""
+    rows = np.asarray(rows, dtype=np.int64)
+    new = rows[ann.recording] if len(ann) else np.zeros(0, np.int64)
+    keep = np.flatnonzero(new >= 0)
+    order = keep[np.lexsort((ann.label[keep], ann.stop[keep], ann.start[keep], new[keep]))]
+    return Annotations(
+        recording=new[order],
+        start=ann.start[order],
+        stop=ann.stop[order],
+        label=ann.label[order],
+        classes=ann.classes,
+        low_hz=ann.low_hz[order],
+        high_hz=ann.high_hz[order],
+        channel=ann.channel[order],
+        extra=ann.extra[order],
+        sources=ann.sources,
+    )
+
+
+def take(ann: Annotations, index: np.ndarray) -> Annotations:
+    """The events ``index`` (positions, in order) of a resolved table; classes and sources
+    as they are."""
+    return Annotations(
+        recording=ann.recording[index],
+        start=ann.start[index],
+        stop=ann.stop[index],
+        label=ann.label[index],
+        classes=ann.classes,
+        low_hz=ann.low_hz[index],
+        high_hz=ann.high_hz[index],
+        channel=ann.channel[index],
+        extra=ann.extra[index],
+        sources=ann.sources,
+    )
+
+
+def combine(tables: Sequence[Annotations]) -> Annotations:
+    """One resolved table of the events of ``tables`` (rows of the same store).
+
+    Classes become the sorted union of the tables' classes, each event keeping its class
+    by name (so a class index may change; the name is what the label means); sources the
+    union in order of appearance. An event equal in every column in several tables is kept
+    as many times as the table holding it most often: combining a table with itself, or
+    merging again what a merge already wrote, adds nothing.
+    """
+    classes = sorted({c for t in tables for c in t.classes})
+    index = {c: k for k, c in enumerate(classes)}
+    sources = list(dict.fromkeys(src for t in tables for src in t.sources))
+    counts: Counter[tuple[Any, ...]] = Counter()
+    for t in tables:
+        labels = np.asarray([index[c] for c in t.classes], dtype=np.int32)[t.label] if len(t) else t.label
+        low = t.low_hz.view(np.uint32)  # bit patterns: NaN equals NaN
+        high = t.high_hz.view(np.uint32)
+        keys = zip(
+            t.recording.tolist(), t.start.tolist(), t.stop.tolist(), labels.tolist(), low.tolist(), high.tolist(),
+            t.channel.tolist(), t.extra.tolist(), strict=True,
+        )  # fmt: skip
+        for key, count in Counter(keys).items():
+            if count > counts[key]:
+                counts[key] = count
+    rows = sorted(counts.elements())
+    columns = list(zip(*rows, strict=True)) if rows else [()] * 8
+    return Annotations(
+        recording=np.asarray(columns[0], dtype=np.int64),
+        start=np.asarray(columns[1], dtype=np.int64),
+        stop=np.asarray(columns[2], dtype=np.int64),
+        label=np.asarray(columns[3], dtype=np.int32),
+        classes=tuple(classes),
+        low_hz=np.asarray(columns[4], dtype=np.uint32).view(np.float32),
+        high_hz=np.asarray(columns[5], dtype=np.uint32).view(np.float32),
+        channel=np.asarray(columns[6], dtype=np.int16),
+        extra=np.asarray(columns[7], dtype=STRINGS),
+        sources=tuple(sources),
+    )
+
+
 # ---------------------------------------------------------------------- internals
 
 
+_UNREADABLE = (ValueError, TypeError, KeyError, AttributeError, OSError, RecursionError)
+"""What zarr raises for metadata that does not parse (a ``zarr.json`` not JSON, nested too
+deeply, of the wrong node type); CorruptDataError (a ValueError) for a file that is not a
+regular file."""
+
+
 def _describe(group: zarr.Group) -> str:
-    store = group.store
+    return _describe_store(group.store)
+
+
+def _describe_store(store: Any) -> str:
     root = getattr(store, "root", None)
     return str(root) if root is not None else str(store)
 
 
-def _parent(group: zarr.Group) -> zarr.Group | None:
+def _cause(e: BaseException) -> str:
+    return f"{type(e).__name__}: {str(e)[:200]}"
+
+
+def _listing(zstore: Store, path: str) -> list[str]:
+    async def names() -> list[str]:
+        return [name async for name in zstore.list_dir(path)]
+
+    return sync(names())
+
+
+def _open_group(zstore: Store, path: str) -> zarr.Group:
+    """The group at ``path``, never created (``NodeNotFoundError`` where there is none)."""
+    return zarr.open_group(zstore, path=path, mode="r" if zstore.read_only else "r+")
+
+
+def _set_group(zstore: Store, name: str, where: str) -> zarr.Group:
+    path = f"{GROUP}/{name}"
     try:
-        node = group[GROUP]
-    except KeyError:
-        return None
-    return node if isinstance(node, zarr.Group) else None
-
-
-def _set_group(group: zarr.Group, name: str, where: str) -> zarr.Group:
-    parent = _parent(group)
-    node: Any = None
-    if parent is not None:
-        try:
-            node = parent[name]
-        except KeyError:
-            node = None
-    if not isinstance(node, zarr.Group) or ATTRIBUTE not in node.attrs:
-        have = list_sets(group)
+        node: zarr.Group | None = _open_group(zstore, path)
+    except NodeNotFoundError:
+        node = None
+    except AACDataError:
+        raise
+    except _UNREADABLE as e:
+        raise CorruptDataError(
+            f"{where}/{path}/zarr.json cannot be read ({_cause(e)}); the annotation set {name!r} is damaged "
+            f"(run `aacdata verify {where}`)"
+        ) from None
+    if node is None or ATTRIBUTE not in node.attrs:
+        have = survey(zstore, where=where)[0]
         listed = ", ".join(map(repr, have)) if have else "none"
         raise AnnotationError(f"{where} has no annotation set {name!r} (sets: {listed})")
     return node
@@ -293,10 +556,9 @@ def _parse_record(record: Any, node: str) -> dict[str, Any]:
     return dict(record)
 
 
-def _read(group: zarr.Group, name: str, num_recordings: int | None, where: str) -> Annotations:
-    node = _set_group(group, name, where)
+def _read(node: zarr.Group, record: Any, name: str, num_recordings: int | None, where: str) -> Annotations:
     at = f"{where}/{GROUP}/{name}"
-    record = _parse_record(node.attrs.get(ATTRIBUTE), at)
+    record = _parse_record(record, at)
     version, count = record["current"], record["num_events"]
     columns: dict[str, np.ndarray] = {}
     for column, dtype in COLUMNS.items():
@@ -305,6 +567,8 @@ def _read(group: zarr.Group, name: str, num_recordings: int | None, where: str) 
             array = node[f"{version}/{column}"]
         except KeyError:
             raise CorruptDataError(f"{path} is missing; the annotation set {name!r} is damaged") from None
+        except AACDataError:
+            raise  # a file that is not a regular file: the message names it
         except (ValueError, TypeError, AttributeError, RecursionError, OSError, OverflowError, MemoryError) as e:
             raise CorruptDataError(f"{path}/zarr.json is damaged ({type(e).__name__}: {str(e)[:200]})") from None
         if not isinstance(array, zarr.Array) or array.ndim != 1 or array.shape[0] < count:
@@ -315,6 +579,8 @@ def _read(group: zarr.Group, name: str, num_recordings: int | None, where: str) 
             raise CorruptDataError(f"{path} has dtype {array.dtype}; expected {dtype}")
         try:
             values = np.asarray(array[:count]) if count else np.empty(0, dtype=dtype)
+        except AACDataError:
+            raise
         except Exception as e:
             raise CorruptDataError(
                 f"{path}: a chunk cannot be read ({type(e).__name__}: {str(e)[:200]}); the annotation set "

@@ -8,8 +8,16 @@ time; each recording's bytes are checked against its stored CRC-32 before they a
 
 Merging is resumable: a recording whose id the destination already holds with the same
 source checksum is skipped, so a merge that was stopped is finished by running it again.
-Annotation sets are not merged (their rows point into one part's recordings table); the
-report names those it left behind.
+
+Annotation sets follow their recordings. Every set of every part is read (and checked:
+commit, CRC-32s, rows, event ranges) before anything is written, so a damaged set stops
+the merge as a damaged recording does. Once the recordings are committed, the events of
+each set name are moved to their recordings' rows in the destination (found by id) and
+combined with the destination's set of that name, if any, by
+:func:`aacdata._annotation_store.combine`: classes become the union (each event keeps its
+class by name, so a class index may change), sources the union, and an event found in
+several of them is kept once (as many times as one of them holds it), so a merge run again
+adds nothing. Each set is then replaced in one commit.
 """
 
 from __future__ import annotations
@@ -24,8 +32,9 @@ from typing import Any
 import numpy as np
 import zarr
 
-from . import _layout, _remote
+from . import _annotation_store, _chunks, _layout, _lock, _remote
 from ._writer import StoreWriter, stored_recording
+from .annotations import Annotations
 from .errors import CorruptDataError, StoreFormatError
 from .store import AACStore, Recording
 
@@ -38,18 +47,22 @@ _COMMIT_RECORDINGS = 4096
 @dataclass(frozen=True, slots=True)
 class MergeReport:
     """What :func:`merge_stores` did: ids copied, ids skipped (already in the destination
-    with the same source checksum), ``(part, set)`` for annotation sets left behind."""
+    with the same source checksum), ``(part, set)`` for annotation sets left behind (none:
+    every set is carried; kept for callers that list them), and ``(set, events)`` for each
+    annotation set of the destination that the merge wrote or found complete."""
 
     store: str
     merged: tuple[str, ...]
     skipped: tuple[str, ...]
     annotation_sets: tuple[tuple[str, str], ...]
     bytes_written: int
+    annotations: tuple[tuple[str, int], ...] = ()
 
     def __repr__(self) -> str:
         return (
             f"MergeReport(store={self.store!r}, merged={len(self.merged)}, skipped={len(self.skipped)}, "
-            f"annotation_sets={len(self.annotation_sets)}, bytes_written={self.bytes_written})"
+            f"annotation_sets={len(self.annotation_sets)}, bytes_written={self.bytes_written}, "
+            f"annotations={len(self.annotations)})"
         )
 
 
@@ -69,8 +82,11 @@ def merge_stores(
         An id is in two parts (the message names it and both parts), or already in
         ``destination`` with another source checksum, or ``destination`` is one of the parts.
     CorruptDataError
-        A part's recording fails its checksum, or its index does not tile its bytes (run
-        ``aacdata verify`` on the part, and ``aacdata repair`` where it is damaged).
+        A part's recording fails its checksum, or its index does not tile its bytes, or
+        one of its annotation sets (or the destination's set of the same name) cannot be
+        read or breaks the store's rules (run ``aacdata verify`` on the part, and
+        ``aacdata repair`` where it is damaged). Nothing is written before the sets are
+        checked.
     StoreLockedError
         Another process writes to ``destination``.
     """
@@ -94,17 +110,107 @@ def merge_stores(
                         "across the parts (import each part with the same sources and --shard K/N)"
                     )
         total = sum(len(st) for st in opened)
-        left_behind = tuple((st.path, name) for st in opened for name in st.annotation_sets)
+        sets = [_part_sets(st) for st in opened]  # checked before anything is written
         with AACStore.open(destination, "a", storage_options=storage_options) as dst:
-            writer = StoreWriter(dst)
-            try:
-                merged, skipped, written = _merge_into(writer, opened, total, progress)
-            finally:
-                writer.close()
-            return MergeReport(dst.path, tuple(merged), tuple(skipped), left_behind, written)
+            with _lock.acquire(dst.zarr_store, dst.path) as lock:
+                _check_destination_sets(dst, {name for found in sets for name in found})
+                writer = StoreWriter(dst, lock=lock)
+                try:
+                    merged, skipped, written = _merge_into(writer, opened, total, progress)
+                finally:
+                    writer.close()
+                carried = _merge_sets(dst, lock, opened, sets)
+            return MergeReport(dst.path, tuple(merged), tuple(skipped), (), written, tuple(carried))
     finally:
         for st in opened:
             st.close()
+
+
+def _part_sets(part: AACStore) -> dict[str, Annotations]:
+    """Every annotation set of a part, read and checked (damage raises CorruptDataError)."""
+    names, problems = _annotation_store.survey(part.zarr_store, where=part.path)
+    if problems:
+        raise CorruptDataError(
+            f"{part.path!r}: {problems[0][1]}; run `aacdata verify {part.path}` (and `aacdata repair` if it is "
+            "damaged) before merging"
+        )
+    out = {}
+    for name in names:
+        out[name] = _checked_set(part, name)
+    return out
+
+
+def _check_destination_sets(dst: AACStore, names: set[str]) -> None:
+    """The destination's sets that the merge will combine must be readable and sound."""
+    have, problems = _annotation_store.survey(dst.zarr_store, where=dst.path)
+    for name, problem in problems:
+        if name in names:
+            raise CorruptDataError(
+                f"the destination's annotation set {name!r} cannot be read ({problem}); run `aacdata verify "
+                f"{dst.path}` (and `aacdata repair` if it is damaged) before merging into it"
+            )
+    for name in names & set(have):
+        _checked_set(dst, name)
+
+
+def _checked_set(store: AACStore, name: str) -> Annotations:
+    ann = store.annotations(name)
+    _, lines = _annotation_store.event_problems(
+        ann,
+        ids=store.ids,
+        num_samples=store.column("num_samples"),
+        num_channels=store.column("num_channels"),
+        node=f"{store.path}/{_annotation_store.GROUP}/{name}",
+    )
+    if lines:
+        raise CorruptDataError(
+            f"{lines[0]}; run `aacdata verify {store.path}` (and `aacdata repair` if it is damaged) before merging"
+        )
+    return ann
+
+
+def _merge_sets(
+    dst: AACStore, lock: _lock.WriteLock, parts: Sequence[AACStore], sets: Sequence[dict[str, Annotations]]
+) -> list[tuple[str, int]]:
+    """Combine each set name's events of the parts (moved to the destination's rows) with
+    the destination's set of that name; write the sets that change."""
+    names = sorted({name for found in sets for name in found})
+    if not names:
+        return []
+    out = []
+    with dst.reopen() as now:
+        row_of = {rid: row for row, rid in enumerate(now.ids)}
+        have = set(now.annotation_sets)
+        group = zarr.open_group(dst.zarr_store, mode="r+")
+        for name in names:
+            tables = []
+            existing = _checked_set(now, name) if name in have else None
+            if existing is not None:
+                tables.append(existing)
+            for part, found in zip(parts, sets, strict=True):
+                if name in found:
+                    rows = np.asarray([row_of[rid] for rid in part.ids], dtype=np.int64)
+                    tables.append(_annotation_store.remap(found[name], rows))
+            combined = _annotation_store.combine(tables)
+            if existing is None or not _same(combined, existing):
+                _annotation_store.write_set(
+                    group, name, combined, replace=True, lock=lock, num_recordings=len(now), where=now.path
+                )
+            out.append((name, len(combined)))
+    return out
+
+
+def _same(a: Annotations, b: Annotations) -> bool:
+    """Two resolved tables hold the same events, classes and sources."""
+    if a.classes != b.classes or a.sources != b.sources or len(a) != len(b):
+        return False
+    return (
+        all(
+            np.array_equal(getattr(a, c), getattr(b, c), equal_nan=c in ("low_hz", "high_hz"))
+            for c in ("recording", "start", "stop", "label", "low_hz", "high_hz", "channel")
+        )
+        and a.extra.tolist() == b.extra.tolist()
+    )
 
 
 def _merge_into(
@@ -199,7 +305,9 @@ class _Run:
 def _runs(part: AACStore, rows: Sequence[int]) -> Iterator[_Run]:
     """Consecutive runs of ``rows`` (in table order) of at most :data:`_READ_BYTES` (or
     one recording), their bytes and index rows read at once from the arrays."""
-    arrays = _layout.open_arrays(zarr.open_group(part.zarr_store, mode="r"), part.path, part.counts)
+    # A local part's chunk files are read only where they are regular files (a FIFO would block).
+    group = zarr.open_group(_chunks.checked(part.zarr_store), mode="r")
+    arrays = _layout.open_arrays(group, part.path, part.counts)
     recs = part.recordings
     local = isinstance(part.zarr_store, zarr.storage.LocalStore)
     run: list[int] = []

@@ -63,10 +63,22 @@ repaired. A store written before the root attribute held column checksums has no
 that vouches for its table: every recording is dropped. A dropped recording comes back by
 running the same import into the new store: the import skips what is there and imports
 the rest.
+
+Annotation sets
+---------------
+Each set's commit holds a CRC-32 of every array. A set whose metadata, commit or arrays
+fail (:func:`aacdata._annotation_store.read_set`) is dropped and listed. Every other set is
+written to the new store under its name, classes and sources unchanged, each event moved
+to the new row of its recording (found by id: kept recordings may change rows). Events of
+dropped recordings are left out and listed, and so are events that break the store's rules
+against their recording (:func:`aacdata._annotation_store.event_problems`); a set is kept
+even where none of its events remain. Reading the sets from their own groups, repair also
+rebuilds sets that a damaged ``/annotations/zarr.json`` hides.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import zlib
@@ -81,7 +93,7 @@ import zarr
 from zarr.core.sync import sync
 from zarr.errors import GroupNotFoundError
 
-from . import _layout, _remote
+from . import _annotation_store, _chunks, _layout, _lock, _remote
 from ._adts import SAMPLES_PER_FRAME, AdtsFrames, parse_adts
 from ._channels import CODED_LAYOUTS, MAX_CHANNELS, coded_channels
 from ._decoder import new_decoder
@@ -107,19 +119,27 @@ class RepairReport:
     recording left out (to import again from its source), ``findings`` what was wrong with
     the table as a whole and what was re-derived. A dropped recording whose id could not be
     verified is listed under the id the damaged table shows, its row number in the reason.
+    ``annotation_sets`` holds ``(name, events)`` for each annotation set written to the new
+    store, ``annotations_dropped`` ``(name, reason)`` for each set dropped and each group of
+    events left out of a kept set.
     """
 
     kept: tuple[str, ...]
     dropped: tuple[tuple[str, str], ...]
     findings: tuple[str, ...] = ()
+    annotation_sets: tuple[tuple[str, int], ...] = ()
+    annotations_dropped: tuple[tuple[str, str], ...] = ()
 
     @property
     def ok(self) -> bool:
-        """Nothing was dropped."""
-        return not self.dropped
+        """Nothing was dropped: no recording, no annotation set, no event."""
+        return not self.dropped and not self.annotations_dropped
 
     def __repr__(self) -> str:
-        return f"RepairReport(kept={len(self.kept)}, dropped={len(self.dropped)}, findings={len(self.findings)})"
+        sets = ""
+        if self.annotation_sets or self.annotations_dropped:
+            sets = f", annotation_sets={len(self.annotation_sets)}, annotations_dropped={len(self.annotations_dropped)}"
+        return f"RepairReport(kept={len(self.kept)}, dropped={len(self.dropped)}, findings={len(self.findings)}{sets})"
 
 
 def rebuild_store(
@@ -132,6 +152,8 @@ def rebuild_store(
     """Write a new store holding every recording of ``source`` whose values are proven,
     bytes as they are (nothing is re-encoded); the others are dropped and listed, to
     import again from their sources (the same import command resumes into the new store).
+    Annotation sets whose checksums hold follow, their events moved to the new rows; the
+    sets and events left out are listed (see the module's notes).
 
     Raises
     ------
@@ -139,19 +161,25 @@ def rebuild_store(
         Nothing is at ``source``.
     StoreFormatError
         ``source`` is not an aacdata store (or its root attribute is damaged), or
-        ``destination`` already holds recordings.
+        ``destination`` already holds recordings or annotation sets.
     """
     src = _Source.open(source, storage_options)
     table = _prove_table(src)
     dst = AACStore.open(destination, "a", storage_options=storage_options)
-    if len(dst):
-        dst.close()
-        raise StoreFormatError(f"{dst.path!r} already holds recordings; rebuild into a new store")
-    writer = StoreWriter(dst)
     kept: list[str] = []
     dropped: list[tuple[str, str]] = []
+    findings = list(table.findings)
     n = src.counts.num_recordings
-    try:
+    with contextlib.ExitStack() as held:
+        held.callback(dst.close)
+        if len(dst) or dst.annotation_sets:
+            raise StoreFormatError(
+                f"{dst.path!r} already holds recordings or annotation sets; rebuild into a new store"
+            )
+        # One lock for the recordings and the sets that follow them.
+        lock = held.enter_context(_lock.acquire(dst.zarr_store, dst.path))
+        writer = StoreWriter(dst, lock=lock)
+        held.callback(writer.close)
         for i in range(n):
             rid = table.ids[i]
             reasons = [*table.blocked, *table.row_problems.get(i, ())]
@@ -172,10 +200,8 @@ def rebuild_store(
             if progress is not None:
                 progress(i + 1, n)
         writer.commit()
-    finally:
-        writer.close()
-        dst.close()
-    return RepairReport(tuple(kept), tuple(dropped), tuple(table.findings))
+        sets, sets_dropped = _carry_sets(src, table.ids, dst, lock, findings)
+    return RepairReport(tuple(kept), tuple(dropped), tuple(findings), tuple(sets), tuple(sets_dropped))
 
 
 def check_source(source: _remote.StoreTarget, *, storage_options: Mapping[str, Any] | None = None) -> None:
@@ -185,6 +211,67 @@ def check_source(source: _remote.StoreTarget, *, storage_options: Mapping[str, A
     _Source.open(source, storage_options)
 
 
+def _carry_sets(
+    src: _Source, ids: Sequence[str], dst: AACStore, lock: _lock.WriteLock, findings: list[str]
+) -> tuple[list[tuple[str, int]], list[tuple[str, str]]]:
+    """Write every readable annotation set of ``src`` to ``dst`` (whose recordings are
+    committed), events moved to their recordings' new rows; what is left out, listed."""
+    names, problems = _annotation_store.survey(src.zstore, where=src.where)
+    dropped: list[tuple[str, str]] = []
+    for name, problem in problems:
+        if name:
+            dropped.append((name, f"the set is dropped: {problem}"))
+        else:
+            findings.append(f"annotations: {problem}; the sets were read from their own groups")
+    if not names:
+        return [], dropped
+    now = dst.reopen()
+    try:
+        row_of = {rid: row for row, rid in enumerate(now.ids)}
+        # A row of the source whose id the new store holds (only kept recordings): its new row.
+        rows = np.asarray([row_of.get(rid, -1) for rid in ids], dtype=np.int64)
+        # Per source row: the kept recording's value; for a dropped one, one no event breaks.
+        unbounded = np.iinfo(np.int64).max
+        at_new = np.where(rows >= 0, rows, len(now))
+        samples = np.append(now.column("num_samples"), unbounded)[at_new]
+        channels = np.append(now.column("num_channels"), unbounded)[at_new]
+        group = zarr.open_group(dst.zarr_store, mode="r+")
+        written: list[tuple[str, int]] = []
+        for name in names:
+            try:
+                ann = _annotation_store.read_set(src.zstore, name, num_recordings=len(ids), where=src.where)
+            except CorruptDataError as e:
+                dropped.append((name, f"the set is dropped: {e}"))
+                continue
+            # The rules are checked on the source's events (so that messages count as its
+            # set does), against the kept recordings' values; the others' events go anyway.
+            kept_rows = rows[ann.recording] >= 0 if len(ann) else np.zeros(0, dtype=bool)
+            bad, lines = _annotation_store.event_problems(
+                ann,
+                ids=ids,
+                num_samples=samples,
+                num_channels=channels,
+                node=f"{src.where}/{_annotation_store.GROUP}/{name}",
+            )
+            if (~kept_rows).any():
+                gone = sorted({ids[r] for r in ann.recording[~kept_rows].tolist()})
+                shown = ", ".join(map(repr, gone[:5])) + (", ..." if len(gone) > 5 else "")
+                dropped.append(
+                    (
+                        name,
+                        f"{int((~kept_rows).sum())} event(s) of {len(gone)} dropped recording(s) left out ({shown}); "
+                        "once they are imported again, annotate them again from the set's sources",
+                    )
+                )
+            dropped.extend((name, f"left out: {line}") for line in lines)
+            moved = _annotation_store.remap(_annotation_store.take(ann, np.flatnonzero(~bad)), rows)
+            _annotation_store.write_set(group, name, moved, lock=lock, num_recordings=len(now), where=now.path)
+            written.append((name, len(moved)))
+    finally:
+        now.close()
+    return written, dropped
+
+
 # ---------------------------------------------------------------------- the source store
 
 
@@ -192,6 +279,8 @@ class _Source:
     """The arrays of the store to repair, read straight through Zarr (no table checks)."""
 
     def __init__(self, group: zarr.Group, where: str) -> None:
+        self.zstore = group.store
+        self.where = where
         attrs = group.attrs.asdict()
         self.counts = _layout.parse_root_attributes(attrs, where)
         self.version = _layout.format_version(attrs)
@@ -203,7 +292,9 @@ class _Source:
         where = _remote.describe(target)
         if _remote.is_local(target) and not os.path.exists(_remote.local_path(target)):
             raise StoreNotFoundError(f"no store at {where!r}")
-        zstore = _remote.open_store(target, read_only=True, storage_options=storage_options)
+        # Local files are read only where they are regular files: a FIFO or /dev/zero in
+        # place of a chunk is damage to repair around, not a read that never ends.
+        zstore = _chunks.checked(_remote.open_store(target, read_only=True, storage_options=storage_options))
         if not _remote.is_local(target) and not sync(zstore.exists("zarr.json")):
             raise StoreNotFoundError(f"no store at {where!r}")
         try:

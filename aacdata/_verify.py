@@ -1,9 +1,10 @@
-"""Checks of a store: every recording's bytes, index rows, CRCs, table values and JSON.
+"""Checks of a store: every recording's bytes, index rows, CRCs, table values and JSON,
+and every annotation set (metadata, commit, CRCs, rows and event ranges).
 
 Used by :meth:`AACStore.verify` (and so by ``aacdata verify``); it reads the store only
 through the store's public accessors, so other tools (repair) can run the same checks.
-A recording that cannot be checked (a chunk that does not decode, a value out of range)
-is reported with its reason, and checking goes on with the next one.
+A recording or set that cannot be checked (a chunk that does not decode, a value out of
+range) is reported with its reason, and checking goes on with the next one.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from . import _annotation_store
 from ._adts import SAMPLES_PER_FRAME, parse_adts
 from ._decoder import decode_batches, new_decoder
 from .errors import AACDataError, CorruptDataError, DecodeError
@@ -30,24 +32,36 @@ Progress = Callable[[int, int], None]
 class VerifyReport:
     """Outcome of :meth:`AACStore.verify`: ``problems`` holds ``(id, reason)`` pairs for
     damaged recordings, ``store_problems`` what is wrong with the store as a whole (e.g. a
-    recordings column that fails its checksum)."""
+    recordings column that fails its checksum), ``annotation_sets`` the names of the
+    annotation sets checked and ``annotation_problems`` ``(set, reason)`` pairs for the
+    damaged ones (set ``""``: the ``/annotations`` group itself)."""
 
     num_recordings: int
     problems: tuple[tuple[str, str], ...]
     store_problems: tuple[str, ...] = ()
+    annotation_sets: tuple[str, ...] = ()
+    annotation_problems: tuple[tuple[str, str], ...] = ()
 
     @property
     def ok(self) -> bool:
-        return not self.problems and not self.store_problems
+        return not self.problems and not self.store_problems and not self.annotation_problems
 
     @property
     def bad_ids(self) -> tuple[str, ...]:
         return tuple(dict.fromkeys(i for i, _ in self.problems))
 
+    @property
+    def bad_sets(self) -> tuple[str, ...]:
+        """Names of the annotation sets with a problem (``""``: the ``/annotations`` group)."""
+        return tuple(dict.fromkeys(name for name, _ in self.annotation_problems))
+
     def __repr__(self) -> str:
+        sets = ""
+        if self.annotation_sets or self.annotation_problems:
+            sets = f", annotation_sets={len(self.annotation_sets)}, bad_sets={len(self.bad_sets)}"
         return (
             f"VerifyReport(num_recordings={self.num_recordings}, num_bad={len(self.bad_ids)}, "
-            f"store_problems={len(self.store_problems)}, ok={self.ok})"
+            f"store_problems={len(self.store_problems)}{sets}, ok={self.ok})"
         )
 
 
@@ -72,7 +86,22 @@ def verify_store(store: AACStore, *, decode: bool = True, progress: Progress | N
             problems.append((ids[i], str(e)))
         if progress is not None:
             progress(i + 1, len(store))
-    return VerifyReport(num_recordings=len(store), problems=tuple(problems), store_problems=tuple(store_problems))
+    # Event ranges need num_samples and num_channels: only where the table is sound.
+    sound = not store.table_problems
+    sets, set_problems = _annotation_store.check_sets(
+        store.zarr_store,
+        where=store.path,
+        ids=ids,
+        num_samples=store.column("num_samples") if sound else None,
+        num_channels=store.column("num_channels") if sound else None,
+    )
+    return VerifyReport(
+        num_recordings=len(store),
+        problems=tuple(problems),
+        store_problems=tuple(store_problems),
+        annotation_sets=tuple(sets),
+        annotation_problems=tuple(set_problems),
+    )
 
 
 def verify_recording(store: AACStore, i: int, *, decode: bool = True) -> list[str]:

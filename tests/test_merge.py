@@ -110,22 +110,26 @@ def test_damaged_part_is_refused(tmp_path: Path) -> None:
         merge_stores([part], tmp_path / "m.zarr")
 
 
-def test_cli_merge_notes_annotation_sets(
+def test_cli_merge_carries_annotation_sets(
     store_sources: Path, store_path: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    # Issue 17: sets were left behind ("was not merged"); now they follow their recordings.
     parts = _parts(store_sources, tmp_path, n=2)
-    with AACStore.open(parts[0], "a") as st:
-        ann = Annotations.from_records([{"id": st.ids[0], "start": 0.0, "end": 0.1, "label": "bird"}])
+    with AACStore.open(parts[1], "a") as st:
+        rid = st.ids[0]
+        ann = Annotations.from_records([{"id": rid, "start": 0.0, "end": 0.1, "label": "bird"}])
         st.write_annotations(ann, name="calls")
     out = tmp_path / "all.zarr"
     assert main(["merge", *map(str, parts), "-o", str(out), "--no-progress"]) == 0
     text = capsys.readouterr().out
-    assert "annotation set calls of" in text and "was not merged" in text
+    assert "was not merged" not in text
     assert f"{len(STORE_IDS)} recordings from 2 parts" in text
     assert main(["verify", str(out), "--no-progress"]) == 0
     _same_by_id(out, store_path)
     with AACStore.open(out) as st:
-        assert st.annotation_sets == ()
+        assert st.annotation_sets == ("calls",)
+        carried = st.annotations("calls")
+        assert [st.ids[r] for r in carried.recording] == [rid] and carried.classes == ("bird",)
     assert main(["merge", str(parts[0]), str(parts[0]), "-o", str(tmp_path / "m2.zarr"), "--no-progress"]) == 2
 
 
