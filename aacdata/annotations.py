@@ -49,11 +49,15 @@ log = logging.getLogger("aacdata")
 MATCH_ID = 0
 """A parsed event's recording name is a store id, matched exactly."""
 MATCH_FILE = 1
-"""The name is a file name (Raven ``Begin File``): the id equal to it, else the one id
-whose last path component equals it."""
+"""The name is a file name or a path ending in one (Raven ``Begin File``, ``Begin Path``):
+the id equal to it, else the one id whose last path component equals the file name; where
+several have it (timestamp names repeated across sites), the one whose folders end the
+path's folders."""
 MATCH_STEM = 2
-"""The name is a file name without extension (from a Raven table named
-``X.Table.1.selections.txt``): the one id whose last path component is ``X.<ext>``."""
+"""The name is a path without extension (of a Raven table ``X.Table.1.selections.txt``
+beside its audio): the one id whose last path component is ``X.<ext>``; where several
+have it, the one whose folders end the table's folders (a table beside its audio names
+that audio)."""
 
 STRINGS = np.dtypes.StringDType()
 """dtype of the text columns (recording names of parsed tables, ``extra``)."""
@@ -619,13 +623,22 @@ def _match_names(names: np.ndarray, match: np.ndarray, ids: list[str], origin: A
         if row is None:
             row = by_id.get(name, -1)
             if row < 0 and how != MATCH_ID:
-                found = (by_file if how == MATCH_FILE else by_stem).get(name, [])
+                folders = _parts(name)
+                found = (by_file if how == MATCH_FILE else by_stem).get(folders.pop(), [])
+                if len(found) > 1:
+                    # Of the recordings with that name, the one whose folders end the path's
+                    # (the deepest such, where an id without folders ends any path too).
+                    ending = [k for k in found if _ends_with(folders, _parts(ids[k])[:-1])]
+                    if ending:
+                        deepest = max(len(_parts(ids[k])) for k in ending)
+                        found = [k for k in ending if len(_parts(ids[k])) == deepest]
                 if len(found) > 1:
                     shown = ", ".join(repr(ids[k]) for k in found[:_SHOWN])
                     kind = "file name" if how == MATCH_FILE else "name (without extension)"
                     raise AnnotationError(
-                        f"{origin(i)}: the {kind} {name!r} matches {len(found)} recordings of {where} ({shown}); "
-                        "name the recording by its full id (recording= for a Raven table, or an id column)"
+                        f"{origin(i)}: the {kind} {posixpath.basename(name)!r} matches {len(found)} recordings of "
+                        f"{where} ({shown}) and the table's folders tell none apart; name the recording by its "
+                        "full id (recording= / --recording for a Raven table of one recording, or an id column)"
                     )
                 row = found[0] if found else -1
             cache[key] = row
@@ -824,7 +837,7 @@ def _parse_raven(builder: _Builder, path: Path, *, label_column: str | None, rec
                     f"{where}: cannot tell which recording the table describes: it has no Begin File column and "
                     "its name is not <recording>.Table.<n>.selections.txt; pass recording="
                 )
-            own, own_match = m.group("stem"), MATCH_STEM
+            own, own_match = str(path.parent / m.group("stem")), MATCH_STEM
         else:
             own, own_match = recording, MATCH_FILE
     src = builder.source(where)
@@ -835,7 +848,8 @@ def _parse_raven(builder: _Builder, path: Path, *, label_column: str | None, rec
         if end < begin:
             raise AnnotationError(f"{at}: {_RAVEN_END} {end:g} is before {_RAVEN_BEGIN} {begin:g}")
         if file_column is not None:
-            name = _file_name(_text(row[file_column], file_column, at))
+            given = _text(row[file_column], file_column, at)
+            name = given if file_column == "Begin Path" else _file_name(given)
             if has_offset:
                 offset = _seconds(row[_RAVEN_OFFSET], _RAVEN_OFFSET, at)
                 begin, end = offset, offset + (end - begin)
@@ -941,6 +955,16 @@ def _text(value: Any, name: str, where: str) -> str:
 def _file_name(path: str) -> str:
     """The last component of a path written on any system (``C:\\data\\x.wav`` -> ``x.wav``)."""
     return re.split(r"[\\/]", path)[-1]
+
+
+def _parts(path: str) -> list[str]:
+    """The components of a path written on any system, empty ones and ``.`` left out."""
+    return [p for p in re.split(r"[\\/]", path) if p and p != "."]
+
+
+def _ends_with(folders: list[str], tail: list[str]) -> bool:
+    """Whether ``folders`` ends with ``tail`` (an id's folders; an id without folders ends any)."""
+    return len(tail) <= len(folders) and folders[len(folders) - len(tail) :] == tail
 
 
 def _short(value: Any, limit: int = 80) -> str:

@@ -147,6 +147,12 @@ def _parser() -> argparse.ArgumentParser:
         "--skip-missing", action="store_true", help="drop events of recordings the store lacks instead of failing"
     )
     ann.add_argument(
+        "--recording",
+        default=None,
+        metavar="ID",
+        help="the recording a Raven table without Begin File/Begin Path describes (one table)",
+    )
+    ann.add_argument(
         "--labels",
         choices=("as-is", "lower"),
         default="as-is",
@@ -244,6 +250,7 @@ FLAGS = {
     "clip": "--clip",
     "missing": "--skip-missing",
     "replace": "--replace",
+    "recording": "--recording",
 }
 """The CLI flag of each library parameter that error messages name."""
 
@@ -260,7 +267,7 @@ def in_flags(message: str) -> str:
     message = re.sub(r"\b\w+= \(CLI: (--[\w-]+)\)", r"\1", message)
     message = re.sub(r"(?P<before>\bpass )(?P<name>\w+)=\S*?(?=[\s),;]|$)", named, message)
     message = re.sub(r"(?P<before>\()(?P<name>\w+)=(?=\))", named, message)
-    return re.sub(r"^(?P<before>)(?P<name>\w+)(?= )", named, message)
+    return re.sub(r"^(?P<before>)(?P<name>\w+)(?= (?:must |\d))", named, message)
 
 
 def _seconds(text: str) -> float:
@@ -435,6 +442,8 @@ def _cmd_annotate(args: argparse.Namespace) -> int:
         if len(kinds) > 1:
             raise ValueError("the tables mix .csv and Raven files; annotate one format at a time, or pass --format")
         csv_tables = kinds == {True}
+    if args.recording is not None and (csv_tables or len(tables) != 1):
+        raise ValueError("--recording names the recording of one Raven table; give one table with it")
     if csv_tables and args.label_column is not None:
         raise ValueError("--label-column is for Raven tables; a CSV table's label column is 'label'")
     AACStore.open(args.store).close()  # a missing store is an error, not a new empty store
@@ -442,7 +451,7 @@ def _cmd_annotate(args: argparse.Namespace) -> int:
         parsed = (
             Annotations.from_csv(tables)
             if csv_tables
-            else Annotations.from_raven(tables, label_column=args.label_column)
+            else Annotations.from_raven(tables, label_column=args.label_column, recording=args.recording)
         )
         if args.label_map is not None:
             parsed = parsed.relabel(_label_map(Path(args.label_map)))

@@ -101,8 +101,8 @@ def test_raven_multi_view_duplicates_kept_once(tmp_path: Path) -> None:
         {"Notes": "faint", "Selection": "2"},
         {"Notes": "", "Selection": "3"},
     ]
-    # the recording comes from the table's name, matched by stem at resolve time
-    assert list(ann.recording) == ["owl"] * 3
+    # the recording comes from the table's path and name, matched by stem at resolve time
+    assert list(ann.recording) == [str(tmp_path / "owl")] * 3
     assert set(ann.match.tolist()) == {MATCH_STEM}  # type: ignore[union-attr]
     np.testing.assert_array_equal(ann.line, [3, 5, 6])  # the spectrogram rows' lines
     assert ann.sources == (str(tmp_path / "owl.Table.1.selections.txt"),)
@@ -133,7 +133,7 @@ def test_raven_begin_path_with_windows_separators(tmp_path: Path) -> None:
     header = ["Selection", "Begin Time (s)", "End Time (s)", "Begin Path", "Label"]
     rows = [[1, 0.5, 0.75, r"D:\audio\site2\frog.wav", "frog"]]
     ann = Annotations.from_raven(write_table(tmp_path / "t.txt", header, rows))
-    assert list(ann.recording) == ["frog.wav"]
+    assert list(ann.recording) == [r"D:\audio\site2\frog.wav"]  # the path: its folders tell sites apart
     res = ann.resolve(FAKE)
     np.testing.assert_array_equal(res.recording, [2])
     np.testing.assert_array_equal(res.start, [24_000])

@@ -169,3 +169,50 @@ def test_annotate_warns_of_labels_typed_two_ways_and_normalises_them(tmp_path: P
     bad.write_text("a,b\n")
     out = run_cli("annotate", str(store), str(table), "--name", "x", "--label-map", str(bad))
     assert out.returncode == 2 and "--label-map" in out.stderr and "from,to" in out.stderr
+
+
+def _raven(path: Path, rows: list[tuple[float, float, str]], begin_path: str | None = None) -> Path:
+    header = ["Selection", "View", "Channel", "Begin Time (s)", "End Time (s)", "Species"]
+    header += ["Begin Path", "File Offset (s)"] if begin_path else []
+    lines = ["\t".join(header)]
+    for k, (a, b, label) in enumerate(rows, start=1):
+        cells = [str(k), "Spectrogram 1", "1", str(a), str(b), label] + ([begin_path, str(a)] if begin_path else [])
+        lines.append("\t".join(cells))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\r\n".join(lines) + "\r\n")  # Raven on Windows writes CRLF
+    return path
+
+
+def test_raven_tables_beside_audio_with_repeated_timestamp_names(tmp_path: Path) -> None:
+    # Invariant: a table beside its audio describes that audio, even where the same file
+    # name stands in several sites; a Begin Path's folders tell sites apart too.
+    corpus = tmp_path / "corpus"
+    for site in ("site_A", "site_B"):
+        make_file(corpus / site / "20240501_050000.WAV", "tone", 32_000)
+    _raven(corpus / "site_A" / "20240501_050000.Table.1.selections.txt", [(0.1, 0.2, "wren")])
+    _raven(corpus / "site_B" / "20240501_050000.Table.1.selections.txt", [(0.5, 0.7, "robin")])
+    report = aacdata.import_audio(corpus, tmp_path / "s.zarr", workers=0, progress=False)
+    assert report.ok and len(report.imported) == 2
+    tables = sorted(str(p) for p in corpus.rglob("*.txt"))
+    out = run_cli("annotate", str(tmp_path / "s.zarr"), *tables)
+    assert out.returncode == 0, out.stderr
+    with aacdata.AACStore.open(tmp_path / "s.zarr") as store:
+        ann = store.annotations()
+        got = {(store.ids[r], ann.classes[k]) for r, k in zip(ann.recording, ann.label, strict=True)}
+        assert got == {("site_A/20240501_050000.WAV", "wren"), ("site_B/20240501_050000.WAV", "robin")}
+    one = _raven(
+        tmp_path / "elsewhere" / "all.txt", [(1.0, 1.1, "jay")], begin_path=r"E:\field\site_B\20240501_050000.WAV"
+    )
+    out = run_cli("annotate", str(tmp_path / "s.zarr"), str(one), "--name", "paths")
+    assert out.returncode == 0, out.stderr
+    with aacdata.AACStore.open(tmp_path / "s.zarr") as store:
+        assert store.ids[int(store.annotations("paths").recording[0])] == "site_B/20240501_050000.WAV"
+    # a table whose folders say nothing: refused, naming the candidates and the flag
+    lost = _raven(tmp_path / "elsewhere" / "20240501_050000.Table.1.selections.txt", [(0.1, 0.2, "x")])
+    out = run_cli("annotate", str(tmp_path / "s.zarr"), str(lost), "--name", "lost")
+    assert out.returncode == 1
+    assert "matches 2 recordings" in out.stderr and "--recording" in out.stderr
+    out = run_cli(
+        "annotate", str(tmp_path / "s.zarr"), str(lost), "--name", "lost", "--recording", "site_A/20240501_050000.WAV"
+    )
+    assert out.returncode == 0, out.stderr
