@@ -712,11 +712,7 @@ def _cmd_merge(args: argparse.Namespace) -> int:
 
     with _Progress("merge", "rec", enabled=not args.no_progress) as tick:
         report = merge_stores(args.parts, args.output, progress=tick)
-    for part, name in report.annotation_sets:
-        print(
-            f"note: annotation set {_shown(name)} of {_escaped(part)} was not merged "
-            f"(annotate {_escaped(args.output)} again from its tables)"
-        )
+    sets = ", ".join(f"{_shown(name)} ({events} events)" for name, events in report.annotations)
     print(
         _table(
             [
@@ -724,6 +720,7 @@ def _cmd_merge(args: argparse.Namespace) -> int:
                 ("merged", f"{len(report.merged)} recordings from {len(args.parts)} parts"),
                 ("skipped", f"{len(report.skipped)} (already in the store)"),
                 ("written", _size(report.bytes_written)),
+                ("annotations", sets or "-"),
             ]
         )
     )
