@@ -13,6 +13,7 @@ import logging
 
 from ._labels import collate
 from ._resample import resample
+from ._show import show_window
 from ._verify import VerifyReport
 from .annotations import Annotations
 from .dataset import AACSegmentDataset
@@ -70,6 +71,7 @@ __all__ = [
     "collate",
     "import_audio",
     "resample",
+    "show_window",
 ]
 
 logging.getLogger("aacdata").addHandler(logging.NullHandler())

@@ -37,7 +37,7 @@ log = logging.getLogger("aacdata")
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
-_READING_COMMANDS = frozenset({"info", "verify", "export", "ls"})
+_READING_COMMANDS = frozenset({"info", "verify", "export", "ls", "show"})
 """Commands whose one store is only read: a store they cannot read is damaged (exit 1)."""
 
 
@@ -183,6 +183,15 @@ def _parser() -> argparse.ArgumentParser:
         "--duration", type=_positive_float, default=None, metavar="D", help="of D seconds (default: to the end)"
     )
     exp.set_defaults(run=_cmd_export)
+
+    show = sub.add_parser("show", help="draw a window: waveform, spectrogram and event boxes (needs matplotlib)")
+    show.add_argument("store")
+    show.add_argument("id", help="recording id (or index)")
+    show.add_argument("-o", "--output", required=True, metavar="FILE", help="picture to write (.png, .svg, .pdf)")
+    show.add_argument("--start", type=_seconds, default=0.0, metavar="S", help="from S seconds (default 0)")
+    show.add_argument("--duration", type=_positive_float, default=None, metavar="D", help="D seconds (default: all)")
+    show.add_argument("--set", default="default", metavar="NAME", help="annotation set whose events are drawn")
+    show.set_defaults(run=_cmd_show)
 
     ls = sub.add_parser("ls", help="list recordings: id, duration, rate, channels, bandwidth, events per set")
     ls.add_argument("store")
@@ -629,6 +638,24 @@ def _recording(store: Any, given: str) -> Any:
     rid, how = store.resolve_id(given)
     print(f"note: {_shown(given)} is taken as {_shown(rid)} ({how})", file=sys.stderr)
     return store.recording(rid)
+
+
+def _cmd_show(args: argparse.Namespace) -> int:
+    from ._show import show_window
+    from .store import AACStore
+
+    with AACStore.open(args.store) as store:
+        rec = _recording(store, args.id)
+        if args.set not in store.annotation_sets and args.set != "default":
+            raise ValueError(
+                f"{args.store} has no annotation set {args.set!r} (sets: {', '.join(store.annotation_sets) or 'none'})"
+            )
+        show_window(
+            store, rec, start_seconds=args.start, duration_seconds=args.duration, annotation_set=args.set,
+            out=args.output,
+        )  # fmt: skip
+    print(f"wrote {_escaped(args.output)} ({_shown(rec.id)} from {args.start:g} s)")
+    return EXIT_OK
 
 
 def _cmd_ls(args: argparse.Namespace) -> int:

@@ -216,3 +216,38 @@ def test_raven_tables_beside_audio_with_repeated_timestamp_names(tmp_path: Path)
         "annotate", str(tmp_path / "s.zarr"), str(lost), "--name", "lost", "--recording", "site_A/20240501_050000.WAV"
     )
     assert out.returncode == 0, out.stderr
+
+
+def _red_columns(png: Path) -> np.ndarray:
+    """x positions (fractions of the width) of the picture's pure-red pixels: event boxes."""
+    import matplotlib.image
+
+    img = matplotlib.image.imread(png)[..., :3]
+    red = (img[..., 0] > 0.9) & (img[..., 1] < 0.2) & (img[..., 2] < 0.2)
+    return np.flatnonzero(red.any(axis=0)) / img.shape[1]
+
+
+def test_show_draws_the_events_where_they_are(tmp_path: Path) -> None:
+    pytest.importorskip("matplotlib")
+    store = _two_label_store(tmp_path)  # 2 s of audio
+    early = aacdata.Annotations.from_records([{"id": "a.wav", "start": 0.1, "end": 0.3, "label": "wren",
+                                               "low_hz": 1000, "high_hz": 3000}])  # fmt: skip
+    late = aacdata.Annotations.from_records([{"id": "a.wav", "start": 1.6, "end": 1.8, "label": "robin"}])
+    with aacdata.AACStore.open(store, "a") as s:
+        s.write_annotations(early, "early")
+        s.write_annotations(late, "late")
+    for name in ("early", "late"):
+        out = run_cli("show", str(store), "a.wav", "-o", str(tmp_path / f"{name}.png"), "--set", name)
+        assert out.returncode == 0, out.stderr
+    # Invariant: the box lies where its event lies in time (read back from the pixels).
+    early_x, late_x = _red_columns(tmp_path / "early.png"), _red_columns(tmp_path / "late.png")
+    assert early_x.size and late_x.size
+    assert early_x.max() < 0.4 < 0.6 < late_x.min()
+    # a window that leaves the event out draws no box
+    out = run_cli("show", str(store), "a.wav", "-o", str(tmp_path / "none.png"), "--set", "late", "--duration", "1")
+    assert out.returncode == 0 and _red_columns(tmp_path / "none.png").size == 0
+    missing = run_cli("show", str(store), "a.wav", "-o", str(tmp_path / "x.png"), "--set", "nope")
+    assert missing.returncode == 2 and "no annotation set 'nope'" in missing.stderr
+    with aacdata.AACStore.open(store) as s:
+        fig = aacdata.show_window(s, "a.wav", start_seconds=1.5, duration_seconds=0.5, annotation_set="late")
+        assert len(fig.axes[1].patches) == 1
