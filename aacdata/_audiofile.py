@@ -35,11 +35,13 @@ def write_audio(
     sample_rate: int,
     bitrate: int = 128_000,
     float_wav: bool = False,
+    pns: bool = False,
 ) -> Path:
     """Write float32 ``(C, T)`` audio to ``path``; the extension picks format and codec.
 
     WAV and FLAC are 16-bit; ``float_wav=True`` writes 32-bit float WAV, which keeps
-    every sample exactly.
+    every sample exactly. AAC is written with perceptual noise substitution off unless
+    ``pns=True`` (FFmpeg's own default, and that of most ``.m4a`` files).
     """
     path = Path(path)
     try:
@@ -58,7 +60,8 @@ def write_audio(
         if codec not in ("pcm_s16le", "pcm_f32le", "flac"):
             stream.bit_rate = bitrate
         if codec == "aac":
-            stream.codec_context.options = {"aac_pns": "0"}
+            # PNS off unless asked for (FFmpeg turns it on by default, as in most .m4a files)
+            stream.codec_context.options = {"aac_pns": "1" if pns else "0"}
         elif codec == "vorbis":
             if channels != 2:
                 raise ValueError(f"the native Vorbis encoder writes stereo only; got {channels} channels")

@@ -122,6 +122,12 @@ class EncodedRecording(FrameRun):
                 f"bandwidth {self.bandwidth_clamped} Hz is above its Nyquist frequency; stored full band "
                 f"({self.bandwidth_hz} Hz)"
             )
+        if self.passthrough and self.random_noise:
+            out.append(
+                "passed through with perceptual noise substitution (PNS): its windows are deterministic, and equal "
+                "a full decode except in the noise-filled bands (each window gets a fresh decoder, ~1.5x slower); "
+                "re-encode with pns='reencode' (CLI: --pns reencode) for bit-identical windows"
+            )
         if self.bandwidth_measured:
             out.append(f"passed through: its bandwidth, {self.bandwidth_hz} Hz, is measured from the decoded stream")
         if self.source_num_channels and self.source_num_channels != self.num_channels:
@@ -156,6 +162,7 @@ def transcode(
     reencode: bool = False,
     bandwidth: int | None = None,
     time_expansion: float | None = None,
+    pns: str = "keep",
 ) -> EncodedRecording:
     """Convert one audio file to AAC-LC ADTS frames, in memory.
 
@@ -182,6 +189,7 @@ def transcode(
             reencode=reencode,
             bandwidth=bandwidth,
             time_expansion=time_expansion,
+            pns=pns,
         )
     except SourceError:
         raise
@@ -204,11 +212,12 @@ def _transcode(
     reencode: bool,
     bandwidth: int | None,
     time_expansion: float | None,
+    pns: str = "keep",
 ) -> EncodedRecording:
     if os.path.isfile(name) and os.path.getsize(name) == 0:
         raise SourceError("file is empty (0 bytes)")
     size_note = _check_header_sizes(name)
-    encoded = _convert(name, bitrate, sample_rate, num_channels, reencode, bandwidth, time_expansion)
+    encoded = _convert(name, bitrate, sample_rate, num_channels, reencode, bandwidth, time_expansion, pns)
     return dataclasses.replace(encoded, size_note=size_note) if size_note else encoded
 
 
@@ -220,6 +229,7 @@ def _convert(
     reencode: bool,
     bandwidth: int | None,
     time_expansion: float | None,
+    pns: str = "keep",
 ) -> EncodedRecording:
     with _open(name) as container:
         stream = _audio_stream(container)
@@ -229,9 +239,13 @@ def _convert(
             and _can_pass_through(stream, container.format.name, sample_rate, num_channels)
         ):
             try:
-                return _pass_through(container, stream, container.format.name)
+                passed = _pass_through(container, stream, container.format.name)
             except _NotPassableError as e:
                 log.debug("%s: re-encoding instead of passthrough: %s", name, e)
+            else:
+                if not (passed.random_noise and pns == "reencode"):
+                    return passed
+                log.debug("%s: the stream uses PNS; re-encoding (pns='reencode')", name)
     # Re-encoding starts from a freshly opened file: after a seek back to the start, an
     # AAC decoder misses the priming of the first packets and mutes the head.
     with _open(name) as container:

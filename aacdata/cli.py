@@ -116,6 +116,13 @@ def _parser() -> argparse.ArgumentParser:
     )
     imp.add_argument("--channels", type=_positive_int, default=None, help="remix to this many channels")
     imp.add_argument("--reencode", action="store_true", help="re-encode AAC-LC sources instead of passing through")
+    imp.add_argument(
+        "--pns",
+        choices=("keep", "reencode"),
+        default="keep",
+        help="AAC sources using perceptual noise substitution: pass through (windows exact outside the noise bands) "
+        "or re-encode (bit-identical windows)",
+    )
     imp.add_argument("--workers", type=int, default=None, help="conversion processes (default: all cores)")
     imp.add_argument(
         "--dask",
@@ -260,6 +267,7 @@ FLAGS = {
     "missing": "--skip-missing",
     "replace": "--replace",
     "recording": "--recording",
+    "pns": "--pns",
 }
 """The CLI flag of each library parameter that error messages name."""
 
@@ -376,6 +384,7 @@ def _cmd_import(args: argparse.Namespace) -> int:
             reencode=args.reencode,
             bandwidth=args.bandwidth,
             time_expansion=args.time_expansion,
+            pns=args.pns,
             workers=args.workers,
             executor=client,
             on_error=args.on_error,
@@ -535,6 +544,8 @@ def _cmd_info(args: argparse.Namespace) -> int:
         ("bandwidths", ", ".join(f"{b} Hz" if b else "unknown" for b in s["bandwidths_hz"]) or "-"),
         ("format", f"version {s['format_version']}"),
     ]
+    if s["pns"]:
+        rows.append(("pns", f"{s['pns']} recordings use noise substitution (exact outside its bands; import --pns)"))
     if s["time_expanded"]:
         rows.append(("time-expanded", f"{s['time_expanded']} recordings (stored slower; reads in the true timeline)"))
     if s["disk_bytes"] is not None:
@@ -677,6 +688,7 @@ def _cmd_ls(args: argparse.Namespace) -> int:
                 "id": rec.id, "seconds": round(rec.duration_seconds, 3), "sample_rate": rec.sample_rate,
                 "channels": rec.num_channels, "bandwidth_hz": rec.bandwidth_hz, "codec": rec.codec,
                 "time_expansion": round(rec.time_expansion, 4), "kbit_per_s": round(rec.bitrate / 1000),
+                "pns": rec.pns,
                 "events": {name: int(counts[i]) for name, counts in sets.items()},
             }  # fmt: skip
             rows.append(row)
@@ -684,14 +696,24 @@ def _cmd_ls(args: argparse.Namespace) -> int:
         for row in rows:
             print(json.dumps(row))
         return EXIT_OK
-    head = ["id", "seconds", "rate", "ch", "bandwidth", "kbit/s", *(f"events {n}" for n in sets)]
+    pns = any(row["pns"] for row in rows)
+    head = [
+        "id",
+        "seconds",
+        "rate",
+        "ch",
+        "bandwidth",
+        "kbit/s",
+        *(["pns"] if pns else []),
+        *(f"events {n}" for n in sets),
+    ]
     lines = [head]
     for row in rows:
         expanded = f" (x{row['time_expansion']:g})" if row["time_expansion"] != 1 else ""
         lines.append(
             [_shown(row["id"]), f"{row['seconds']:.3f}", f"{row['sample_rate']}{expanded}", str(row["channels"]),
              f"{row['bandwidth_hz']} Hz" if row["bandwidth_hz"] else "unknown", str(row["kbit_per_s"]),
-             *(str(row["events"][n]) for n in sets)]
+             *(["yes" if row["pns"] else ""] if pns else []), *(str(row["events"][n]) for n in sets)]
         )  # fmt: skip
     widths = [max(len(line[k]) for line in lines) for k in range(len(head))]
     for line in lines:

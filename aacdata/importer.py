@@ -139,6 +139,7 @@ def import_audio(
     reencode: bool = False,
     bandwidth: int | None = None,
     time_expansion: float | None = None,
+    pns: Literal["keep", "reencode"] = "keep",
     workers: int | None = None,
     executor: Any = None,
     on_error: Literal["skip", "raise"] = "skip",
@@ -186,6 +187,13 @@ def import_audio(
         more, and fewer keeps the first channels.
     reencode
         Re-encode AAC-LC sources too instead of passing their frames through.
+    pns
+        AAC-LC sources whose frames use perceptual noise substitution (FFmpeg's encoder
+        turns it on by default, so most ``ffmpeg -c:a aac`` files have it): ``"keep"``
+        passes them through, and their windows are deterministic and equal a full decode
+        outside the noise-filled bands (the noise inside them depends on the decoder's
+        state, so each window is read with a fresh decoder); ``"reencode"`` re-encodes
+        them with PNS off, for bit-identical windows at one generation of coding loss.
     workers
         Conversion processes (``None``: all cores). A file that crashes the decoder then
         fails alone. ``0`` converts in this process (no such protection).
@@ -233,6 +241,8 @@ def import_audio(
     """
     if on_error not in ("skip", "raise"):
         raise ValueError(f"on_error must be 'skip' or 'raise'; got {on_error!r}")
+    if pns not in ("keep", "reencode"):
+        raise ValueError(f"pns must be 'keep' or 'reencode'; got {pns!r}")
     _check_number("bitrate", bitrate, low=MIN_BITRATE, high=max_bitrate(AAC_MAX_RATE), integer=True)
     _check_sample_rate(sample_rate)
     _check_number("num_channels", num_channels, low=1, high=MAX_CHANNELS, integer=True)
@@ -298,6 +308,7 @@ def import_audio(
             "reencode": reencode,
             "bandwidth": bandwidth,
             "time_expansion": time_expansion,
+            "pns": pns,
         }
         unknown = [s for s in listed if writer.committed_ids.get(s.id) == ""]
         if unknown:
@@ -543,6 +554,8 @@ def _convert_one(path: str, existing_checksum: str | None, options: dict[str, An
     if encoded.peak > 1.0:
         info["peak"] = round(encoded.peak, 4)
     info["bandwidth_hz"] = encoded.bandwidth_hz
+    if encoded.random_noise:
+        info["pns"] = True
     if encoded.bandwidth_measured:
         info["bandwidth_measured"] = True
     if encoded.frames_rate != encoded.sample_rate:

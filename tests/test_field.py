@@ -251,3 +251,31 @@ def test_show_draws_the_events_where_they_are(tmp_path: Path) -> None:
     with aacdata.AACStore.open(store) as s:
         fig = aacdata.show_window(s, "a.wav", start_seconds=1.5, duration_seconds=0.5, annotation_set="late")
         assert len(fig.axes[1].patches) == 1
+
+
+def test_pns_sources_are_flagged_and_can_be_reencoded(tmp_path: Path) -> None:
+    from conftest import full_decode
+
+    from aacdata._audiofile import write_audio
+
+    # An .m4a as FFmpeg makes it by default: perceptual noise substitution on (noise makes it fill bands).
+    noise = aacdata.testing.signal("noise", 44_100 * 2, sample_rate=44_100, num_channels=2, seed=4)
+    src = write_audio(tmp_path / "pns.m4a", 0.3 * noise, sample_rate=44_100, bitrate=96_000, pns=True)
+    kept = aacdata.import_audio(src, tmp_path / "keep.zarr", workers=0, progress=False)
+    with aacdata.AACStore.open(tmp_path / "keep.zarr") as store:
+        rec = store.recording(0)
+        assert kept.passthrough == 1 and rec.pns and rec.source["pns"] is True
+        assert store.summary()["pns"] == 1
+    assert any("perceptual noise substitution" in note for _, note in kept.notes)
+    rows = [json.loads(x) for x in run_cli("ls", str(tmp_path / "keep.zarr"), "--json").stdout.splitlines()]
+    assert rows[0]["pns"] is True
+    redone = aacdata.import_audio(src, tmp_path / "redo.zarr", workers=0, progress=False, pns="reencode")
+    assert redone.passthrough == 0
+    with aacdata.AACStore.open(tmp_path / "redo.zarr") as store:
+        rec = store.recording(0)
+        assert not rec.pns
+        ref = full_decode(store, rec)
+        for start in (0, 1000, 40_000):  # Invariant: re-encoded windows are bit-identical to a full decode
+            np.testing.assert_array_equal(store.read(rec, start, 4096), ref[:, start : start + 4096])
+    with pytest.raises(ValueError, match="pns must be"):
+        aacdata.import_audio(src, tmp_path / "x.zarr", pns="drop")  # type: ignore[arg-type]
