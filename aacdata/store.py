@@ -82,6 +82,10 @@ class Recording:
     ``sample_rate`` unless the recording is time-expanded (0: the same as ``sample_rate``)."""
     codec: str = "aac-lc"
     """The frame codec of the stored stream."""
+    pns: bool = False
+    """The stream uses perceptual noise substitution (an AAC source passed through): its
+    windows are deterministic and equal a full decode outside the noise-filled bands; each
+    is read with a fresh decoder."""
     source: Mapping[str, Any] = field(default_factory=dict, compare=False)
     metadata: Mapping[str, Any] = field(default_factory=dict, compare=False)
 
@@ -559,6 +563,7 @@ class AACStore:
             bandwidth_hz=int(t["bandwidth_hz"][i]),
             stream_sample_rate=int(t["stream_sample_rate"][i]),
             codec=_layout.CODECS[int(t["codec"][i])],
+            pns=bool(int(t["flags"][i]) & _layout.FLAG_FRESH_DECODER),
             source=MappingProxyType(self._json("source", i)),
             metadata=MappingProxyType(self._json("metadata", i)),
         )
@@ -964,6 +969,7 @@ class AACStore:
             "channel_counts": sorted({int(x) for x in t["num_channels"]}),
             "bandwidths_hz": sorted({int(x) for x in t["bandwidth_hz"]}),
             "time_expanded": int(np.count_nonzero(t["stream_sample_rate"] != t["sample_rate"])),
+            "pns": int(np.count_nonzero(t["flags"] & _layout.FLAG_FRESH_DECODER)),
         }
 
 
