@@ -19,6 +19,7 @@ the garbage of an interrupted import, which the next import overwrites.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -34,7 +35,7 @@ from zarr.codecs import BloscCodec
 from zarr.core.sync import sync
 from zarr.errors import GroupNotFoundError
 
-from . import _lock, _remote
+from . import _fence, _lock, _remote
 from ._adts import SAMPLES_PER_FRAME
 from .errors import AACDataError, CorruptDataError, StoreFormatError, StoreNotFoundError
 
@@ -257,18 +258,40 @@ def _short(value: Any, limit: int = 80) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-def create_layout(store: Any) -> zarr.Group:
-    """Create a new, empty store: the root group with its attribute first (in one write of
-    ``zarr.json``), then the arrays. A process killed in between leaves a store whose
-    counts are zero and some arrays missing, which :func:`complete_layout` finishes."""
-    # Not mode="w": that would first delete what the directory holds, the lock file included.
-    group = zarr.create_group(store, attributes={ATTRIBUTE: root_attributes(Counts())}, overwrite=False)
-    complete_layout(group)
-    return group
+def create_layout(store: Any, where: str | None = None) -> zarr.Group:
+    """Create a new, empty store under the write lock the caller holds: the root group with
+    its attribute first (in one write of ``zarr.json``), then the arrays. A node that exists
+    is never overwritten (another creator's, or its commits'); a process killed in between
+    leaves a store whose counts are zero and some arrays missing, which
+    :func:`complete_layout` finishes."""
+    where = where if where is not None else _remote.describe(store)
+    _create_missing_nodes(store, where)
+    return zarr.open_group(store, mode="r+")
 
 
-def complete_layout(group: zarr.Group) -> None:
-    """Create the arrays of an empty store (again, if a creation was interrupted)."""
+def complete_layout(group: zarr.Group, where: str | None = None) -> None:
+    """Create the missing arrays of an empty store whose creation was interrupted, or is
+    under way in another import.
+
+    Takes the write lock (unless this process holds it): a store that another import is
+    creating raises :class:`~aacdata.errors.StoreLockedError`. Under the lock the counts are
+    read again; a store that has commits by now is left as it is, and no node that exists
+    is ever overwritten.
+    """
+    store = group.store
+    where = where if where is not None else _remote.describe(store)
+    held = _lock.held_here(store)
+    with _lock.acquire(store, where) if held is None else contextlib.nullcontext():
+        root = zarr.open_group(store, mode="r")
+        if parse_root_attributes(root.attrs.asdict(), where) != Counts():
+            return  # the import that created it has finished and committed
+        _create_missing_nodes(store, where)
+
+
+def _layout_nodes() -> dict[str, Any]:
+    """The ``zarr.json`` of every node of a new, empty store: key -> buffer."""
+    nodes: dict[str, Any] = {}
+    group = zarr.create_group(zarr.storage.MemoryStore(nodes), attributes={ATTRIBUTE: root_attributes(Counts())})
     group.create_array(
         ADTS,
         shape=(0,),
@@ -277,27 +300,14 @@ def complete_layout(group: zarr.Group) -> None:
         compressors=None,
         fill_value=0,
         chunk_key_encoding={"name": "default", "separator": "/"},
-        overwrite=True,
     )
     group.create_array(
-        INDEX,
-        shape=(0, 3),
-        dtype="uint64",
-        chunks=(INDEX_CHUNK_ROWS, 3),
-        compressors=INDEX_CODECS,
-        fill_value=0,
-        overwrite=True,
+        INDEX, shape=(0, 3), dtype="uint64", chunks=(INDEX_CHUNK_ROWS, 3), compressors=INDEX_CODECS, fill_value=0
     )
     group.create_array(
-        FRAME_CRC,
-        shape=(0,),
-        dtype="uint32",
-        chunks=(INDEX_CHUNK_ROWS,),
-        compressors=FRAME_CRC_CODECS,
-        fill_value=0,
-        overwrite=True,
+        FRAME_CRC, shape=(0,), dtype="uint32", chunks=(INDEX_CHUNK_ROWS,), compressors=FRAME_CRC_CODECS, fill_value=0
     )
-    rec = group.create_group(RECORDINGS, overwrite=True)
+    rec = group.create_group(RECORDINGS)
     for name, dtype in NUMERIC_COLUMNS.items():
         rec.create_array(name, shape=(0,), dtype=dtype, chunks=(RECORDING_CHUNK_ROWS,), fill_value=0)
     with warnings.catch_warnings():
@@ -305,6 +315,11 @@ def complete_layout(group: zarr.Group) -> None:
         warnings.simplefilter("ignore")
         for name in TEXT_COLUMNS:
             rec.create_array(name, shape=(0,), dtype=str, chunks=(RECORDING_CHUNK_ROWS,), fill_value="")
+    return nodes
+
+
+def _create_missing_nodes(store: Any, where: str) -> None:
+    _fence.create_missing(store, where, _layout_nodes())
 
 
 def add_v2_columns(group: zarr.Group, values: Mapping[str, np.ndarray]) -> dict[str, zarr.Array[Any]]:
@@ -458,13 +473,13 @@ def open_root(
                 raise StoreNotFoundError(f"no store at {where!r} (create one with `aacdata import SOURCES -o {where}`)")
             return _open_local(local, "r"), where
         if os.path.isfile(os.path.join(local, "zarr.json")):
-            return _open_or_create_local(local), where
+            return _open_or_create_local(local, create=False), where
         with _lock.acquire(zarr.storage.LocalStore(local), where):
-            return _open_or_create_local(local), where
+            return _open_or_create_local(local, create=True), where
     zstore = _remote.open_store(path_or_url, read_only=mode == "r", storage_options=storage_options)
     if mode == "a" and not _remote_exists(zstore, where):
         with _lock.acquire(zstore, where):
-            return _open_remote(zstore, where, mode), where
+            return _open_remote(zstore, where, mode, create=True), where
     return _open_remote(zstore, where, mode), where
 
 
@@ -489,9 +504,10 @@ def _open_local(where: str, mode: Literal["r", "r+"]) -> zarr.Group:
         raise StoreFormatError(f"{where!r}: the Zarr group cannot be opened ({type(e).__name__}: {e})") from None
 
 
-def _open_remote(zstore: Any, where: str, mode: str) -> zarr.Group:
+def _open_remote(zstore: Any, where: str, mode: str, *, create: bool = False) -> zarr.Group:
     # An outage is a RemoteStoreError (from _remote.RemoteStore, or here for other Store
     # objects), never "no store here": a caller may create a store where none is found.
+    # ``create``: the caller holds the write lock, and a store found missing is created.
     try:
         exists = sync(zstore.exists("zarr.json"))
     except AACDataError:
@@ -499,9 +515,9 @@ def _open_remote(zstore: Any, where: str, mode: str) -> zarr.Group:
     except Exception as e:  # any client error: name the store and the cause
         raise _remote.remote_error(where, "checking", "zarr.json", e) from e
     if not exists:
-        if mode == "r":
+        if mode == "r" or not create:
             raise StoreNotFoundError(f"no store at {where!r} (create one with `aacdata import SOURCES -o {where}`)")
-        return create_layout(zstore)
+        return create_layout(zstore, where)
     try:
         group = zarr.open_group(zstore, mode="r" if mode == "r" else "r+")
     except (GroupNotFoundError, FileNotFoundError, ValueError, KeyError, TypeError, RecursionError) as e:
@@ -516,7 +532,9 @@ def _remote_exists(zstore: Any, where: str) -> bool:
         return True
 
 
-def _open_or_create_local(where: str) -> zarr.Group:
+def _open_or_create_local(where: str, *, create: bool) -> zarr.Group:
+    """Open the store at a local path; ``create``: the caller holds the write lock, and an
+    empty (or missing) directory becomes a new store."""
     if os.path.exists(where) and not os.path.isdir(where):
         raise StoreFormatError(f"{where!r} is a file, not a store directory; choose another output path")
     store = zarr.storage.LocalStore(where)
@@ -524,9 +542,11 @@ def _open_or_create_local(where: str) -> zarr.Group:
         group = _open_local(where, "r+")
         parse_root_attributes(group.attrs.asdict(), where)
         return group
+    if not create:
+        raise StoreNotFoundError(f"no store at {where!r}: its zarr.json vanished while it was opened")
     if os.path.isdir(where) and set(os.listdir(where)) - {_lock.LOCK_FILE}:
         raise StoreFormatError(f"{where!r} is a non-empty directory without zarr.json; choose a new path for the store")
-    return create_layout(store)
+    return create_layout(store, where)
 
 
 def is_damage(e: Exception, local: bool) -> bool:

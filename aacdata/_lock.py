@@ -14,6 +14,14 @@ over with a warning; any other can be broken on purpose (``break_lock=True``,
 ``aacdata import --break-lock``) once the user knows its writer is gone. Before each
 commit the writer checks that the lease is still its own.
 
+On S3 the lease is taken, taken over and renewed with conditional writes (``If-None-Match:
+*``, ``If-Match: <etag>``), so two takers never both win, and taking it checks that the
+bucket honours those conditions (the writer's fencing, :mod:`aacdata._fence`, depends on
+them). A lease is only a courtesy between live writers: a process can pause anywhere, past
+its lease, and resume. What keeps such a writer from overwriting the next one's commits is
+that the bucket refuses its writes (:mod:`aacdata._fence`). Object stores whose writes
+cannot be fenced are refused (:func:`aacdata._remote.fencing`).
+
 A POSIX lock is per process: a second ``lockf`` from the same process succeeds and
 closing any descriptor of the file drops the lock. So this module keeps a table of the
 locks this process holds and refuses a second writer in the same process itself.
@@ -34,6 +42,7 @@ from typing import Any
 from zarr.core.buffer import default_buffer_prototype
 from zarr.core.sync import sync
 
+from . import _remote
 from .errors import StoreFormatError, StoreLockedError, StoreWriteError
 
 log = logging.getLogger("aacdata")
@@ -117,10 +126,7 @@ def acquire(zstore: Any, where: str, *, break_lock: bool = False) -> WriteLock:
     """
     import zarr
 
-    if isinstance(zstore, zarr.storage.LocalStore):
-        key = "file:" + os.path.realpath(str(zstore.root))
-    else:
-        key = "object:" + str(zstore)
+    key = _key(zstore)
     with _held_guard:
         held = _held.get(key)
         if held is not None:
@@ -132,9 +138,23 @@ def acquire(zstore: Any, where: str, *, break_lock: bool = False) -> WriteLock:
         if isinstance(zstore, zarr.storage.LocalStore):
             lock = _FileLock(key, where, str(zstore.root))
         else:
-            lock = _Lease(key, where, zstore, break_lock=break_lock)
+            lock = _Lease(key, where, zstore, _remote.fencing(zstore, where), break_lock=break_lock)
         _held[key] = lock
         return lock
+
+
+def held_here(zstore: Any) -> WriteLock | None:
+    """The write lock of this store that this process holds, if any."""
+    with _held_guard:
+        return _held.get(_key(zstore))
+
+
+def _key(zstore: Any) -> str:
+    import zarr
+
+    if isinstance(zstore, zarr.storage.LocalStore):
+        return "file:" + os.path.realpath(str(zstore.root))
+    return "object:" + str(zstore)
 
 
 def _forget_after_fork() -> None:
@@ -217,11 +237,16 @@ def _write_record(fd: int, record: dict[str, Any]) -> None:
 
 
 class _Lease(WriteLock):
-    def __init__(self, key: str, where: str, zstore: Any, *, break_lock: bool) -> None:
+    def __init__(
+        self, key: str, where: str, zstore: Any, conditional: _remote.Conditional | None, *, break_lock: bool
+    ) -> None:
         super().__init__(key, where)
         self._zstore = zstore
+        self._cond = conditional
         self._lost: str | None = None
-        current = self._get()
+        self._etag: str | None = None  # of the lease object as this writer last wrote it (S3)
+        self._guard = threading.Lock()
+        current, etag = self._read()
         if current is not None:
             gone = _local_process_gone(current)
             raw = current.get("expires")
@@ -240,38 +265,108 @@ class _Lease(WriteLock):
                 )
             reason = "broken on request" if break_lock else "its process is gone" if gone else "its lease expired"
             log.warning("%s: taking over the lock of %s (%s)", where, describe_holder(current), reason)
-        self._put()
-        # Two takers racing for a free lease both write it; the later write wins. Read back
-        # after a pause so that only the winner goes on.
-        time.sleep(0.2)
-        now = self._get()
-        if now is None or now.get("token") != self.record["token"]:
-            raise StoreLockedError(
-                f"store {where!r} was locked by another import at the same moment"
-                + (f" ({describe_holder(now)})" if now else "")
-                + "; wait for it to finish"
-            )
+        if self._cond is not None:
+            # Taken only if the lease object is still the one read (or still absent).
+            try:
+                self._etag = sync(self._cond.put(LOCK_FILE, self._body(), expected=etag))
+            except _remote.RefusedWriteError:
+                now, _ = self._read()
+                raise StoreLockedError(
+                    f"store {where!r} was locked by another import at the same moment"
+                    + (f" ({describe_holder(now)})" if now else "")
+                    + "; wait for it to finish"
+                ) from None
+            self._check_conditions()
+        else:
+            self._put()
+            # Two takers racing for a free lease both write it; the later write wins. Read back
+            # after a pause so that only the winner goes on (a zarr MemoryStore: one process).
+            time.sleep(0.2)
+            now, _ = self._read()
+            if now is None or now.get("token") != self.record["token"]:
+                raise StoreLockedError(
+                    f"store {where!r} was locked by another import at the same moment"
+                    + (f" ({describe_holder(now)})" if now else "")
+                    + "; wait for it to finish"
+                )
         self._stop = threading.Event()
         self._renewer = threading.Thread(target=self._renew, name="aacdata-lease", daemon=True)
         self._renewer.start()
 
-    def _get(self) -> dict[str, Any] | None:
-        buf = sync(self._zstore.get(LOCK_FILE, default_buffer_prototype()))
-        if buf is None:
-            return None
+    def _check_conditions(self) -> None:
+        """Refuse a bucket that ignores conditional writes: the fencing of writers relies on
+        them. Both probes rewrite the lease with what it holds, so a bucket that performs them
+        anyway changes nothing."""
+        assert self._cond is not None
+        body = self._body(renewed=False)
+        for expected, header in (('"00000000000000000000000000000000"', "If-Match"), (None, "If-None-Match: *")):
+            try:
+                etag = sync(self._cond.put(LOCK_FILE, body, expected=expected))
+            except _remote.RefusedWriteError:
+                continue
+            self._etag = etag
+            self._release()
+            raise StoreWriteError(
+                f"cannot write to {self.where!r}: the object store ignores conditional writes ({header}), which "
+                "aacdata needs to refuse the writes of an import that lost its lock. Use an S3 service that "
+                "supports them (AWS S3, or a recent MinIO), or import into a local directory and copy it "
+                "there with `aacdata copy`"
+            )
+
+    def _body(self, *, renewed: bool = True) -> bytes:
+        if renewed or not hasattr(self, "_expires"):
+            self._expires = time.time() + LEASE_SECONDS
+        return json.dumps({**self.record, "expires": self._expires}).encode()
+
+    def _read(self) -> tuple[dict[str, Any] | None, str | None]:
+        """The lease record and, on S3, the ETag of the lease object."""
+        if self._cond is not None:
+            got = sync(self._cond.get(LOCK_FILE))
+            if got is None:
+                return None, None
+            data, etag = got
+        else:
+            buf = sync(self._zstore.get(LOCK_FILE, default_buffer_prototype()))
+            if buf is None:
+                return None, None
+            data, etag = buf.to_bytes(), None
         try:
-            record = json.loads(buf.to_bytes())
+            record = json.loads(data)
         except ValueError:
-            return {}
-        return record if isinstance(record, dict) else {}
+            return {}, etag
+        return (record if isinstance(record, dict) else {}), etag
+
+    def _get(self) -> dict[str, Any] | None:
+        return self._read()[0]
 
     def _put(self) -> None:
-        record = {**self.record, "expires": time.time() + LEASE_SECONDS}
-        sync(self._zstore.set(LOCK_FILE, default_buffer_prototype().buffer.from_bytes(json.dumps(record).encode())))
+        sync(self._zstore.set(LOCK_FILE, default_buffer_prototype().buffer.from_bytes(self._body())))
+
+    def _still_ours(self) -> tuple[bool, dict[str, Any] | None]:
+        if self._cond is not None:
+            etag = sync(self._cond.head(LOCK_FILE))
+            with self._guard:
+                if etag is not None and etag == self._etag:
+                    return True, None
+            return False, self._get()
+        now = self._get()
+        return (now is not None and now.get("token") == self.record["token"]), now
 
     def _renew(self) -> None:
         while not self._stop.wait(LEASE_SECONDS / 3):
             try:
+                if self._cond is not None:
+                    with self._guard:
+                        expected = self._etag
+                    try:
+                        etag = sync(self._cond.put(LOCK_FILE, self._body(), expected=expected))
+                    except _remote.RefusedWriteError:
+                        now = self._get()
+                        self._lost = f"another process took the lock ({describe_holder(now) if now else 'deleted'})"
+                        return
+                    with self._guard:
+                        self._etag = etag
+                    continue
                 now = self._get()
                 if now is None or now.get("token") != self.record["token"]:
                     self._lost = f"another process took the lock ({describe_holder(now) if now else 'deleted'})"
@@ -282,8 +377,8 @@ class _Lease(WriteLock):
 
     def check(self) -> None:
         if self._lost is None:
-            now = self._get()
-            if now is None or now.get("token") != self.record["token"]:
+            ours, now = self._still_ours()
+            if not ours:
                 self._lost = f"another process took the lock ({describe_holder(now) if now else 'deleted'})"
         if self._lost is not None:
             raise StoreLockedError(
@@ -292,11 +387,13 @@ class _Lease(WriteLock):
             )
 
     def _release(self) -> None:
-        self._stop.set()
-        self._renewer.join(timeout=5)
+        stop = getattr(self, "_stop", None)
+        if stop is not None:
+            stop.set()
+            self._renewer.join(timeout=5)
         try:
-            now = self._get()
-            if now is not None and now.get("token") == self.record["token"]:
+            ours, _ = self._still_ours()
+            if ours:
                 sync(self._zstore.delete(LOCK_FILE))
         except Exception as e:  # noqa: BLE001 - the lease then expires on its own
             log.warning("%s: could not remove the write lease (%s); it expires in %.0f s", self.where, e, LEASE_SECONDS)

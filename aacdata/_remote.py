@@ -30,12 +30,20 @@ Outages are not damage. Every request to an object store goes through
   ``zarr.json`` is gone too (bucket deleted or emptied) is a :class:`RemoteStoreError`;
   a chunk missing from a store that is still there is left to the reader to report as
   damage (:class:`~aacdata.errors.CorruptDataError`).
+
+Writers need more: the store itself must refuse the writes of an import that lost its
+lock (:mod:`aacdata._fence`). :class:`Conditional` speaks S3's conditional requests
+(``If-Match: <etag>``, ``If-None-Match: *``) through the same retries; :func:`fencing`
+says how a store's writers are fenced and refuses the backends aacdata cannot fence: any
+object store but S3 (GCS generation preconditions and Azure Blob ETags would serve, but
+aacdata does not speak them yet).
 """
 
 from __future__ import annotations
 
 import asyncio
 import errno
+import hashlib
 import os
 import random
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterable, Mapping
@@ -47,7 +55,7 @@ from zarr.abc.store import ByteRequest, Store
 from zarr.core.buffer import Buffer, BufferPrototype
 from zarr.storage import WrapperStore
 
-from .errors import AACDataError, RemoteStoreError, StoreNotFoundError
+from .errors import AACDataError, RemoteStoreError, StoreNotFoundError, StoreWriteError
 
 StoreTarget = str | os.PathLike[str] | Store
 """A store location: local path, URL (``s3://bucket/prefix``, ``gs://``, ``az://``,
@@ -101,6 +109,8 @@ _TRANSIENT_CODES = frozenset(
         "RequestTimeoutException",
         "InternalError",
         "ServiceUnavailable",
+        # S3: a conditional write raced another write of the same key; AWS says to retry
+        "ConditionalRequestConflict",
     }
 )
 _TRANSIENT_CLASS_NAMES = frozenset(
@@ -420,3 +430,130 @@ def _is_transient(error: BaseException) -> bool:
         if any(cls.__name__ in _TRANSIENT_CLASS_NAMES for cls in type(e).__mro__):
             return True
     return False
+
+
+# ---------------------------------------------------------------------- conditional writes
+
+
+class RefusedWriteError(Exception):
+    """A conditional write was refused: ``key`` is not in the state the writer expected
+    (another writer has written or created it). Not an error of the object store."""
+
+    def __init__(self, key: str) -> None:
+        super().__init__(key)
+        self.key = key
+
+
+class Conditional:
+    """Conditional requests to the S3 bucket under a :class:`RemoteStore`: reads that return
+    the object's ETag, and writes that the bucket performs only if the object is still in the
+    state the writer saw (``If-Match: <etag>``) or does not exist yet (``If-None-Match: *``).
+
+    Requests go through the store's retries and error reporting. A retried write whose
+    first attempt had landed is answered "precondition failed" by the second; it counts as
+    done when the object's ETag is the MD5 of what was written (S3's ETag of a single PUT).
+    """
+
+    backend = "S3"
+
+    def __init__(self, remote: RemoteStore, fs: Any, root: str) -> None:
+        self.remote = remote
+        self._fs = fs
+        self._root = root.rstrip("/")
+
+    def _bucket_key(self, key: str) -> tuple[str, str]:
+        bucket, path, _ = self._fs.split_path(f"{self._root}/{key}" if key else self._root)
+        return str(bucket), str(path)
+
+    async def head(self, key: str) -> str | None:
+        """The object's ETag, or None where there is no object."""
+        bucket, path = self._bucket_key(key)
+
+        async def call() -> str | None:
+            try:
+                out = await self._fs._call_s3("head_object", Bucket=bucket, Key=path)
+            except FileNotFoundError:
+                return None
+            return str(out["ETag"])
+
+        return await self.remote._call("checking", key, call)
+
+    async def get(self, key: str) -> tuple[bytes, str] | None:
+        """The object's bytes and ETag (of the same version), or None where there is none."""
+        bucket, path = self._bucket_key(key)
+
+        async def call() -> tuple[bytes, str] | None:
+            try:
+                out = await self._fs._call_s3("get_object", Bucket=bucket, Key=path)
+            except FileNotFoundError:
+                return None
+            body = out["Body"]
+            try:
+                data = await body.read()
+            finally:
+                body.close()
+            return bytes(data), str(out["ETag"])
+
+        return await self.remote._call("reading", key, call)
+
+    async def put(self, key: str, data: bytes, *, expected: str | None) -> str:
+        """Write ``data`` only if the object's ETag is ``expected`` (None: only if there is no
+        object); returns the new ETag. Raises :class:`RefusedWriteError` where the bucket refuses."""
+        bucket, path = self._bucket_key(key)
+        condition = {"IfNoneMatch": "*"} if expected is None else {"IfMatch": expected}
+        attempts = 0
+
+        async def call() -> str:
+            nonlocal attempts
+            attempts += 1
+            try:
+                out = await self._fs._call_s3("put_object", Bucket=bucket, Key=path, Body=data, **condition)
+            except Exception as e:
+                if _refused(e, if_match=expected is not None):
+                    raise RefusedWriteError(key) from None
+                raise
+            return str(out["ETag"])
+
+        try:
+            return await self.remote._call("writing", key, call)
+        except RefusedWriteError:
+            if attempts < 2:
+                raise
+            # An earlier attempt may have landed before its answer was lost.
+            now = await self.head(key)
+            if now is not None and now.strip('"') == hashlib.md5(data, usedforsecurity=False).hexdigest():
+                return now
+            raise
+
+
+def _refused(error: BaseException, *, if_match: bool) -> bool:
+    """A conditional write refused: 412 Precondition Failed, or for ``If-Match`` on an object
+    that is gone, 404 NoSuchKey (AWS; other servers answer 412)."""
+    status, code = _http_status(error)
+    return status == 412 or code == "PreconditionFailed" or (if_match and code == "NoSuchKey")
+
+
+def fencing(store: Store, where: str) -> Conditional | None:
+    """How the writes of an import into ``store`` are fenced against a writer that lost its
+    lock: a :class:`Conditional` for S3; None for a local directory (the lock is the
+    kernel's and a writer cannot outlive it) and a zarr ``MemoryStore`` (one process).
+
+    Raises
+    ------
+    StoreWriteError
+        Any other backend: aacdata cannot make it refuse a stale writer's writes.
+    """
+    if isinstance(store, zarr.storage.LocalStore | zarr.storage.MemoryStore):
+        return None
+    inner = store._store if isinstance(store, RemoteStore) else store
+    fs = getattr(inner, "fs", None) if isinstance(inner, zarr.storage.FsspecStore) else None
+    protocol = getattr(fs, "protocol", None)
+    protocols = (protocol,) if isinstance(protocol, str) else tuple(protocol or ())
+    if fs is not None and isinstance(store, RemoteStore) and {"s3", "s3a"} & set(protocols):
+        return Conditional(store, fs, str(getattr(inner, "path", "")))
+    backend = f"{protocols[0]}:// (fsspec {type(fs).__name__})" if protocols else f"zarr {type(inner).__name__}"
+    raise StoreWriteError(
+        f"cannot write to {where!r}: its backend, {backend}, cannot be fenced. aacdata writes to object "
+        "storage only where the store itself refuses the writes of an import that lost its lock (S3 "
+        "conditional requests); import into a local directory and copy it there with `aacdata copy`"
+    )

@@ -4,6 +4,10 @@ Order of writes per commit: ``/adts`` bytes and ``/index`` rows past the committ
 then the recording rows, and last the root attribute with the new counts. Zarr's local
 store replaces each file atomically, so a process killed at any point leaves the last
 committed state readable; what lies past the counts is overwritten by the next import.
+
+In S3 every write is fenced (:mod:`aacdata._fence`): once another import has taken the
+store over, the bucket refuses this writer's writes, so a writer that paused past its
+lease cannot overwrite what the other one committed.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ from typing import Any
 import numpy as np
 import zarr
 
-from . import _layout, _lock
+from . import _fence, _layout, _lock
 from ._adts import SAMPLES_PER_FRAME, channel_config_of
 from ._framerun import FrameRun
 from ._lock import WriteLock
@@ -83,7 +87,10 @@ class StoreWriter:
         self._lock: WriteLock | None = (
             lock if lock is not None else _lock.acquire(store.zarr_store, store.path, break_lock=break_lock)
         )
+        self._fence: _fence.Fence | None = None
         try:
+            # Object storage: take the store over before reading it (every later write is fenced).
+            self._fence = _fence.Fence.begin(store.zarr_store, store.path)
             self._store = store.reopen()
             group = self._open_group()
             self._counts = self._store.counts
@@ -101,7 +108,7 @@ class StoreWriter:
         return self._counts
 
     def _open_group(self) -> zarr.Group:
-        return zarr.open_group(self._store.zarr_store, mode="r+")
+        return zarr.open_group(self._store.zarr_store if self._fence is None else self._fence.store, mode="r+")
 
     @property
     def pending_bytes(self) -> int:
@@ -187,18 +194,8 @@ class StoreWriter:
             )
         version = _layout.format_version(group.attrs.asdict())
         arrays = _layout.open_arrays(group, self._store.path, version=version)
-        adts_arr, index_arr, columns = arrays.adts, arrays.index, dict(arrays.columns)
+        columns = dict(arrays.columns)
         crc_start = dict(self._column_crc32)
-        if version == 1:
-            # The first commit to a store of aacdata 0.1 adds the columns of version 2,
-            # holding for its rows what version 1 implied; the commit moves it to version 2.
-            implied = {name: self._store.column(name) for name in _layout.V2_COLUMNS}
-            columns.update(_layout.add_v2_columns(group, implied))
-            crc_start.update({name: _layout.column_crc32(name, v) for name, v in implied.items()})
-        adts_arr.resize((new.num_bytes,))
-        adts_arr[base.num_bytes : new.num_bytes] = np.frombuffer(payload, dtype=np.uint8)
-        index_arr.resize((new.num_frames, 3))
-        index_arr[base.num_frames : new.num_frames] = rows
         view = memoryview(payload)
         starts = (rows[:, 0] - base.num_bytes).tolist()
         crcs = np.fromiter(
@@ -206,17 +203,59 @@ class StoreWriter:
             dtype=np.uint32,
             count=rows.shape[0],
         )
-        arrays.frame_crc.resize((new.num_frames,))
-        arrays.frame_crc[base.num_frames : new.num_frames] = crcs
+        # (array, first row written, rows written): bytes, index rows, CRCs, recording rows.
+        writes: list[tuple[zarr.Array[Any], int, np.ndarray]] = [
+            (arrays.adts, base.num_bytes, np.frombuffer(payload, dtype=np.uint8)),
+            (arrays.index, base.num_frames, rows),
+            (arrays.frame_crc, base.num_frames, crcs),
+        ]
+        if version == 1:
+            # The first commit to a store of aacdata 0.1 adds the columns of version 2,
+            # holding for its rows what version 1 implied; the commit moves it to version 2.
+            implied = {name: self._store.column(name) for name in _layout.V2_COLUMNS}
+            crc_start.update({name: _layout.column_crc32(name, v) for name, v in implied.items()})
+            if self._fence is None:
+                columns.update(_layout.add_v2_columns(group, implied))
+            else:
+                for name, kind in _layout.V2_COLUMNS.items():
+                    column = _fence_column(group, name, kind)
+                    data = np.concatenate([np.asarray(implied[name], dtype=kind), np.asarray(values[name], kind)])
+                    writes.append((column, 0, data))
         for name, column in columns.items():
-            column.resize((new.num_recordings,))
             dtype = _layout.NUMERIC_COLUMNS.get(name)
             data = np.asarray(values[name], dtype=dtype) if dtype else np.asarray(values[name], dtype=object)
-            column[base.num_recordings : new.num_recordings] = data
+            writes.append((column, base.num_recordings, data))
+        if self._fence is None:
+            for array, start, data in writes:
+                array.resize((start + data.shape[0], *array.shape[1:]))
+                array[start : start + data.shape[0]] = data
+        else:
+            self._fenced_writes(writes)
         column_crcs = {n: _layout.column_crc32(n, values[n], crc_start.get(n, 0)) for n in values}
         # The commit point: readers see the new recordings only from here on.
-        group.attrs[_layout.ATTRIBUTE] = _layout.root_attributes(new, column_crcs)
+        if self._fence is None:
+            group.attrs[_layout.ATTRIBUTE] = _layout.root_attributes(new, column_crcs)
+        else:
+            attributes = {_layout.ATTRIBUTE: _layout.root_attributes(new, column_crcs)}
+            group.update_attributes({**attributes, _fence.FENCE_ATTRIBUTE: self._fence.marker()})
         self._column_crc32 = column_crcs
+
+    def _fenced_writes(self, writes: list[tuple[zarr.Array[Any], int, np.ndarray]]) -> None:
+        """The writes of a commit to object storage, each refused by the store once another
+        writer has taken over: the ETags of every object written are read first, and each
+        array gets random rows past its new end, so that its last chunk and its zarr.json
+        differ from any earlier version."""
+        assert self._fence is not None
+        padded = [
+            (array, start, np.concatenate([data, _fence.nonce_rows(array).astype(data.dtype)]))
+            for array, start, data in writes
+        ]
+        self._fence.prepare(
+            key for array, start, data in padded for key in _fence.chunk_keys(array, start, start + data.shape[0])
+        )
+        for array, start, data in padded:
+            resized = self._fence.resize(array, start + data.shape[0])
+            resized[start : start + data.shape[0]] = data
 
     def close(self) -> None:
         store = getattr(self, "_store", None)
@@ -225,6 +264,20 @@ class StoreWriter:
         lock, self._lock = self._lock, None
         if lock is not None and self._own_lock:
             lock.release()
+
+
+def _fence_column(group: zarr.Group, name: str, dtype: str) -> zarr.Array[Any]:
+    """A version-2 column of a version-1 store in object storage, created where missing
+    (fenced: never over an existing one; one left by an interrupted upgrade is reused, and
+    its rows rewritten)."""
+    rec = group[_layout.RECORDINGS]
+    assert isinstance(rec, zarr.Group)
+    try:
+        return rec.create_array(name, shape=(0,), dtype=dtype, chunks=(_layout.RECORDING_CHUNK_ROWS,), fill_value=0)
+    except zarr.errors.ContainsArrayError:
+        column = rec[name]
+        assert isinstance(column, zarr.Array)
+        return column
 
 
 def _flags(e: FrameRun) -> int:

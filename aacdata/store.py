@@ -197,7 +197,7 @@ class AACStore:
                 raise StoreFormatError(
                     f"{where!r} is an empty store whose creation was interrupted; run the import again"
                 ) from None
-            _layout.complete_layout(group)  # a creation that was killed half-way
+            _layout.complete_layout(group, where)  # a creation cut short or under way: under the lock
             arrays = _layout.open_arrays(group, where, self.counts, self.format_version)
         self._adts, self._index, self._frame_crc, self._columns = (
             arrays.adts,

@@ -76,12 +76,13 @@ def test_import_straight_to_a_bucket(local_store: Path, bucket: str, tmp_path: P
     assert not any(k["Key"].endswith("aacdata.lock") for k in keys)
 
 
-def test_remote_lock_refuses_a_second_writer(local_store: Path, bucket: str) -> None:
+def test_remote_lock_refuses_a_second_writer(local_store: Path, bucket: str, tmp_path: Path) -> None:
     url = f"s3://{bucket}/locked.zarr"
     copy_store(local_store, url)
     boto3.client("s3").put_object(Bucket=bucket, Key="locked.zarr/aacdata.lock", Body=b"{}")
+    src = write_audio(tmp_path / "x.wav", signal("chirp", RATE, sample_rate=RATE), sample_rate=RATE)
     with pytest.raises(aacdata.StoreLockedError, match=r"delete .*aacdata\.lock"):
-        aacdata.import_audio([], url, progress=False)
+        aacdata.import_audio(src, url, workers=0, progress=False)
 
 
 def test_storage_options_override_the_environment(

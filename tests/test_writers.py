@@ -236,6 +236,52 @@ def test_racing_creators_get_a_store_or_a_lock_error(tmp_path: Path, trial: int)
         assert st.verify().ok
 
 
+def _paused_local_import(sources: str, store: str, conn: Any) -> None:
+    """Import, stopping this process (SIGSTOP) before it writes its first ADTS chunk."""
+    import zarr.storage._local as local
+
+    put = local._put
+
+    def hooked(path: Path, value: Any, exclusive: bool = False) -> int:
+        if str(path).endswith(os.path.join("adts", "c", "0")) and not getattr(hooked, "done", False):
+            hooked.done = True  # type: ignore[attr-defined]
+            conn.send("paused")
+            os.kill(os.getpid(), signal.SIGSTOP)
+        return put(path, value, exclusive)
+
+    local._put = hooked  # type: ignore[assignment]
+    report = aacdata.import_audio(sources, store, workers=0, progress=False)
+    conn.send(("ok", ",".join(report.imported)))
+
+
+def test_a_paused_local_writer_keeps_its_lock(tmp_path: Path) -> None:
+    # Invariant: a local import stopped inside its commit, for however long, keeps the
+    # store's lock (the kernel's record lock belongs to the process, paused or not): other
+    # imports are refused until it resumes and finishes, and nothing is lost.
+    a = _sources(tmp_path / "a", 1, prefix="a")
+    b = _sources(tmp_path / "b", 1, prefix="b")
+    store = tmp_path / "s.zarr"
+    _import(a, store)
+    ctx = multiprocessing.get_context("fork")
+    rd, wr = ctx.Pipe(duplex=False)
+    proc = ctx.Process(target=_paused_local_import, args=(str(b), str(store), wr))
+    proc.start()
+    try:
+        assert rd.poll(60) and rd.recv() == "paused"
+        time.sleep(1.0)
+        with pytest.raises(StoreLockedError, match=rf"process {proc.pid} on host"):
+            _import(_sources(tmp_path / "c", 1, prefix="c"), store)
+        os.kill(proc.pid, signal.SIGCONT)  # type: ignore[arg-type]
+        assert rd.poll(60) and rd.recv() == ("ok", "b00.wav")
+        proc.join(30)
+    finally:
+        if proc.is_alive():
+            os.kill(proc.pid, signal.SIGCONT)  # type: ignore[arg-type]
+            proc.kill()
+    assert _import(_sources(tmp_path / "c", 1, prefix="c"), store).imported == ("c00.wav",)
+    assert sorted(_contents(store)) == ["a00.wav", "b00.wav", "c00.wav"]
+
+
 # ---------------------------------------------------------------------- the lock itself
 
 
