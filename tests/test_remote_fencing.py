@@ -216,6 +216,47 @@ def test_a_taker_paused_between_reading_and_taking_the_lease_is_refused(tmp_path
     assert "locked by another import at the same moment" in text
 
 
+def _killed_import(sources: Path, url: str, match: Match) -> None:
+    """Import, killing this process (SIGKILL) before the first request ``match`` accepts."""
+    from aiobotocore.client import AioBaseClient
+
+    call = AioBaseClient._make_api_call
+
+    async def hooked(self: Any, operation: str, params: dict[str, Any]) -> Any:
+        if match(operation, params):
+            os.kill(os.getpid(), signal.SIGKILL)
+        return await call(self, operation, params)
+
+    AioBaseClient._make_api_call = hooked  # type: ignore[method-assign]
+    _import(sources, url)
+
+
+@pytest.mark.slow
+def test_an_import_killed_inside_its_writes_leaves_a_tail_the_next_import_overwrites(
+    tmp_path: Path, bucket: str
+) -> None:
+    # Invariant: an import killed (SIGKILL) after writing whole chunks past the committed
+    # end (a recording of ~1.5 chunks of /adts) leaves the last commit readable; the same
+    # import run again writes over that tail through its fenced writes, and the store
+    # holds what a local import of the same sources holds.
+    url = f"s3://{bucket}/c.zarr"
+    assert _import(_sources(tmp_path / "a", "a"), url).ok
+    long = tmp_path / "long"
+    make_file(long / "long.wav", "noise", 44_100 * 40, sample_rate=44_100, seed=5)  # ~800 KB of ADTS
+    proc = _FORK.Process(target=_killed_import, args=(long, url, _put_of("/recordings/id/c/0")))
+    proc.start()
+    proc.join(120)
+    assert proc.exitcode == -signal.SIGKILL
+    listed = boto3.client("s3").list_objects_v2(Bucket=bucket, Prefix="c.zarr/adts/c/")["Contents"]
+    assert len(listed) >= 2  # the killed commit's chunks are there, past the committed end
+    assert sorted(_contents(url)) == ["a0.wav"]
+    boto3.client("s3").delete_object(Bucket=bucket, Key="c.zarr/aacdata.lock")  # its lease would expire
+    assert _import(long, url).imported == ("long.wav",)
+    local = tmp_path / "local.zarr"
+    assert _import(tmp_path / "a", local).ok and _import(long, local).ok  # type: ignore[arg-type]
+    assert _contents(url) == _contents(local)  # type: ignore[arg-type]
+
+
 # ---------------------------------------------------------------------- creating
 
 
