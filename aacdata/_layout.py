@@ -37,6 +37,7 @@ from zarr.errors import GroupNotFoundError
 
 from . import _fence, _lock, _remote
 from ._adts import SAMPLES_PER_FRAME
+from ._chunks import CheckedLocalStore
 from .errors import AACDataError, CorruptDataError, StoreFormatError, StoreNotFoundError
 
 FORMAT_VERSION = 2
@@ -499,7 +500,7 @@ def _open_local(where: str, mode: Literal["r", "r+"]) -> zarr.Group:
     if node_type != "group":
         raise StoreFormatError(f"{where!r} is a Zarr {node_type or 'node'}, not an aacdata store (a group)")
     try:
-        return zarr.open_group(zarr.storage.LocalStore(where, read_only=mode == "r"), mode=mode)
+        return zarr.open_group(CheckedLocalStore(where, read_only=mode == "r"), mode=mode)
     except (GroupNotFoundError, OSError, ValueError, KeyError, TypeError, RecursionError) as e:
         raise StoreFormatError(f"{where!r}: the Zarr group cannot be opened ({type(e).__name__}: {e})") from None
 
@@ -537,7 +538,7 @@ def _open_or_create_local(where: str, *, create: bool) -> zarr.Group:
     empty (or missing) directory becomes a new store."""
     if os.path.exists(where) and not os.path.isdir(where):
         raise StoreFormatError(f"{where!r} is a file, not a store directory; choose another output path")
-    store = zarr.storage.LocalStore(where)
+    store = CheckedLocalStore(where)
     if os.path.exists(os.path.join(where, "zarr.json")):
         group = _open_local(where, "r+")
         parse_root_attributes(group.attrs.asdict(), where)

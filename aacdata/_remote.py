@@ -55,6 +55,7 @@ from zarr.abc.store import ByteRequest, Store
 from zarr.core.buffer import Buffer, BufferPrototype
 from zarr.storage import WrapperStore
 
+from ._chunks import CheckedLocalStore
 from .errors import AACDataError, RemoteStoreError, StoreNotFoundError, StoreWriteError
 
 StoreTarget = str | os.PathLike[str] | Store
@@ -180,7 +181,7 @@ def open_store(target: StoreTarget, *, read_only: bool, storage_options: Mapping
     if isinstance(target, Store):
         return target
     if is_local(target):
-        return zarr.storage.LocalStore(local_path(target), read_only=read_only)
+        return CheckedLocalStore(local_path(target), read_only=read_only)
     url = os.fspath(target)
     scheme = urlparse(url).scheme
     if scheme == "memory":

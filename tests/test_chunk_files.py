@@ -30,7 +30,7 @@ from aacdata._chunks import CheckedLocalStore, DirectChunks
 
 TIMEOUT_S = 120
 """A child that works finishes in seconds; one that blocks is stopped here."""
-XFAIL_TIMEOUT_S = 30
+OPEN_TIMEOUT_S = 30
 
 
 @pytest.fixture(scope="module")
@@ -182,15 +182,10 @@ def test_repair_around_a_recordings_column_fifo(clean: Path, tmp_path: Path) -> 
     assert results["repair"] == "ok 1", results  # num_samples cannot be read: every recording dropped
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="zarr reads of a store opened by AACStore.open go through zarr's LocalStore until _layout._open_local, "
-    "_layout._open_or_create_local and _remote.open_store build aacdata._chunks.CheckedLocalStore",
-)
 @pytest.mark.parametrize(("rel", "step"), [("recordings/num_samples/c/0", "open"), ("index/c/0/0", "verify")])
 def test_zarr_reads_of_an_opened_store_refuse_a_fifo(clean: Path, tmp_path: Path, rel: str, step: str) -> None:
     path = _damaged(clean, tmp_path, rel, "fifo")
-    results = _run(path, [step], timeout_s=XFAIL_TIMEOUT_S)
+    results = _run(path, [step], timeout_s=OPEN_TIMEOUT_S)
     assert "is a FIFO" in results[step] or results[step] == "ok 1", results
 
 
