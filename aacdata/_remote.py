@@ -204,6 +204,11 @@ def open_store(target: StoreTarget, *, read_only: bool, storage_options: Mapping
         ) from None
     except (ValueError, TypeError) as e:
         raise StoreNotFoundError(f"cannot open {url!r} ({e})") from None
+    except OSError as e:  # a file system that connects when made (ftp://, sftp://): host unknown, refused
+        raise RemoteStoreError(
+            f"cannot reach {url!r} ({type(e).__name__}: {e}); check the host and the network, or use an object "
+            "store (s3://)"
+        ) from None
     if scheme in ("s3", "s3a") and hasattr(inner.fs, "retries"):
         # s3fs retries some errors itself (5 times by default, nested per call); RemoteStore
         # does it for every error and every backend, so one attempt per call here.

@@ -140,3 +140,8 @@ def test_library_parameters_become_flags() -> None:
     assert in_flags("no column 'x' (label_column=); columns") == "no column 'x' (--label-column); columns"
     assert in_flags("5 Hz; pass sample_rate= (CLI: --sample-rate) one of") == "5 Hz; pass --sample-rate one of"
     assert in_flags("recording (a) has (b) and pass the test") == "recording (a) has (b) and pass the test"
+
+
+def test_an_unreachable_url_is_ours() -> None:
+    with pytest.raises(aacdata.RemoteStoreError, match="cannot reach 'ftp://no-such-host.invalid/y'"):
+        aacdata.AACStore.open("ftp://no-such-host.invalid/y")
