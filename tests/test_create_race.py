@@ -13,6 +13,7 @@ import os
 import random
 import signal
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -75,7 +76,8 @@ def _paused_import(sources: Path, store: Path, hook: str, conn: Any) -> None:
         if not state["paused"]:
             state["paused"] = True
             conn.send("paused")
-            os.kill(os.getpid(), signal.SIGSTOP)
+            # aimed at this thread: the whole process stops before this thread goes on
+            signal.pthread_kill(threading.get_ident(), signal.SIGSTOP)
 
     put = local._put
 
@@ -84,16 +86,34 @@ def _paused_import(sources: Path, store: Path, hook: str, conn: Any) -> None:
             pause()
         return put(path, value, exclusive)
 
-    get = local.LocalStore.get
-
-    async def hooked_get(self: Any, key: str, *args: Any, **kwargs: Any) -> Any:
-        value = await get(self, key, *args, **kwargs)
+    def found(key: str, value: Any) -> Any:
         if hook == "complete" and key == "adts/zarr.json" and value is None:
             pause()
         return value
 
+    def hooked_get(get: Any) -> Any:
+        async def hooked(self: Any, key: str, *args: Any, **kwargs: Any) -> Any:
+            return found(key, await get(self, key, *args, **kwargs))
+
+        return hooked
+
+    def hooked_get_sync(get: Any) -> Any:
+        def hooked(self: Any, key: str, *args: Any, **kwargs: Any) -> Any:
+            return found(key, get(self, key, *args, **kwargs))
+
+        return hooked
+
+    import aacdata._layout  # noqa: F401 - its store classes (LocalStore and subclasses) are imported
+
+    classes = [local.LocalStore]
+    while classes:
+        cls = classes.pop()
+        classes += cls.__subclasses__()
+        if "get" in vars(cls):
+            cls.get = hooked_get(vars(cls)["get"])  # type: ignore[method-assign]
+        if "get_sync" in vars(cls):
+            cls.get_sync = hooked_get_sync(vars(cls)["get_sync"])  # type: ignore[attr-defined]
     local._put = hooked_put  # type: ignore[assignment]
-    local.LocalStore.get = hooked_get  # type: ignore[method-assign]
     conn.send(_outcome(sources, store))
 
 

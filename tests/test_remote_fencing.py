@@ -15,6 +15,7 @@ import os
 import random
 import signal
 import sys
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -94,7 +95,8 @@ def _paused_import(sources: Path, url: str, match: Match, conn: Any, metadata: A
         if not state["paused"] and match(operation, params):
             state["paused"] = True
             conn.send("paused")
-            os.kill(os.getpid(), signal.SIGSTOP)
+            # aimed at this thread: the whole process stops before this thread goes on
+            signal.pthread_kill(threading.get_ident(), signal.SIGSTOP)
         return await call(self, operation, params)
 
     AioBaseClient._make_api_call = hooked  # type: ignore[method-assign]

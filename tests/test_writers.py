@@ -13,6 +13,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -246,7 +247,8 @@ def _paused_local_import(sources: str, store: str, conn: Any) -> None:
         if str(path).endswith(os.path.join("adts", "c", "0")) and not getattr(hooked, "done", False):
             hooked.done = True  # type: ignore[attr-defined]
             conn.send("paused")
-            os.kill(os.getpid(), signal.SIGSTOP)
+            # aimed at this thread: the whole process stops before this thread goes on
+            signal.pthread_kill(threading.get_ident(), signal.SIGSTOP)
         return put(path, value, exclusive)
 
     local._put = hooked  # type: ignore[assignment]
