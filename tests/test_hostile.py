@@ -143,5 +143,5 @@ def test_library_parameters_become_flags() -> None:
 
 
 def test_an_unreachable_url_is_ours() -> None:
-    with pytest.raises(aacdata.RemoteStoreError, match="cannot reach 'ftp://no-such-host.invalid/y'"):
+    with pytest.raises(aacdata.RemoteStoreError, match=r"cannot reach 'ftp://no-such-host\.invalid/y'"):
         aacdata.AACStore.open("ftp://no-such-host.invalid/y")
