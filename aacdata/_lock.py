@@ -34,6 +34,7 @@ import json
 import logging
 import os
 import socket
+import stat
 import threading
 import time
 import uuid
@@ -178,7 +179,8 @@ class _FileLock(WriteLock):
         except OSError as e:
             raise StoreWriteError(f"cannot create the store directory {where!r}: {e.strerror or e}") from None
         path = os.path.join(root, LOCK_FILE)
-        flags = os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | getattr(os, "O_NOFOLLOW", 0)
+        # O_NONBLOCK: a FIFO put in the lock file's place must not block the open.
+        flags = os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NONBLOCK | getattr(os, "O_NOFOLLOW", 0)
         try:
             fd = os.open(path, flags, 0o644)
         except OSError as e:
@@ -186,7 +188,13 @@ class _FileLock(WriteLock):
                 raise StoreFormatError(
                     f"{where}/{LOCK_FILE} is a symbolic link; remove it (a store's lock file is a plain file)"
                 ) from None
-            raise StoreWriteError(f"cannot open the lock file of {where!r}: {e.strerror or e}") from None
+            raise StoreWriteError(f"cannot open the lock file {where}/{LOCK_FILE}: {e.strerror or e}") from None
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            os.close(fd)
+            kind = "a FIFO" if stat.S_ISFIFO(mode) else "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else (
+                "a socket" if stat.S_ISSOCK(mode) else "not a regular file")  # fmt: skip
+            raise StoreFormatError(f"{where}/{LOCK_FILE} is {kind}; remove it (a store's lock file is a plain file)")
         try:
             fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as e:

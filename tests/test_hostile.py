@@ -145,3 +145,24 @@ def test_library_parameters_become_flags() -> None:
 def test_an_unreachable_url_is_ours() -> None:
     with pytest.raises(aacdata.RemoteStoreError, match=r"cannot reach 'ftp://no-such-host\.invalid/y'"):
         aacdata.AACStore.open("ftp://no-such-host.invalid/y")
+
+
+@pytest.mark.parametrize("kind", ["fifo", "dir"])
+def test_a_lock_file_that_is_not_a_file(tmp_path: Path, kind: str) -> None:
+    import os
+
+    from conftest import make_file
+
+    src, _ = make_file(tmp_path / "a.wav", "tone", 4000)
+    store = tmp_path / "s.zarr"
+    aacdata.import_audio(src, store, workers=0, progress=False)
+    lock = store / "aacdata.lock"
+    lock.unlink(missing_ok=True)
+    os.mkfifo(lock) if kind == "fifo" else lock.mkdir()
+    make_file(tmp_path / "b.wav", "tone", 4000)
+    out = subprocess.run(
+        [sys.executable, "-m", "aacdata", "import", str(tmp_path / "b.wav"), "-o", str(store), "--no-progress"],
+        capture_output=True, text=True, env=env_with_package(), timeout=60,
+    )  # fmt: skip
+    assert out.returncode != 0 and "Traceback" not in out.stderr
+    assert "aacdata.lock" in out.stderr, out.stderr
