@@ -26,7 +26,7 @@ from aacdata import AACStore, StoreLockedError
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="process state is read from /proc")
 
-_FORK = multiprocessing.get_context("fork")
+_CTX = multiprocessing.get_context("spawn")  # fresh processes, as imports started from a shell are
 
 
 def _sources(root: Path, prefix: str, count: int = 2) -> Path:
@@ -124,9 +124,9 @@ def test_a_creator_paused_while_completing_the_layout_loses_no_commit(tmp_path: 
     a = _sources(tmp_path / "a", "a")
     b = _sources(tmp_path / "b", "b")
     store = tmp_path / "new.zarr"
-    pipes = [_FORK.Pipe(duplex=False) for _ in range(2)]
-    first = _FORK.Process(target=_paused_import, args=(a, store, "create", pipes[0][1]))
-    second = _FORK.Process(target=_paused_import, args=(b, store, "complete", pipes[1][1]))
+    pipes = [_CTX.Pipe(duplex=False) for _ in range(2)]
+    first = _CTX.Process(target=_paused_import, args=(a, store, "create", pipes[0][1]))
+    second = _CTX.Process(target=_paused_import, args=(b, store, "complete", pipes[1][1]))
     try:
         first.start()
         assert pipes[0][0].poll(60) and pipes[0][0].recv() == "paused"
@@ -170,9 +170,9 @@ def _race_rounds(tmp_path: Path, rounds: int, seed: int) -> None:
         store = tmp_path / f"s{r}.zarr"
         delays = [0.0, rng.uniform(0.0, 0.04)]
         rng.shuffle(delays)
-        pipes = [_FORK.Pipe(duplex=False) for _ in range(2)]
+        pipes = [_CTX.Pipe(duplex=False) for _ in range(2)]
         procs = [
-            _FORK.Process(target=_racer, args=(src, store, d, w))
+            _CTX.Process(target=_racer, args=(src, store, d, w))
             for src, d, (_, w) in zip((a, b), delays, pipes, strict=True)
         ]
         for p in procs:
