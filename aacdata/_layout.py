@@ -320,7 +320,7 @@ def _layout_nodes() -> dict[str, Any]:
 
 
 def _create_missing_nodes(store: Any, where: str) -> None:
-    _fence.create_missing(store, where, _layout_nodes())
+    _fence.create_missing(store, where, dict(_LAYOUT_NODES))
 
 
 def add_v2_columns(group: zarr.Group, values: Mapping[str, np.ndarray]) -> dict[str, zarr.Array[Any]]:
@@ -589,3 +589,10 @@ def read_rows(array: zarr.Array[Any], node: str, start: int, stop: int, *, where
             f"{where}/{node}: chunk {chunk_keys(array, start, stop)} cannot be read "
             f"({reason[:200]}); the store is damaged (run `aacdata verify {where}`)"
         ) from e
+
+
+_LAYOUT_NODES = _layout_nodes()
+"""The ``zarr.json`` of every node of a new store, made once when the module is imported:
+a process forked from one with zarr's I/O thread running (a test runner, a DataLoader
+parent) then creates stores without building zarr arrays in memory first, which could
+hang in such a child."""
