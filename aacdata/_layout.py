@@ -320,7 +320,21 @@ def _layout_nodes() -> dict[str, Any]:
 
 
 def _create_missing_nodes(store: Any, where: str) -> None:
-    _fence.create_missing(store, where, dict(_LAYOUT_NODES))
+    _fence.create_missing(store, where, dict(_nodes_now()))
+
+
+def _nodes_key() -> str:
+    """What the layout's nodes depend on (the module's chunking and codec settings)."""
+    return repr((ADTS_CHUNK_BYTES, INDEX_CHUNK_ROWS, INDEX_CODECS, FRAME_CRC_CODECS, RECORDING_CHUNK_ROWS))
+
+
+def _nodes_now() -> dict[str, Any]:
+    """The layout's nodes for the settings in force, built once per setting."""
+    key = _nodes_key()
+    nodes = _LAYOUT_NODES.get(key)
+    if nodes is None:
+        nodes = _LAYOUT_NODES[key] = _layout_nodes()
+    return nodes
 
 
 def add_v2_columns(group: zarr.Group, values: Mapping[str, np.ndarray]) -> dict[str, zarr.Array[Any]]:
@@ -591,7 +605,7 @@ def read_rows(array: zarr.Array[Any], node: str, start: int, stop: int, *, where
         ) from e
 
 
-_LAYOUT_NODES = _layout_nodes()
+_LAYOUT_NODES: dict[str, dict[str, Any]] = {_nodes_key(): _layout_nodes()}
 """The ``zarr.json`` of every node of a new store, made once when the module is imported:
 a process forked from one with zarr's I/O thread running (a test runner, a DataLoader
 parent) then creates stores without building zarr arrays in memory first, which could
