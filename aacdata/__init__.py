@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import logging
 
-from ._labels import collate
-from ._resample import resample
-from ._show import show_window
-from ._verify import VerifyReport
 from .annotations import Annotations
-from .dataset import AACSegmentDataset
+from .audio._resample import resample
+from .data._labels import collate
+from .data._show import show_window
+from .data.dataset import AACSegmentDataset
+from .data.plans import EventWindows, ExplicitWindows, RandomWindows, SlidingWindows, Window, WindowPlan
 from .errors import (
     AACDataError,
     AnnotationError,
@@ -34,8 +34,8 @@ from .errors import (
     WindowError,
 )
 from .importer import ImportFailure, ImportReport, import_audio
-from .plans import EventWindows, ExplicitWindows, RandomWindows, SlidingWindows, Window, WindowPlan
-from .store import AACStore, Recording
+from .store._store import AACStore, Recording
+from .store._verify import VerifyReport
 
 __version__ = "0.1.0"
 

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .dataset import AACSegmentDataset
+from .data.dataset import AACSegmentDataset
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,7 +92,7 @@ def format_bench(rows: Sequence[BenchRow]) -> str:
 def _most_common_rate(store: str | os.PathLike[str]) -> int:
     from collections import Counter
 
-    from .store import AACStore
+    from .store._store import AACStore
 
     with AACStore.open(store) as s:
         rates = s.column("sample_rate")

@@ -447,7 +447,7 @@ def _cmd_annotate(args: argparse.Namespace) -> int:
     set that exists without ``--replace``, a store another process writes to)."""
     from .annotations import Annotations
     from .errors import AnnotationError, StoreLockedError
-    from .store import AACStore
+    from .store._store import AACStore
 
     tables = [Path(t) for t in args.tables]
     absent = [str(t) for t in tables if not t.is_file()]
@@ -525,7 +525,7 @@ def _label_map(path: Path) -> dict[str, str]:
 
 
 def _cmd_info(args: argparse.Namespace) -> int:
-    from .store import AACStore
+    from .store._store import AACStore
 
     with AACStore.open(args.store) as store:
         s = store.summary()
@@ -569,7 +569,7 @@ def _cmd_info(args: argparse.Namespace) -> int:
 
 
 def _cmd_verify(args: argparse.Namespace) -> int:
-    from .store import AACStore
+    from .store._store import AACStore
 
     try:
         store = AACStore.open(args.store, check_table=False)
@@ -592,7 +592,7 @@ def _cmd_verify(args: argparse.Namespace) -> int:
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
-    from .store import AACStore
+    from .store._store import AACStore
 
     out = Path(args.out)
     suffix = out.suffix.lower()
@@ -627,7 +627,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
 def _export_pcm(store: Any, rec: Any, out: Path, start_seconds: float, duration_seconds: float | None) -> None:
     import numpy as np
 
-    from ._audiofile import write_audio
+    from .audio._audiofile import write_audio
 
     start = round(start_seconds * rec.sample_rate)
     if start >= rec.num_samples:
@@ -652,8 +652,8 @@ def _recording(store: Any, given: str) -> Any:
 
 
 def _cmd_show(args: argparse.Namespace) -> int:
-    from ._show import show_window
-    from .store import AACStore
+    from .data._show import show_window
+    from .store._store import AACStore
 
     with AACStore.open(args.store) as store:
         rec = _recording(store, args.id)
@@ -674,7 +674,7 @@ def _cmd_ls(args: argparse.Namespace) -> int:
 
     import numpy as np
 
-    from .store import AACStore
+    from .store._store import AACStore
 
     with AACStore.open(args.store) as store:
         ids = store.ids
@@ -726,7 +726,7 @@ def _cmd_ls(args: argparse.Namespace) -> int:
 def _cmd_repair(args: argparse.Namespace) -> int:
     """Exit 1 when recordings, annotation sets or events were dropped (a script must notice
     that the new store holds less than the damaged one), 0 when everything was kept."""
-    from ._repair import check_source, rebuild_store
+    from .store._repair import check_source, rebuild_store
 
     try:  # a store too damaged to repair at all is damage (1), unlike a taken destination (2)
         check_source(args.store)
@@ -757,7 +757,7 @@ def _cmd_repair(args: argparse.Namespace) -> int:
 def _cmd_merge(args: argparse.Namespace) -> int:
     """Exit 0 when every recording of the parts is in the merged store; 2 for parts that
     cannot be merged (a duplicate id, a destination holding other content), 1 for damage."""
-    from ._merge import merge_stores
+    from .store._merge import merge_stores
 
     with _Progress("merge", "rec", enabled=not args.no_progress) as tick:
         report = merge_stores(args.parts, args.output, progress=tick)
@@ -777,7 +777,7 @@ def _cmd_merge(args: argparse.Namespace) -> int:
 
 
 def _cmd_copy(args: argparse.Namespace) -> int:
-    from ._copy import copy_store
+    from .store._copy import copy_store
 
     with _Progress("copy", "obj", enabled=not args.no_progress) as tick:
         copied = copy_store(args.source, args.destination, progress=tick)

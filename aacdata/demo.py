@@ -10,10 +10,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import _audiofile
-from .dataset import AACSegmentDataset
+from .audio import _audiofile
+from .data.dataset import AACSegmentDataset
 from .importer import import_audio
-from .store import AACStore
+from .store._store import AACStore
 
 MIN_SECONDS = 12
 """The demo's corpus has 12 files, each read in 1 s windows."""

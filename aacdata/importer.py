@@ -28,10 +28,8 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any, Literal
 
-from . import _remote
-from ._adts import SAMPLE_RATES
-from ._channels import MAX_CHANNELS
-from ._transcode import (
+from .audio._channels import MAX_CHANNELS
+from .audio._transcode import (
     AAC_MAX_RATE,
     MAX_SOURCE_RATE,
     MIN_BANDWIDTH,
@@ -41,9 +39,11 @@ from ._transcode import (
     max_bitrate,
     transcode,
 )
-from ._writer import PendingRecording, StoreWriter
+from .codecs._adts import SAMPLE_RATES
 from .errors import ImportFailedError, ImportInterruptedError, SourceError
-from .store import AACStore
+from .store import _remote
+from .store._store import AACStore
+from .store._writer import PendingRecording, StoreWriter
 
 log = logging.getLogger("aacdata")
 

@@ -22,7 +22,10 @@ from typing import Any
 import numpy as np
 
 import aacdata
-from aacdata import AACDataError, AACStore, _adts, _audiofile, _layout, testing
+from aacdata import AACDataError, AACStore, testing
+from aacdata.audio import _audiofile
+from aacdata.codecs import _adts
+from aacdata.store import _layout
 
 
 class SegmentPool:

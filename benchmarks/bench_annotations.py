@@ -2,7 +2,7 @@
 
 A synthetic set of 1,000,000 events over 100,000 recordings (48 kHz, 10 to 120 s each, 0
 to 20 events per recording, 0.05 to 5 s long, 50 classes, one event in ten with extra
-columns) is written with ``aacdata._annotation_store.write_set`` into a zarr group on
+columns) is written with ``aacdata.store._annotation_store.write_set`` into a zarr group on
 local disk (no audio: the set's arrays are all the lookup reads). Then:
 
 (a) Loading: ``read_set`` (reads and checks the eight arrays against their CRC-32s) and
@@ -37,7 +37,7 @@ import zarr
 
 import aacdata
 from aacdata import Annotations
-from aacdata._annotation_store import read_set, write_set
+from aacdata.store._annotation_store import read_set, write_set
 
 RATE = 48_000
 

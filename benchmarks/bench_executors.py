@@ -43,8 +43,8 @@ import psutil
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout's aacdata
 
 import aacdata
-from aacdata._audiofile import write_audio
-from aacdata._transcode import transcode
+from aacdata.audio._audiofile import write_audio
+from aacdata.audio._transcode import transcode
 from aacdata.importer import _BATCH_FILES
 from aacdata.testing import signal
 

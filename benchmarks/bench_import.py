@@ -1,4 +1,4 @@
-"""Import side: (a) ADTS index building (``aacdata._adts.parse_adts`` on an hour of ADTS)
+"""Import side: (a) ADTS index building (``aacdata.codecs._adts.parse_adts`` on an hour of ADTS)
 against a Python walk over the frame lengths and PyAV's ADTS demuxer; (b) ``import_audio``
 of FLAC (transcoded; ``workers=0`` and ``2``) and of .m4a (passthrough) against PyAV doing
 only the codec work; (c) ``du`` of a store of an hour of audio over its ADTS payload.
@@ -24,7 +24,8 @@ from _corpus import SegmentPool, aacdata_fingerprint, cached, disk_usage, mark_b
 from _harness import Report, parser
 
 import aacdata
-from aacdata import _adts, _audiofile, _transcode
+from aacdata.audio import _audiofile, _transcode
+from aacdata.codecs import _adts
 
 SAMPLE_RATE = 44_100
 BITRATE = 160_000

@@ -38,8 +38,8 @@ from bench_annotations import synthetic
 
 import aacdata
 from aacdata import AACSegmentDataset, AACStore, Annotations, EventWindows
-from aacdata._audiofile import write_audio
-from aacdata._labels import WindowLabels
+from aacdata.audio._audiofile import write_audio
+from aacdata.data._labels import WindowLabels
 from aacdata.testing import signal
 
 RATE = 16_000

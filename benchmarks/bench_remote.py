@@ -39,7 +39,7 @@ from zarr.testing.store import LatencyStore
 
 import aacdata
 from aacdata import AACSegmentDataset, AACStore
-from aacdata._copy import copy_store
+from aacdata.store._copy import copy_store
 
 try:
     import obstore

@@ -1,7 +1,7 @@
 """Resampling: speed and quality of ``aacdata.resample`` against PyAV's ``AudioResampler``.
 
 (a) Speed, in seconds per channel-hour: a 60 s mono noise signal resampled whole with
-    ``aacdata.resample``, streamed through ``aacdata._resample.Resampler`` in blocks of
+    ``aacdata.resample``, streamed through ``aacdata.audio._resample.Resampler`` in blocks of
     4096 samples, and resampled by PyAV's ``av.AudioResampler`` (libswresample, its
     default settings; one frame in, then flushed) — the baseline, measured in the same
     run, in interleaved rounds. Median and p90 over repetitions, scaled by 60.
@@ -30,7 +30,7 @@ import av
 import numpy as np
 
 from aacdata import resample
-from aacdata._resample import Resampler
+from aacdata.audio._resample import Resampler
 
 PAIRS = [(44_100, 16_000), (48_000, 44_100), (16_000, 48_000), (96_000, 8_000)]
 QUALITY_PAIRS = [*PAIRS, (48_000, 16_000), (44_100, 48_000), (22_050, 44_100), (96_000, 44_100)]

@@ -19,8 +19,8 @@ import numpy as np
 from _harness import Report, parser
 
 import aacdata
-from aacdata import _transcode
-from aacdata._audiofile import write_audio
+from aacdata.audio import _transcode
+from aacdata.audio._audiofile import write_audio
 from aacdata.testing import signal
 
 

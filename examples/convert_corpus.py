@@ -12,7 +12,7 @@ import tempfile
 from pathlib import Path
 
 import aacdata
-from aacdata._audiofile import make_corpus
+from aacdata.audio._audiofile import make_corpus
 
 
 def convert(source: Path, store: Path, *, bitrate: int | None, sample_rate: int | None, workers: int | None) -> None:

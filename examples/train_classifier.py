@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 import aacdata
-from aacdata._audiofile import write_audio
+from aacdata.audio._audiofile import write_audio
 from aacdata.testing import signal
 
 CLASSES = ("tone", "chirp", "noise", "speech")

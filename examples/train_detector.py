@@ -30,7 +30,7 @@ import torch
 from torch import nn
 
 import aacdata
-from aacdata._audiofile import write_audio
+from aacdata.audio._audiofile import write_audio
 
 RATE = 16_000
 SPECIES = ("chirper", "hooter", "trill")  # sorted: the dataset's class order

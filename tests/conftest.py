@@ -20,7 +20,7 @@ import av  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
-from aacdata._audiofile import write_audio  # noqa: E402
+from aacdata.audio._audiofile import write_audio  # noqa: E402
 from aacdata.testing import signal  # noqa: E402
 
 EXTENSIONS = (".wav", ".flac", ".mp3", ".ogg", ".opus", ".m4a", ".mp4", ".aac", ".mkv", ".webm")
@@ -70,7 +70,7 @@ def full_decode(store: aacdata.AACStore, rec: aacdata.Recording) -> np.ndarray:
     """The exactness reference: decode the whole stored stream frame by frame with a fresh
     decoder and cut the source timeline out of it; float32, shape ``(C, num_samples)``."""
     data = store.adts_bytes(rec)  # the stand-alone stream (a PCE layout's PCE in frame 0)
-    frames = aacdata._adts.parse_adts(data)
+    frames = aacdata.codecs._adts.parse_adts(data)
     assert len(frames) == rec.num_frames
     dec = av.CodecContext.create("aac", "r")
     planes = []

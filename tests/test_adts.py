@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 import aacdata
 from aacdata import CorruptDataError
-from aacdata._adts import (
+from aacdata.codecs._adts import (
     SAMPLE_RATES,
     AdtsFrames,
     adts_headers,
@@ -369,28 +369,28 @@ def test_fuzz_asc_only_raises_corrupt_data(data: bytes) -> None:
     assert asc.sample_rate >= 0
 
 
-@pytest.mark.parametrize("channels", sorted(aacdata._adts.PCE_LAYOUTS))
+@pytest.mark.parametrize("channels", sorted(aacdata.codecs._adts.PCE_LAYOUTS))
 @pytest.mark.parametrize("sample_rate", [8_000, 44_100, 96_000])
 def test_our_pce_names_the_elements_ffmpegs_encoder_writes(channels: int, sample_rate: int) -> None:
     # Invariant: stored PCE streams are decoded with aacdata's own AudioSpecificConfig, so
     # it must declare exactly the elements (kind and tag, in order) the encoder writes.
     import av
 
-    from aacdata._adts import audio_specific_config, pce_layout
-    from aacdata._channels import CODED_LAYOUTS
+    from aacdata.audio._channels import CODED_LAYOUTS
+    from aacdata.codecs._adts import audio_specific_config, pce_layout
 
     enc = av.CodecContext.create("aac", "w")
     enc.sample_rate, enc.layout, enc.format, enc.bit_rate = sample_rate, CODED_LAYOUTS[channels], "fltp", 64_000
     enc.open()
     ours = audio_specific_config(sample_rate, channels)
-    assert pce_layout(bytes(enc.extradata)) == pce_layout(ours) == aacdata._adts.PCE_LAYOUTS[channels]
+    assert pce_layout(bytes(enc.extradata)) == pce_layout(ours) == aacdata.codecs._adts.PCE_LAYOUTS[channels]
     # the same bits as FFmpeg's, up to FFmpeg's comment field (our PCE has none)
     assert bytes(enc.extradata).startswith(ours[:-1])
 
 
 @pytest.mark.parametrize("channels", [1, 2, 5])
 def test_configs_without_pce_are_two_bytes(channels: int) -> None:
-    from aacdata._adts import audio_specific_config, parse_audio_specific_config
+    from aacdata.codecs._adts import audio_specific_config, parse_audio_specific_config
 
     asc = audio_specific_config(48_000, channels)
     parsed = parse_audio_specific_config(asc)
@@ -399,7 +399,7 @@ def test_configs_without_pce_are_two_bytes(channels: int) -> None:
 
 
 def test_pce_in_first_frame_only_changes_frame_0() -> None:
-    from aacdata._adts import program_config_element, with_pce_in_first_frame
+    from aacdata.codecs._adts import program_config_element, with_pce_in_first_frame
 
     payloads = [bytes([i]) * (10 + i) for i in range(4)]
     stream, _ = build_adts(payloads, sample_rate=48_000, channel_config=0)

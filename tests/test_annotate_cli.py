@@ -236,7 +236,7 @@ def test_a_locked_store(capsys: pytest.CaptureFixture[str], store: Path, tables:
 
 LOCK_HOLDER = """
 import sys, time
-from aacdata import _lock
+from aacdata.store import _lock
 from aacdata.store import AACStore
 store = AACStore.open({store!r}, "a")
 with _lock.acquire(store.zarr_store, {store!r}):

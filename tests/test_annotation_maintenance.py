@@ -19,12 +19,12 @@ import zarr
 
 import aacdata
 from aacdata import AACStore, Annotations, CorruptDataError
-from aacdata._annotation_store import combine, remap, survey, write_set
-from aacdata._audiofile import write_audio
-from aacdata._copy import copy_store
-from aacdata._merge import merge_stores
-from aacdata._repair import rebuild_store
+from aacdata.audio._audiofile import write_audio
 from aacdata.cli import main
+from aacdata.store._annotation_store import combine, remap, survey, write_set
+from aacdata.store._copy import copy_store
+from aacdata.store._merge import merge_stores
+from aacdata.store._repair import rebuild_store
 from aacdata.testing import signal
 
 IDS = tuple(f"f{i}.wav" for i in range(5))

@@ -24,9 +24,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import aacdata
-from aacdata import AACStore, AnnotationError, Annotations, CorruptDataError, StoreLockedError, _lock
-from aacdata import _annotation_store as sets
+from aacdata import AACStore, AnnotationError, Annotations, CorruptDataError, StoreLockedError
 from aacdata.annotations import MATCH_FILE, MATCH_ID, MATCH_STEM
+from aacdata.store import _annotation_store as sets
+from aacdata.store import _lock
 
 RAVEN_HEADER = [
     "Selection",
@@ -691,7 +692,7 @@ WRITER = textwrap.dedent(
     import sys, zarr
     sys.path.insert(0, {tests!r})
     from test_annotations import random_table
-    from aacdata import _annotation_store as sets
+    from aacdata.store import _annotation_store as sets
     group = zarr.open_group({root!r}, mode="a")
     if {loop!r}:
         tables = [random_table(11, 100_000), random_table(12, 1_000)]

@@ -13,8 +13,9 @@ import pytest
 from conftest import full_decode
 
 import aacdata
-from aacdata import AACStore, _adts
-from aacdata._channels import remix
+from aacdata import AACStore
+from aacdata.audio._channels import remix
+from aacdata.codecs import _adts
 
 RATE = 16_000
 

@@ -26,7 +26,7 @@ from conftest import env_with_package, make_file
 
 import aacdata
 from aacdata import AACStore, Annotations, CorruptDataError
-from aacdata._chunks import CheckedLocalStore, DirectChunks
+from aacdata.store._chunks import CheckedLocalStore, DirectChunks
 
 TIMEOUT_S = 120
 """A child that works finishes in seconds; one that blocks is stopped here."""
@@ -101,8 +101,10 @@ _STEPS = {
     "annotations": 'step("annotations", lambda: len(aacdata.AACStore.open(path).annotations("calls")))',
     "verify": 'step("verify", lambda: main(["verify", path, "--no-progress"]))',
     "repair": 'step("repair", lambda: main(["repair", path, "-o", out + "/repaired.zarr", "--no-progress"]))',
-    "copy": 'from aacdata._copy import copy_store\nstep("copy", lambda: copy_store(path, out + "/copy.zarr"))',
-    "merge": 'from aacdata._merge import merge_stores\nstep("merge", lambda: merge_stores([path], out + "/m.zarr"))',
+    "copy": 'from aacdata.store._copy import copy_store\nstep("copy", lambda: copy_store(path, out + "/copy.zarr"))',
+    "merge": (
+        'from aacdata.store._merge import merge_stores\nstep("merge", lambda: merge_stores([path], out + "/m.zarr"))'
+    ),
 }
 
 

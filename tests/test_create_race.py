@@ -103,7 +103,7 @@ def _paused_import(sources: Path, store: Path, hook: str, conn: Any) -> None:
 
         return hooked
 
-    import aacdata._layout  # noqa: F401 - its store classes (LocalStore and subclasses) are imported
+    import aacdata.store._layout  # noqa: F401 - its store classes (LocalStore and subclasses) are imported
 
     classes = [local.LocalStore]
     while classes:

@@ -33,9 +33,9 @@ from conftest import make_file
 
 import aacdata
 from aacdata import AACSegmentDataset, AACStore
-from aacdata._layout import column_crc32
 from aacdata.cli import main
 from aacdata.errors import AACDataError, CorruptDataError, StoreWriteError
+from aacdata.store._layout import column_crc32
 
 WINDOW_SECONDS = 0.25
 NUM_ITEMS = 4  # dataset items read per damaged store (all of them in the full sweep)

@@ -16,7 +16,7 @@ from torch.utils.data.distributed import DistributedSampler
 
 import aacdata
 from aacdata import AACStore
-from aacdata._audiofile import write_audio
+from aacdata.audio._audiofile import write_audio
 from aacdata.dataset import AACSegmentDataset
 from aacdata.testing import signal
 

@@ -15,7 +15,7 @@ import pytest
 
 import aacdata
 from aacdata import AACSegmentDataset, AACStore
-from aacdata._audiofile import write_audio
+from aacdata.audio._audiofile import write_audio
 from aacdata.importer import parse_shard, shard_of
 from aacdata.testing import signal
 

@@ -61,7 +61,7 @@ def test_train_distributed_two_ranks(tmp_path: Path) -> None:
     import subprocess
 
     from aacdata import import_audio
-    from aacdata._audiofile import make_corpus
+    from aacdata.audio._audiofile import make_corpus
 
     make_corpus(tmp_path / "corpus", seconds=20, num_files=4, sample_rates=(16_000,))
     import_audio(tmp_path / "corpus", tmp_path / "s.zarr", workers=0, progress=False)

@@ -256,7 +256,7 @@ def test_show_draws_the_events_where_they_are(tmp_path: Path) -> None:
 def test_pns_sources_are_flagged_and_can_be_reencoded(tmp_path: Path) -> None:
     from conftest import full_decode
 
-    from aacdata._audiofile import write_audio
+    from aacdata.audio._audiofile import write_audio
 
     # An .m4a as FFmpeg makes it by default: perceptual noise substitution on (noise makes it fill bands).
     noise = aacdata.testing.signal("noise", 44_100 * 2, sample_rate=44_100, num_channels=2, seed=4)

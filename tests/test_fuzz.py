@@ -23,10 +23,10 @@ from hypothesis import strategies as st
 
 import aacdata
 from aacdata import AACStore
-from aacdata._adts import CHANNELS_BY_CONFIG, SAMPLE_RATES, AdtsFrames, parse_adts, parse_audio_specific_config
-from aacdata._layout import column_crc32
 from aacdata.cli import main
+from aacdata.codecs._adts import CHANNELS_BY_CONFIG, SAMPLE_RATES, AdtsFrames, parse_adts, parse_audio_specific_config
 from aacdata.errors import CorruptDataError
+from aacdata.store._layout import column_crc32
 
 # ---------------------------------------------------------------------- ADTS streams
 
@@ -292,8 +292,8 @@ resource.setrlimit(resource.RLIMIT_AS, (4 << 30, 4 << 30))
 faulthandler.enable()
 import numpy as np
 from aacdata import SourceError
-from aacdata._adts import parse_adts
-from aacdata._transcode import transcode
+from aacdata.codecs._adts import parse_adts
+from aacdata.audio._transcode import transcode
 
 seed_dir, work, seed, first, stop = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
 case_timeout = float(sys.argv[6])

@@ -21,9 +21,9 @@ import pytest
 from conftest import EXTENSIONS, env_with_package, full_decode, make_file, peak_lag
 
 import aacdata
-import aacdata._writer
+import aacdata.store._writer
 from aacdata import AACStore, ImportFailedError, StoreLockedError
-from aacdata._adts import parse_adts
+from aacdata.codecs._adts import parse_adts
 from aacdata.testing import signal
 
 MakeAudio = Callable[..., tuple[Path, np.ndarray]]
@@ -678,7 +678,7 @@ def test_pns_makes_decoding_random(noise: np.ndarray) -> None:
 
 def test_library_encodes_without_pns(tmp_path: Path, noise: np.ndarray) -> None:
     path = tmp_path / "noise.wav"
-    from aacdata._audiofile import write_audio
+    from aacdata.audio._audiofile import write_audio
 
     write_audio(path, noise, sample_rate=44_100, float_wav=True)
     _import(path, tmp_path / "s.zarr", bitrate=32_000)
@@ -747,7 +747,7 @@ def test_killed_import_leaves_a_readable_store_and_resumes(tmp_path: Path) -> No
 
 
 def test_second_writer_is_locked_out(tmp_path: Path, two_files: Path) -> None:
-    from aacdata._writer import StoreWriter
+    from aacdata.store._writer import StoreWriter
 
     store = tmp_path / "s.zarr"
     _import(two_files, store)
@@ -777,10 +777,10 @@ def test_disk_full_stops_with_a_clear_error_and_keeps_the_commit(
         make_file(src / f"{i}.wav", "tone", 4000 + i, seed=i)
     monkeypatch.setattr(aacdata.importer, "_COMMIT_RECORDINGS", 2)
     real_set = zarr.storage.LocalStore.set
-    real_write = aacdata._writer.StoreWriter._write
+    real_write = aacdata.store._writer.StoreWriter._write
     state = {"commits": 0}
 
-    def counting_write(self: aacdata._writer.StoreWriter, *args: object) -> None:
+    def counting_write(self: aacdata.store._writer.StoreWriter, *args: object) -> None:
         real_write(self, *args)  # type: ignore[arg-type]
         state["commits"] += 1
 
@@ -789,7 +789,7 @@ def test_disk_full_stops_with_a_clear_error_and_keeps_the_commit(
             raise OSError(errno.ENOSPC, "No space left on device")
         await real_set(self, key, value)
 
-    monkeypatch.setattr(aacdata._writer.StoreWriter, "_write", counting_write)
+    monkeypatch.setattr(aacdata.store._writer.StoreWriter, "_write", counting_write)
     monkeypatch.setattr(zarr.storage.LocalStore, "set", set_until_full)
     with pytest.raises(aacdata.StoreWriteError, match="the disk is full") as info:
         _import(src, tmp_path / "s.zarr")

@@ -10,8 +10,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from aacdata._index import ANCHOR_EVERY, FrameIndex
 from aacdata.errors import CorruptDataError
+from aacdata.store._index import ANCHOR_EVERY, FrameIndex
 
 
 def _table(frame_counts: list[int], seed: int = 0) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]:
@@ -160,7 +160,7 @@ def test_direct_chunk_reads_equal_zarr_and_fall_back(store_path: Path, tmp_path:
 
     import zarr
 
-    from aacdata._chunks import DirectChunks
+    from aacdata.store._chunks import DirectChunks
 
     copy = tmp_path / "s.zarr"
     shutil.copytree(store_path, copy)
@@ -192,10 +192,11 @@ def test_stores_of_the_first_layout_read_the_same(store_path: Path, tmp_path: Pa
     from zarr.codecs import BloscCodec
 
     import aacdata
-    from aacdata import AACStore, _layout
-    from aacdata._audiofile import write_audio
-    from aacdata._chunks import DirectChunks
-    from aacdata._merge import merge_stores
+    from aacdata import AACStore
+    from aacdata.audio._audiofile import write_audio
+    from aacdata.store import _layout
+    from aacdata.store._chunks import DirectChunks
+    from aacdata.store._merge import merge_stores
     from aacdata.testing import signal
 
     first = {

@@ -17,8 +17,8 @@ from torch.utils.data import DataLoader
 
 import aacdata
 from aacdata import AACSegmentDataset, Annotations
-from aacdata._audiofile import write_audio
-from aacdata._labels import CorpusView, WindowLabels, collate
+from aacdata.audio._audiofile import write_audio
+from aacdata.data._labels import CorpusView, WindowLabels, collate
 from aacdata.plans import Corpus, EventWindows
 from aacdata.testing import signal
 
@@ -79,7 +79,7 @@ def test_clip_and_frame_targets_equal_a_brute_force_overlap(
     lengths = [5000, 5000, 5000]
     events = _events(records, lengths)
     hop = 0.1
-    with mock.patch.multiple(aacdata._labels, _SMALL=small, _LOOP_MAX=loop, _SMALL_EVENTS=kept):
+    with mock.patch.multiple(aacdata.data._labels, _SMALL=small, _LOOP_MAX=loop, _SMALL_EVENTS=kept):
         _check_against_brute_force(records, windows, min_seconds, fraction, events, hop)
 
 
@@ -258,7 +258,7 @@ def test_targets_event_by_event_equal_the_vectorised_ones(
     # Invariant: the scalar path (few events in a window), the numpy path (many) and the
     # lists of small recordings give the same clip and frame targets, instants and events
     # past the window included, and the clip targets follow the rule.
-    import aacdata._labels as labels_module
+    import aacdata.data._labels as labels_module
 
     rng = np.random.default_rng(5)
     starts = rng.integers(0, 4900, 400)

@@ -11,8 +11,8 @@ from conftest import STORE_IDS, make_file
 
 import aacdata
 from aacdata import AACStore, Annotations, CorruptDataError, StoreFormatError
-from aacdata._merge import merge_stores
 from aacdata.cli import main
+from aacdata.store._merge import merge_stores
 
 PLACEMENT = {"index", "frame_start", "byte_start"}
 
@@ -138,7 +138,7 @@ def test_merge_reads_each_recording_of_a_part_once(tmp_path: Path) -> None:
     # (quadratic: hours for a part of 10,000 recordings).
     from unittest import mock
 
-    from aacdata._audiofile import write_audio
+    from aacdata.audio._audiofile import write_audio
     from aacdata.testing import signal
 
     n = 40

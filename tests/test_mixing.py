@@ -13,7 +13,7 @@ import pytest
 
 import aacdata
 from aacdata import AACSegmentDataset
-from aacdata._audiofile import write_audio
+from aacdata.audio._audiofile import write_audio
 from aacdata.testing import signal
 
 RATE = 16_000

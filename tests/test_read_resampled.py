@@ -12,8 +12,8 @@ from hypothesis import strategies as st
 
 import aacdata
 from aacdata import AACStore, WindowError
-from aacdata._adts import SAMPLE_RATES
-from aacdata._audiofile import write_audio
+from aacdata.audio._audiofile import write_audio
+from aacdata.codecs._adts import SAMPLE_RATES
 from aacdata.testing import signal
 
 RATES = sorted(SAMPLE_RATES)

@@ -15,9 +15,9 @@ from zarr.storage import WrapperStore
 
 import aacdata
 from aacdata import AACSegmentDataset, AACStore
-from aacdata._audiofile import write_audio
-from aacdata._copy import copy_store
+from aacdata.audio._audiofile import write_audio
 from aacdata.cli import main
+from aacdata.store._copy import copy_store
 from aacdata.testing import signal
 
 pytest.importorskip("s3fs")

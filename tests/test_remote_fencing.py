@@ -85,7 +85,7 @@ def _paused_import(sources: Path, url: str, match: Match, conn: Any, metadata: A
     ``match`` accepts (after telling the parent); report the outcome."""
     from aiobotocore.client import AioBaseClient
 
-    from aacdata import _lock
+    from aacdata.store import _lock
 
     _lock.LEASE_SECONDS = LEASE
     call = AioBaseClient._make_api_call
@@ -203,7 +203,7 @@ def test_a_writer_paused_before_its_commit_point_is_refused(tmp_path: Path, buck
 def test_a_taker_paused_between_reading_and_taking_the_lease_is_refused(tmp_path: Path, bucket: str) -> None:
     # Invariant: two imports taking over the same expired lease never both hold it: the
     # one that writes the lease second is refused by the bucket.
-    from aacdata import _lock, _remote
+    from aacdata.store import _lock, _remote
 
     url = f"s3://{bucket}/c.zarr"
     expired = {"host": "elsewhere", "pid": 1, "started": time.time() - 900, "expires": time.time() - 5}
@@ -367,8 +367,8 @@ def test_a_version_1_store_in_a_bucket_is_upgraded_by_fenced_writes(
     # Invariant: the first commit to a store of aacdata 0.1 in S3 adds the version-2
     # columns without deleting or overwriting anything; one cut short before its commit
     # point leaves version 1 as it was, and the next import finishes the upgrade.
-    from aacdata import _layout
-    from aacdata._copy import copy_store
+    from aacdata.store import _layout
+    from aacdata.store._copy import copy_store
 
     url = f"s3://{bucket}/v1.zarr"
     copy_store(Path(__file__).parent / "data" / "store_v1.zarr", url)

@@ -13,8 +13,9 @@ from pathlib import Path
 import pytest
 
 import aacdata
-from aacdata import AACStore, StoreLockedError, _lock
-from aacdata._audiofile import write_audio
+from aacdata import AACStore, StoreLockedError
+from aacdata.audio._audiofile import write_audio
+from aacdata.store import _lock
 from aacdata.testing import signal
 
 pytest.importorskip("s3fs")
@@ -84,7 +85,7 @@ def test_a_dead_local_holder_is_taken_over(bucket: str, tmp_path: Path, caplog: 
 def test_the_lease_is_renewed_while_held_and_a_stolen_lease_stops_the_writer(
     bucket: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from aacdata._writer import StoreWriter
+    from aacdata.store._writer import StoreWriter
 
     monkeypatch.setattr(_lock, "LEASE_SECONDS", 1.5)
     url = f"s3://{bucket}/c.zarr"

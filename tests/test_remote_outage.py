@@ -24,16 +24,16 @@ from zarr.storage import MemoryStore, WrapperStore
 
 import aacdata
 from aacdata import AACSegmentDataset, AACStore
-from aacdata._audiofile import write_audio
-from aacdata._copy import copy_store
-from aacdata._remote import (
+from aacdata.audio._audiofile import write_audio
+from aacdata.errors import AACDataError, CorruptDataError, RemoteStoreError, StoreNotFoundError
+from aacdata.store._copy import copy_store
+from aacdata.store._remote import (
     DEFAULT_CONNECT_TIMEOUT_SECONDS,
     DEFAULT_READ_TIMEOUT_SECONDS,
     DEFAULT_RETRIES,
     RemoteStore,
     open_store,
 )
-from aacdata.errors import AACDataError, CorruptDataError, RemoteStoreError, StoreNotFoundError
 from aacdata.testing import signal as synth_signal
 
 pytest.importorskip("s3fs")
@@ -307,7 +307,7 @@ def _get(store: RemoteStore) -> bytes | None:
     ids=["reset", "timeout", "throttled", "5xx", "429"],
 )
 def test_transient_errors_are_retried_with_bounds(error: Exception, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("aacdata._remote.FIRST_BACKOFF_SECONDS", 0.01)
+    monkeypatch.setattr("aacdata.store._remote.FIRST_BACKOFF_SECONDS", 0.01)
     store, flaky = _flaky(error, failures=2, retries=2)
     assert _get(store) == b"data"
     assert flaky.calls == 3

@@ -17,10 +17,10 @@ import zarr
 
 import aacdata
 from aacdata import AACStore
-from aacdata._audiofile import write_audio
-from aacdata._layout import column_crc32
-from aacdata._repair import rebuild_store
+from aacdata.audio._audiofile import write_audio
 from aacdata.cli import main
+from aacdata.store._layout import column_crc32
+from aacdata.store._repair import rebuild_store
 from aacdata.testing import signal
 
 IDS = tuple(f"f{i}.wav" for i in range(5))

@@ -1,4 +1,4 @@
-"""aacdata._resample: quality of the filter, position addressability, streaming, errors.
+"""aacdata.audio._resample: quality of the filter, position addressability, streaming, errors.
 
 Signals are synthetic (tones, noise, DC). ``low`` is ``min(orig_rate, new_rate)``.
 """
@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 import aacdata
-from aacdata._resample import Resampler, input_span, resample, resample_span
+from aacdata.audio._resample import Resampler, input_span, resample, resample_span
 
 AAC_RATES = [8000, 11025, 12000, 16000, 22050, 24000, 32000, 44100, 48000, 64000, 88200, 96000, 7350]
 ALL_PAIRS = [(a, b) for a, b in itertools.permutations(AAC_RATES, 2)]

@@ -20,8 +20,8 @@ import pytest
 from conftest import env_with_package, full_decode
 
 import aacdata
-from aacdata import _adts
-from aacdata._audiofile import write_audio
+from aacdata.audio._audiofile import write_audio
+from aacdata.codecs import _adts
 
 V1_STORE = Path(__file__).parent / "data" / "store_v1.zarr"
 
@@ -101,7 +101,7 @@ def test_octave_bands_within_1_db_and_no_warning(tmp_path: Path, kind: str, rate
 
 
 def test_default_bitrate_grows_with_bandwidth() -> None:
-    from aacdata._transcode import default_bitrate
+    from aacdata.audio._transcode import default_bitrate
 
     assert default_bitrate(2, 44_100) == 256_000
     assert default_bitrate(1, 96_000) == 256_000
@@ -413,7 +413,7 @@ def test_version_1_store_is_appended_to_and_becomes_version_2(v1_store: Path, tm
         assert store.verify().ok
         assert len(store.annotations()) == 2
     # and what version 2 holds survives a repair
-    from aacdata._repair import rebuild_store
+    from aacdata.store._repair import rebuild_store
 
     repaired = rebuild_store(v1_store, tmp_path / "repaired.zarr")
     assert repaired.ok and len(repaired.kept) == 4
@@ -426,7 +426,7 @@ def test_an_interrupted_upgrade_leaves_version_1(
 ) -> None:
     # A commit that dies after adding the new columns but before the root moves leaves
     # a version-1 store that reads as before and whose next import finishes the upgrade.
-    from aacdata import _layout
+    from aacdata.store import _layout
 
     def crash(*args: object, **kwargs: object) -> None:
         raise OSError(5, "simulated I/O error")

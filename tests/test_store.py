@@ -17,7 +17,7 @@ from conftest import SAMPLES_PER_FRAME, STORE_IDS, STORE_SOURCES, full_decode
 
 import aacdata
 from aacdata import AACStore, StoreFormatError, StoreNotFoundError
-from aacdata._adts import adts_headers, parse_adts, program_config_element, uses_pce
+from aacdata.codecs._adts import adts_headers, parse_adts, program_config_element, uses_pce
 
 # ---------------------------------------------------------------------- opening
 

@@ -12,7 +12,7 @@ import pytest
 
 import aacdata
 import aacdata.importer as importer
-from aacdata._audiofile import write_audio
+from aacdata.audio._audiofile import write_audio
 from aacdata.testing import signal as make_signal
 
 

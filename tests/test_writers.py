@@ -290,7 +290,7 @@ def test_a_paused_local_writer_keeps_its_lock(tmp_path: Path) -> None:
 _HOLD_LOCK = textwrap.dedent(
     """
     import sys, time, zarr
-    from aacdata import _lock
+    from aacdata.store import _lock
     held = _lock.acquire(zarr.storage.LocalStore(sys.argv[1]), sys.argv[1])
     print("held", flush=True)
     time.sleep(60)
@@ -337,7 +337,7 @@ def test_a_dead_holders_record_is_taken_over_with_a_warning(tmp_path: Path, capl
 
 def test_a_second_writer_in_the_same_process_is_refused(tmp_path: Path) -> None:
     # POSIX record locks are per process: the lock table must refuse the second writer itself.
-    from aacdata._writer import StoreWriter
+    from aacdata.store._writer import StoreWriter
 
     src = _sources(tmp_path / "src", 1)
     store = tmp_path / "s.zarr"

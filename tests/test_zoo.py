@@ -26,7 +26,8 @@ import pytest
 from conftest import peak_lag
 
 import aacdata
-from aacdata import AACStore, _transcode
+from aacdata import AACStore
+from aacdata.audio import _transcode
 
 RATE = 44_100
 N = 22_050 + 123  # not a multiple of any codec's frame size
@@ -523,7 +524,7 @@ def _check(made: Made, tmp_path: Path) -> None:
     assert report.passthrough == int(made.passthrough)
     ref = _source_decode(made.path)
     if made.options.get("num_channels"):
-        ref = aacdata._channels.remix(ref.astype(np.float32), made.options["num_channels"]).astype(np.float64)
+        ref = aacdata.audio._channels.remix(ref.astype(np.float32), made.options["num_channels"]).astype(np.float64)
     if made.lossless:
         assert ref.shape[1] == made.written
     else:  # a lossy decode may add the codec's padding, never lose what was written

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 import aacdata
-from aacdata._audiofile import write_audio
+from aacdata.audio._audiofile import write_audio
 
 HERE = Path(__file__).parent
 OUT = HERE / "store_v1.zarr"

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .errors import CorruptDataError
+from ..errors import CorruptDataError
 
 SAMPLES_PER_FRAME = 1024
 """Samples per channel in one AAC-LC frame (the 960-sample variant is not used)."""

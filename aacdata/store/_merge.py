@@ -14,7 +14,7 @@ commit, CRC-32s, rows, event ranges) before anything is written, so a damaged se
 the merge as a damaged recording does. Once the recordings are committed, the events of
 each set name are moved to their recordings' rows in the destination (found by id) and
 combined with the destination's set of that name, if any, by
-:func:`aacdata._annotation_store.combine`: classes become the union (each event keeps its
+:func:`aacdata.store._annotation_store.combine`: classes become the union (each event keeps its
 class by name, so a class index may change), sources the union, and an event found in
 several of them is kept once (as many times as one of them holds it), so a merge run again
 adds nothing. Each set is then replaced in one commit.
@@ -32,11 +32,11 @@ from typing import Any
 import numpy as np
 import zarr
 
+from ..annotations import Annotations
+from ..errors import CorruptDataError, StoreFormatError
 from . import _annotation_store, _chunks, _layout, _lock, _remote
+from ._store import AACStore, Recording
 from ._writer import StoreWriter, stored_recording
-from .annotations import Annotations
-from .errors import CorruptDataError, StoreFormatError
-from .store import AACStore, Recording
 
 _READ_BYTES = 32 << 20
 """Bytes of a part read at once (recordings are copied from this window)."""

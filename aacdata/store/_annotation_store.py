@@ -29,7 +29,7 @@ Sets are found by listing ``/annotations`` and opened from their own groups, so 
 :func:`survey` and :func:`check_sets` (verify), :func:`event_problems` (the rules an event
 must keep), :func:`remap` (repair and merge move events to other rows by recording id) and
 :func:`combine` (merge). A local store's files are read through
-:class:`aacdata._chunks.CheckedLocalStore`: a FIFO in place of a chunk is damage, not a
+:class:`aacdata.store._chunks.CheckedLocalStore`: a FIFO in place of a chunk is damage, not a
 read that never returns.
 """
 
@@ -48,9 +48,9 @@ from zarr.abc.store import Store
 from zarr.core.sync import sync
 from zarr.errors import NodeNotFoundError
 
+from ..annotations import STRINGS, Annotations
+from ..errors import AACDataError, AnnotationError, CorruptDataError, StoreWriteError
 from . import _chunks, _lock
-from .annotations import STRINGS, Annotations
-from .errors import AACDataError, AnnotationError, CorruptDataError, StoreWriteError
 
 __all__ = [
     "GROUP",
@@ -199,7 +199,7 @@ def read_set(
     ----------
     group
         The store's root group, or its zarr ``Store``. A local store's files are read only
-        where they are regular files (:mod:`aacdata._chunks`).
+        where they are regular files (:mod:`aacdata.store._chunks`).
     name
         The set's name.
     num_recordings
@@ -259,7 +259,7 @@ def write_set(
         Replace an existing set of that name (otherwise that is an error).
     lock
         The store's write lock, if the caller holds it; otherwise it is taken here
-        (:func:`aacdata._lock.acquire`) for the duration of the write.
+        (:func:`aacdata.store._lock.acquire`) for the duration of the write.
     num_recordings
         The store's committed recordings: events of rows at or past it are refused.
     where

@@ -16,13 +16,13 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from ..codecs._adts import SAMPLES_PER_FRAME, parse_adts
+from ..codecs._decoder import decode_batches, new_decoder
+from ..errors import AACDataError, CorruptDataError, DecodeError
 from . import _annotation_store
-from ._adts import SAMPLES_PER_FRAME, parse_adts
-from ._decoder import decode_batches, new_decoder
-from .errors import AACDataError, CorruptDataError, DecodeError
 
 if TYPE_CHECKING:
-    from .store import AACStore
+    from ._store import AACStore
 
 Progress = Callable[[int, int], None]
 """``progress(done, total)``: the one progress callback signature of long operations."""

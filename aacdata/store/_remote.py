@@ -32,7 +32,7 @@ Outages are not damage. Every request to an object store goes through
   damage (:class:`~aacdata.errors.CorruptDataError`).
 
 Writers need more: the store itself must refuse the writes of an import that lost its
-lock (:mod:`aacdata._fence`). :class:`Conditional` speaks S3's conditional requests
+lock (:mod:`aacdata.store._fence`). :class:`Conditional` speaks S3's conditional requests
 (``If-Match: <etag>``, ``If-None-Match: *``) through the same retries; :func:`fencing`
 says how a store's writers are fenced and refuses the backends aacdata cannot fence: any
 object store but S3 (GCS generation preconditions and Azure Blob ETags would serve, but
@@ -55,8 +55,8 @@ from zarr.abc.store import ByteRequest, Store
 from zarr.core.buffer import Buffer, BufferPrototype
 from zarr.storage import WrapperStore
 
+from ..errors import AACDataError, RemoteStoreError, StoreNotFoundError, StoreWriteError
 from ._chunks import CheckedLocalStore
-from .errors import AACDataError, RemoteStoreError, StoreNotFoundError, StoreWriteError
 
 StoreTarget = str | os.PathLike[str] | Store
 """A store location: local path, URL (``s3://bucket/prefix``, ``gs://``, ``az://``,

@@ -35,10 +35,10 @@ from zarr.codecs import BloscCodec
 from zarr.core.sync import sync
 from zarr.errors import GroupNotFoundError
 
+from ..codecs._adts import SAMPLES_PER_FRAME
+from ..errors import AACDataError, CorruptDataError, StoreFormatError, StoreNotFoundError
 from . import _fence, _lock, _remote
-from ._adts import SAMPLES_PER_FRAME
 from ._chunks import CheckedLocalStore
-from .errors import AACDataError, CorruptDataError, StoreFormatError, StoreNotFoundError
 
 FORMAT_VERSION = 2
 """The version new stores and commits write."""
@@ -94,7 +94,7 @@ FLAG_FRESH_DECODER = 1
 decoder, since PNS noise depends on decoder state that flushing does not reset."""
 FLAG_PCE = 2
 """The stream's ADTS headers say ``channel_config = 0``: its layout (6, 7, 8 or 16
-full-band channels) is the one :func:`aacdata._adts.audio_specific_config` gives, which
+full-band channels) is the one :func:`aacdata.codecs._adts.audio_specific_config` gives, which
 decoders are configured with."""
 KNOWN_FLAGS = FLAG_FRESH_DECODER | FLAG_PCE
 TEXT_COLUMNS = ("id", "source", "metadata")

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 if TYPE_CHECKING:
-    from .store import AACStore, RecordingRef
+    from ..store._store import AACStore, RecordingRef
 
 EVENT_COLOR = "#ff0000"
 """Edge colour of event boxes (pure red, so that a test can find them in the picture)."""

@@ -7,10 +7,10 @@ Other stores are read through their byte-range interface, one request per chunk 
 
 A committed chunk that is absent or short is damage (:class:`CorruptDataError`), and so is
 a local chunk file that is not a regular file (a FIFO, a device, a link out of the store:
-see :func:`aacdata._chunks.open_chunk`), which is never opened for reading; a read takes
+see :func:`aacdata.store._chunks.open_chunk`), which is never opened for reading; a read takes
 at most the window's bytes, whatever the file holds. An object store that cannot be
 reached, or that is gone altogether, is an outage: its
-:class:`~aacdata._remote.RemoteStore` raises :class:`~aacdata.errors.RemoteStoreError`
+:class:`~aacdata.store._remote.RemoteStore` raises :class:`~aacdata.errors.RemoteStoreError`
 before a missing chunk gets here.
 """
 
@@ -28,8 +28,8 @@ from zarr.abc.store import RangeByteRequest
 from zarr.core.buffer import default_buffer_prototype
 from zarr.core.sync import sync
 
+from ..errors import CorruptDataError
 from ._chunks import open_chunk
-from .errors import CorruptDataError
 
 
 def _max_open_files() -> int:

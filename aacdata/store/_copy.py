@@ -2,7 +2,7 @@
 
 Every key is copied, annotation sets included (their rows stay valid: the recordings
 table is copied as it is). A local source's files are read only where they are regular
-files (:mod:`aacdata._chunks`): a FIFO or a link to ``/dev/zero`` in place of a chunk is
+files (:mod:`aacdata.store._chunks`): a FIFO or a link to ``/dev/zero`` in place of a chunk is
 :class:`~aacdata.errors.CorruptDataError`, not a copy that never ends.
 """
 
@@ -15,10 +15,10 @@ from typing import Any
 from zarr.core.buffer import default_buffer_prototype
 from zarr.core.sync import sync
 
+from ..errors import StoreFormatError, StoreNotFoundError
 from . import _chunks, _remote
 from ._lock import LOCK_FILE
-from .errors import StoreFormatError, StoreNotFoundError
-from .store import AACStore
+from ._store import AACStore
 
 _IN_FLIGHT = 16
 

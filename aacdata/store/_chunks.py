@@ -35,7 +35,7 @@ import zarr
 from zarr.abc.store import ByteRequest, OffsetByteRequest, RangeByteRequest, SuffixByteRequest
 from zarr.core.buffer import Buffer, BufferPrototype, default_buffer_prototype
 
-from .errors import CorruptDataError
+from ..errors import CorruptDataError
 
 __all__ = ["CheckedLocalStore", "DirectChunks", "checked", "encoded_bound", "open_chunk", "read_exactly"]
 

@@ -15,9 +15,9 @@ from typing import Any
 import av
 import numpy as np
 
+from ..audio._channels import coded_channels
+from ..errors import DecodeError, Describe, described
 from ._adts import SAMPLES_PER_FRAME, audio_specific_config
-from ._channels import coded_channels
-from .errors import DecodeError, Describe, described
 
 _SAMPLE_BYTES = 4  # float32
 _FRAME_BYTES = SAMPLES_PER_FRAME * _SAMPLE_BYTES

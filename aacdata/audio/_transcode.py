@@ -25,11 +25,12 @@ from typing import Any
 import av
 import numpy as np
 
-from . import _adts, _bands
+from ..codecs import _adts
+from ..codecs._decoder import decode_batches, new_decoder
+from ..codecs._framerun import FrameRun
+from ..errors import CorruptDataError, DecodeError, SourceError
+from . import _bands
 from ._channels import CODED_LAYOUTS, MAX_CHANNELS, coded_channels, remix
-from ._decoder import decode_batches, new_decoder
-from ._framerun import FrameRun
-from .errors import CorruptDataError, DecodeError, SourceError
 
 log = logging.getLogger("aacdata")
 
@@ -74,7 +75,7 @@ _END_HOLD_SAMPLES = 16_384
 
 @dataclass(frozen=True, slots=True)
 class EncodedRecording(FrameRun):
-    """One source converted to ADTS (a :class:`~aacdata._framerun.FrameRun`), with what
+    """One source converted to ADTS (a :class:`~aacdata.codecs._framerun.FrameRun`), with what
     the conversion knows of its source."""
 
     passthrough: bool = False
@@ -99,7 +100,7 @@ class EncodedRecording(FrameRun):
     @property
     def warnings(self) -> tuple[str, ...]:
         """What the conversion lost that a user should hear about: bands of the source's
-        spectrum that the stored stream does not hold (see :mod:`aacdata._bands`)."""
+        spectrum that the stored stream does not hold (see :mod:`aacdata.audio._bands`)."""
         if self.bands is None:
             return ()
         # Frames above full scale are lowered by the encoder: every band then loses alike.
@@ -170,7 +171,7 @@ def transcode(
     :func:`default_bitrate`); ``sample_rate`` defaults to the source's rate where AAC
     carries it, the nearest AAC rate above it below 96 kHz, and the source's own rate
     above 96 kHz, which is time-expanded (see :func:`storable_rate` and
-    :func:`stream_rate`); ``num_channels`` remixes by :func:`aacdata._channels.remix`
+    :func:`stream_rate`); ``num_channels`` remixes by :func:`aacdata.audio._channels.remix`
     (``None``: every channel kept, one to one); ``bandwidth`` (Hz of the true timeline,
     ``None``: the Nyquist frequency) is the encoder's low-pass.
 

@@ -30,8 +30,8 @@ from typing import Any
 import numpy as np
 from torch.utils.data import default_collate
 
-from .annotations import Annotations
-from .errors import AnnotationError
+from ..annotations import Annotations
+from ..errors import AnnotationError
 
 
 class CorpusView:

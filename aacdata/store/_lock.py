@@ -16,11 +16,11 @@ commit the writer checks that the lease is still its own.
 
 On S3 the lease is taken, taken over and renewed with conditional writes (``If-None-Match:
 *``, ``If-Match: <etag>``), so two takers never both win, and taking it checks that the
-bucket honours those conditions (the writer's fencing, :mod:`aacdata._fence`, depends on
+bucket honours those conditions (the writer's fencing, :mod:`aacdata.store._fence`, depends on
 them). A lease is only a courtesy between live writers: a process can pause anywhere, past
 its lease, and resume. What keeps such a writer from overwriting the next one's commits is
-that the bucket refuses its writes (:mod:`aacdata._fence`). Object stores whose writes
-cannot be fenced are refused (:func:`aacdata._remote.fencing`).
+that the bucket refuses its writes (:mod:`aacdata.store._fence`). Object stores whose writes
+cannot be fenced are refused (:func:`aacdata.store._remote.fencing`).
 
 A POSIX lock is per process: a second ``lockf`` from the same process succeeds and
 closing any descriptor of the file drops the lock. So this module keeps a table of the
@@ -43,8 +43,8 @@ from typing import Any
 from zarr.core.buffer import default_buffer_prototype
 from zarr.core.sync import sync
 
+from ..errors import StoreFormatError, StoreLockedError, StoreWriteError
 from . import _remote
-from .errors import StoreFormatError, StoreLockedError, StoreWriteError
 
 log = logging.getLogger("aacdata")
 

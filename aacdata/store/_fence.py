@@ -1,7 +1,7 @@
 """Fenced writes: in object storage, every write of an import is refused by the store itself
 once another writer has taken over.
 
-A lease (:mod:`aacdata._lock`) cannot keep two writers apart on its own: a process can
+A lease (:mod:`aacdata.store._lock`) cannot keep two writers apart on its own: a process can
 pause anywhere (SIGSTOP, a frozen VM, a stalled disk) for longer than its lease, the next
 import takes the lease over and commits, and the first one resumes where it stopped. So on
 S3 every request that writes is conditional, and the bucket refuses it when the object is
@@ -56,8 +56,8 @@ from zarr.core.metadata import ArrayV3Metadata
 from zarr.core.sync import sync
 from zarr.storage import StorePath, WrapperStore
 
+from ..errors import StoreLockedError, StoreWriteError
 from . import _remote
-from .errors import StoreLockedError, StoreWriteError
 
 FENCE_ATTRIBUTE = "aacdata_writer"
 """Attribute of the root (``generation``, ``token``, ``commit``) and of each array

@@ -11,7 +11,7 @@ from typing import Any
 import av
 import numpy as np
 
-from .testing import KINDS, signal
+from ..testing import KINDS, signal
 
 # (container format, codec, sample format) by file extension.
 _WRITERS: dict[str, tuple[str, str, str]] = {

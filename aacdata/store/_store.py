@@ -18,24 +18,24 @@ import numpy as np
 import zarr
 from zarr.abc.store import Store
 
-from . import _annotation_store, _layout, _lock, _remote
-from ._adts import SAMPLE_RATES, SAMPLES_PER_FRAME, with_pce_in_first_frame
-from ._bytes import ByteReader
-from ._channels import coded_channels
-from ._chunks import DirectChunks
-from ._decoder import DecoderKey, DecoderPool, decode_into
-from ._index import FrameIndex
-from ._remote import StoreTarget
-from ._resample import RateSpan, parse_rate, samples_at, window_array, window_inside
-from ._verify import Progress, VerifyReport, frames_failing_crc, verify_store
-from .annotations import Annotations
-from .errors import (
+from ..annotations import Annotations
+from ..audio._channels import coded_channels
+from ..audio._resample import RateSpan, parse_rate, samples_at, window_array, window_inside
+from ..codecs._adts import SAMPLE_RATES, SAMPLES_PER_FRAME, with_pce_in_first_frame
+from ..codecs._decoder import DecoderKey, DecoderPool, decode_into
+from ..errors import (
     AACDataError,
     CorruptDataError,
     RecordingNotFoundError,
     StoreFormatError,
     StoreWriteError,
 )
+from . import _annotation_store, _layout, _lock, _remote
+from ._bytes import ByteReader
+from ._chunks import DirectChunks
+from ._index import FrameIndex
+from ._remote import StoreTarget
+from ._verify import Progress, VerifyReport, frames_failing_crc, verify_store
 
 log = logging.getLogger("aacdata")
 
@@ -942,7 +942,7 @@ class AACStore:
 
     def decoder_config(self, rec: RecordingRef) -> DecoderKey:
         """``(stream sample rate, coded channels, PCE layout)``: what a decoder of the recording
-        is configured with (see :func:`aacdata._decoder.new_decoder`)."""
+        is configured with (see :func:`aacdata.codecs._decoder.new_decoder`)."""
         return self._decoder_key(self.index_of(rec))
 
     # ------------------------------------------------------------------ summary

@@ -67,11 +67,11 @@ the rest.
 Annotation sets
 ---------------
 Each set's commit holds a CRC-32 of every array. A set whose metadata, commit or arrays
-fail (:func:`aacdata._annotation_store.read_set`) is dropped and listed. Every other set is
+fail (:func:`aacdata.store._annotation_store.read_set`) is dropped and listed. Every other set is
 written to the new store under its name, classes and sources unchanged, each event moved
 to the new row of its recording (found by id: kept recordings may change rows). Events of
 dropped recordings are left out and listed, and so are events that break the store's rules
-against their recording (:func:`aacdata._annotation_store.event_problems`); a set is kept
+against their recording (:func:`aacdata.store._annotation_store.event_problems`); a set is kept
 even where none of its events remain. Reading the sets from their own groups, repair also
 rebuilds sets that a damaged ``/annotations/zarr.json`` hides.
 """
@@ -93,14 +93,14 @@ import zarr
 from zarr.core.sync import sync
 from zarr.errors import GroupNotFoundError
 
+from ..audio._channels import CODED_LAYOUTS, MAX_CHANNELS, coded_channels
+from ..audio._transcode import decodes_repeatably
+from ..codecs._adts import SAMPLES_PER_FRAME, AdtsFrames, parse_adts
+from ..codecs._decoder import new_decoder
+from ..errors import CorruptDataError, StoreFormatError, StoreNotFoundError
 from . import _annotation_store, _chunks, _layout, _lock, _remote
-from ._adts import SAMPLES_PER_FRAME, AdtsFrames, parse_adts
-from ._channels import CODED_LAYOUTS, MAX_CHANNELS, coded_channels
-from ._decoder import new_decoder
-from ._transcode import decodes_repeatably
+from ._store import AACStore
 from ._writer import PendingRecording, StoreWriter, stored_recording
-from .errors import CorruptDataError, StoreFormatError, StoreNotFoundError
-from .store import AACStore
 
 STRUCTURE = ("frame_start", "num_frames", "byte_start", "num_bytes")
 """The columns that place a recording in ``/adts`` and ``/index``."""

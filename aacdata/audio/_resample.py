@@ -39,7 +39,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from .errors import Describe, WindowError, described
+from ..errors import Describe, WindowError, described
 
 __all__ = ["Resampler", "input_span", "resample", "resample_span"]
 

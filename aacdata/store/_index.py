@@ -33,8 +33,8 @@ from typing import Any
 
 import numpy as np
 
-from ._adts import SAMPLES_PER_FRAME
-from .errors import CorruptDataError
+from ..codecs._adts import SAMPLES_PER_FRAME
+from ..errors import CorruptDataError
 
 ANCHOR_EVERY = 64
 """Frames between stored absolute offsets in a cached chunk."""

@@ -5,7 +5,7 @@ then the recording rows, and last the root attribute with the new counts. Zarr's
 store replaces each file atomically, so a process killed at any point leaves the last
 committed state readable; what lies past the counts is overwritten by the next import.
 
-In S3 every write is fenced (:mod:`aacdata._fence`): once another import has taken the
+In S3 every write is fenced (:mod:`aacdata.store._fence`): once another import has taken the
 store over, the bucket refuses this writer's writes, so a writer that paused past its
 lease cannot overwrite what the other one committed.
 """
@@ -22,12 +22,12 @@ from typing import Any
 import numpy as np
 import zarr
 
+from ..codecs._adts import SAMPLES_PER_FRAME, channel_config_of
+from ..codecs._framerun import FrameRun
+from ..errors import AACDataError, RemoteStoreError, StoreLockedError, StoreWriteError
 from . import _fence, _layout, _lock
-from ._adts import SAMPLES_PER_FRAME, channel_config_of
-from ._framerun import FrameRun
 from ._lock import WriteLock
-from .errors import AACDataError, RemoteStoreError, StoreLockedError, StoreWriteError
-from .store import AACStore
+from ._store import AACStore
 
 log = logging.getLogger("aacdata")
 

@@ -1,0 +1,1 @@
+"""The torch side: window plans, labels, epoch sharing and the dataset."""
