@@ -299,7 +299,7 @@ ROOT_MUTATIONS_SLOW: dict[str, Mutation] = {
     "attribute_nested_dict": _raw_json(
         lambda m: json.dumps(m).replace('"codec": "aac-lc"', '"codec": ' + '{"a":' * 50_000 + "1" + "}" * 50_000)
     ),
-    "samples_per_frame_string": _root_attr(samples_per_frame="1024"),
+    "codecs_string": _root_attr(codecs="aac-lc"),
     "format_version_bool": _root_attr(format_version=True),
     "format_version_float": _root_attr(format_version=1.0),
 }
@@ -378,9 +378,9 @@ NODES = (
     "index",
     "frame_crc",
     *(f"recordings/{c}" for c in (
-        "bandwidth_hz", "bitrate", "byte_start", "codec", "crc32", "encoder_delay", "flags", "frame_start", "id",
-        "metadata", "num_bytes", "num_channels", "num_frames", "num_samples", "sample_rate", "source",
-        "stream_sample_rate",
+        "bandwidth_hz", "bitrate", "bits_per_sample", "byte_start", "codec", "crc32", "encoder_delay", "flags",
+        "frame_samples", "frame_start", "id", "metadata", "num_bytes", "num_channels", "num_frames", "num_samples",
+        "sample_rate", "source", "stream_sample_rate",
     )),
 )  # fmt: skip
 CHUNK_FILE = {"adts": "adts/c/0", "index": "index/c/0/0"}
@@ -388,8 +388,12 @@ LAYOUT_FILES = tuple(
     sorted(
         ["zarr.json", "recordings/zarr.json"]
         + [f"{n}/zarr.json" for n in NODES]
-        # No chunk for the flags and codec columns: all their values are the fill value.
-        + [CHUNK_FILE.get(n, f"{n}/c/0") for n in NODES if n not in ("recordings/flags", "recordings/codec")]
+        # No chunk for the flags, codec and bits_per_sample columns: all their values are the fill value.
+        + [
+            CHUNK_FILE.get(n, f"{n}/c/0")
+            for n in NODES
+            if n not in ("recordings/flags", "recordings/codec", "recordings/bits_per_sample")
+        ]
     )
 )
 
@@ -401,6 +405,7 @@ FAST_TARGETS = {
     "recordings/sample_rate/c/0": ("flip_middle", "truncate_half", "delete", "directory"),
     "recordings/stream_sample_rate/c/0": ("flip_middle", "delete"),
     "recordings/bandwidth_hz/zarr.json": ("wrong_dtype", "delete"),
+    "recordings/frame_samples/c/0": ("flip_middle", "delete"),
     "recordings/id/c/0": ("truncate_half", "directory"),
     "recordings/metadata/c/0": ("flip_middle", "truncate_half"),
     "index/zarr.json": (

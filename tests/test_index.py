@@ -14,20 +14,37 @@ from aacdata.errors import CorruptDataError
 from aacdata.store._index import ANCHOR_EVERY, FrameIndex
 
 
-def _table(frame_counts: list[int], seed: int = 0) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]:
+def _table(
+    frame_counts: list[int], seed: int = 0, flac: tuple[int, ...] = ()
+) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]:
     """A consistent table and index for recordings of these frame counts: columns, index rows
-    (N, 3) and CRCs (N,)."""
+    (N, 3) and CRCs (N,). Recordings numbered in ``flac`` hold FLAC-like rows: 4096 samples
+    a frame, frames up to 100,000 bytes (the rest: AAC, 1024 samples, at most 8191 bytes)."""
     rng = np.random.default_rng(seed)
     counts = np.asarray(frame_counts, dtype=np.int64)
-    sizes = rng.integers(7, 8191, int(counts.sum()), dtype=np.int64)
+    is_flac = np.isin(np.arange(len(counts)), flac)
+    step = np.where(is_flac, 4096, 1024).astype(np.int64)
+    limit = np.where(is_flac, 100_000, 8191).astype(np.int64)
+    sizes = rng.integers(7, np.repeat(limit, counts) + 1, int(counts.sum()), dtype=np.int64)
     offsets = np.concatenate(([0], np.cumsum(sizes)[:-1])).astype(np.int64)
     frame_start = np.concatenate(([0], np.cumsum(counts)[:-1])).astype(np.int64)
-    positions = np.concatenate([np.arange(n, dtype=np.int64) * 1024 for n in counts]) if counts.sum() else sizes
+    positions = (
+        np.concatenate([np.arange(n, dtype=np.int64) * s for n, s in zip(counts, step, strict=True)])
+        if counts.sum()
+        else sizes
+    )
     byte_start = offsets[frame_start] if counts.sum() else np.zeros(len(counts), np.int64)
     num_bytes = np.array([sizes[a : a + n].sum() for a, n in zip(frame_start, counts, strict=True)], dtype=np.int64)
     rows = np.stack((offsets, sizes, positions), axis=1)
     crcs = rng.integers(0, 2**32, sizes.size, dtype=np.uint64).astype(np.uint32)
-    columns = {"frame_start": frame_start, "frame_count": counts, "byte_start": byte_start, "num_bytes": num_bytes}
+    columns = {
+        "frame_start": frame_start,
+        "frame_count": counts,
+        "byte_start": byte_start,
+        "num_bytes": num_bytes,
+        "frame_samples": step,
+        "max_frame_bytes": limit,
+    }
     return columns, rows, crcs
 
 
@@ -49,11 +66,15 @@ def _index(columns: dict[str, np.ndarray], rows: np.ndarray, crcs: np.ndarray, c
 @given(
     counts=st.lists(st.integers(1, 400), min_size=1, max_size=8),
     chunk_rows=st.sampled_from([16, 100, 128, 1000, 16384]),
+    flac=st.lists(st.integers(0, 7), max_size=4),
     data=st.data(),
 )
-def test_window_bounds_equal_the_stored_rows(counts: list[int], chunk_rows: int, data: st.DataObject) -> None:
-    # Invariant: bounds are the rows' offsets and the last frame's end; CRCs are the rows'.
-    columns, rows, crcs = _table(counts)
+def test_window_bounds_equal_the_stored_rows(
+    counts: list[int], chunk_rows: int, flac: list[int], data: st.DataObject
+) -> None:
+    # Invariant: bounds are the rows' offsets and the last frame's end; CRCs are the rows'
+    # (AAC and FLAC recordings side by side, FLAC frames past uint16 sizes).
+    columns, rows, crcs = _table(counts, flac=tuple(flac))
     index = _index(columns, rows, crcs, chunk_rows, budget=data.draw(st.sampled_from([1, 1 << 30])))
     for _ in range(5):
         rec = data.draw(st.integers(0, len(counts) - 1))
@@ -78,17 +99,21 @@ def test_window_bounds_equal_the_stored_rows(counts: list[int], chunk_rows: int,
     ),
     table_damage=st.none()
     | st.tuples(st.sampled_from(["byte_start", "num_bytes"]), st.integers(0, 10), st.sampled_from([-5, -1, 1])),
+    flac=st.lists(st.integers(0, 10), max_size=3),
 )
 def test_the_whole_chunk_check_agrees_with_the_row_checks(
     counts: list[int],
     chunk_rows: int,
     damage: list[tuple[int, int, int]],
     table_damage: tuple[str, int, int] | None,
+    flac: list[int],
 ) -> None:
     # Invariant: a chunk passes the few-operation check only if no row fails the row-by-row
-    # checks; a sound chunk of recordings with frames passes it (else loads cost more).
+    # checks; a sound chunk of recordings with frames, all of one codec, passes it (else
+    # loads cost more).
     counts = [*counts, 1]  # the helper's table ends with a recording that has frames
-    columns, rows, crcs = _table(counts)
+    columns, rows, crcs = _table(counts, flac=tuple(flac))
+    owner = np.repeat(np.arange(len(counts)), counts)
     rows = rows.copy()
     for row, field, delta in damage:
         rows[row % rows.shape[0], field] += delta
@@ -104,7 +129,9 @@ def test_the_whole_chunk_check_agrees_with_the_row_checks(
         if sound:
             assert not bad, (start, damage, table_damage)
         elif not damage and table_damage is None and all(counts):
-            raise AssertionError(f"a sound chunk at row {start} fails the whole-chunk check")
+            steps = columns["frame_samples"][owner[start : start + chunk_rows]]
+            if (steps == steps[0]).all():
+                raise AssertionError(f"a sound chunk at row {start} fails the whole-chunk check")
 
 
 def test_recordings_sharing_a_chunk_share_its_decoding() -> None:
@@ -246,6 +273,8 @@ def test_offsets_that_chain_only_modulo_2_64_fail() -> None:
         "frame_count": np.array([n]),
         "byte_start": np.array([0]),
         "num_bytes": np.array([100 * n]),
+        "frame_samples": np.array([1024]),
+        "max_frame_bytes": np.array([8191]),
     }
     index = _index(columns, rows, np.zeros(n, np.uint32), chunk_rows=128)
     part = rows[128:].view(np.int64)

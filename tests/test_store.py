@@ -76,8 +76,8 @@ def _edit_root_attrs(path: Path, **changes: object) -> None:
     [
         ({"format_version": 3}, "format_version 3; this aacdata reads versions 1, 2"),
         ({"format_version": None}, "format_version None"),
-        ({"codec": "opus"}, "codec='opus'; expected 'aac-lc'"),
-        ({"samples_per_frame": 960}, "samples_per_frame=960; expected 1024"),
+        ({"codecs": {"0": "opus", "1": "flac"}}, "codecs={'0': 'opus', '1': 'flac'}; expected"),
+        ({"codecs": None}, "codecs=None; expected"),
         ({"num_frames": "many"}, "damaged counts"),
         ({"num_bytes": -1}, "negative counts"),
     ],

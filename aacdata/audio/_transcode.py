@@ -26,7 +26,7 @@ import av
 import numpy as np
 
 from ..codecs import _adts
-from ..codecs._decoder import decode_batches, new_decoder
+from ..codecs._decoder import decode_batches, new_decoder, planes
 from ..codecs._framerun import FrameRun
 from ..errors import CorruptDataError, DecodeError, SourceError
 from . import _bands
@@ -411,7 +411,7 @@ def decodes_repeatably(
                     if meter is not None:
                         lo, hi = max(span[0] - pos, 0), min(span[1] - pos, frame.samples)
                         if hi > lo:
-                            meter.push(_planes(frame, channels)[:, lo:hi])
+                            meter.push(planes(frame, channels)[:, lo:hi])
                     pos += frame.samples
                 out.append(crc)
         except DecodeError as e:
@@ -421,12 +421,6 @@ def decodes_repeatably(
     first = digests(meter)
     dec.flush_buffers()
     return digests(None) == first
-
-
-def _planes(frame: Any, channels: int) -> np.ndarray:
-    """The first ``channels`` planes of a decoded planar float frame, ``(channels, samples)``
-    (not ``to_ndarray``: PyAV 18.1 miscounts the planes of 8-channel frames and crashes)."""
-    return np.stack([np.frombuffer(p, dtype=np.float32, count=frame.samples) for p in frame.planes[:channels]])
 
 
 def _check_frames_decode(payloads: list[bytes], template: Any) -> None:
@@ -647,7 +641,7 @@ def _measure_stored(
             for frame in frames:
                 a, b = max(delay - pos, 0), min(end - pos, frame.samples)
                 if b > a:
-                    meter.push(_planes(frame, channels)[:, a:b])
+                    meter.push(planes(frame, channels)[:, a:b])
                 pos += frame.samples
     except DecodeError as e:
         raise SourceError(f"the encoded stream does not decode ({e})") from None

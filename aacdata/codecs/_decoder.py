@@ -1,4 +1,4 @@
-"""Per-process pool of AAC decoders; decode a run of frames into an exact window.
+"""Per-process pool of decoders; AAC decoding of a run of frames into an exact window.
 
 One decoder per stream configuration, kept alive and flushed between windows (a new
 ``CodecContext`` costs ~255 µs, ``flush_buffers`` + one frame ~15 µs). A run of frames is
@@ -9,8 +9,8 @@ rest of the packet, so one ``av.Packet`` serves the whole window.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Hashable, Iterator
+from typing import TYPE_CHECKING, Any
 
 import av
 import numpy as np
@@ -18,6 +18,9 @@ import numpy as np
 from ..audio._channels import coded_channels
 from ..errors import DecodeError, Describe, described
 from ._adts import SAMPLES_PER_FRAME, audio_specific_config
+
+if TYPE_CHECKING:
+    from ._codec import FrameCodec, StreamConfig
 
 _SAMPLE_BYTES = 4  # float32
 _FRAME_BYTES = SAMPLES_PER_FRAME * _SAMPLE_BYTES
@@ -38,28 +41,32 @@ def new_decoder(key: DecoderKey | None = None) -> Any:
 
 
 class DecoderPool:
-    """Decoders of this process, by configuration; re-created after ``fork``."""
+    """Decoders of this process, one per codec configuration
+    (:attr:`~aacdata.codecs._codec.StreamConfig.key`); re-created after ``fork``."""
 
     def __init__(self) -> None:
         self._pid = os.getpid()
-        self._decoders: dict[DecoderKey, Any] = {}
+        self._decoders: dict[Hashable, Any] = {}
         self.decoders_created = 0
 
-    def get(self, key: DecoderKey) -> Any:
+    def get(self, codec: FrameCodec, config: StreamConfig) -> Any:
+        """A decoder for ``config``, reset for a run of frames that does not follow the last."""
         if self._pid != os.getpid():
             self._decoders = {}
             self._pid = os.getpid()
+        key = config.key
         ctx = self._decoders.get(key)
         if ctx is None:
-            ctx = self._decoders[key] = new_decoder(key)
+            ctx = self._decoders[key] = codec.new_decoder(config)
             self.decoders_created += 1
         else:
-            ctx.flush_buffers()
+            codec.reset(ctx)
         return ctx
 
-    def fresh(self, key: DecoderKey | None = None) -> Any:
+    def fresh(self, codec: FrameCodec, config: StreamConfig) -> Any:
+        """A new decoder for ``config``, not kept."""
         self.decoders_created += 1
-        return new_decoder(key)
+        return codec.new_decoder(config)
 
     def clear(self) -> None:
         self._decoders = {}
@@ -159,3 +166,9 @@ def decode_batches(
                     f"samples; expected {channels} of {SAMPLES_PER_FRAME}"
                 )
         yield a, frames
+
+
+def planes(frame: Any, channels: int) -> np.ndarray:
+    """The first ``channels`` planes of a decoded planar float frame, ``(channels, samples)``
+    (not ``to_ndarray``: PyAV 18.1 miscounts the planes of 8-channel frames and crashes)."""
+    return np.stack([np.frombuffer(p, dtype=np.float32, count=frame.samples) for p in frame.planes[:channels]])

@@ -1,4 +1,4 @@
-"""A run of AAC frames ready to append to a store: what the writer takes, whoever made it
+"""A run of frames ready to append to a store: what the writer takes, whoever made it
 (the transcoder, repair copying a store's bytes, merge)."""
 
 from __future__ import annotations
@@ -7,14 +7,19 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ._adts import SAMPLES_PER_FRAME
+from ._codec import CODEC_AAC_LC
+
 
 @dataclass(frozen=True, slots=True)
 class FrameRun:
-    """ADTS frames of one recording and their timing.
+    """The frames of one recording and their timing.
 
-    ``adts`` holds ``num_frames`` frames back to back (sizes in ``frame_sizes``, int64
-    ``(num_frames,)``); decoding them gives ``num_frames * 1024`` samples per channel, of
+    ``adts`` holds ``num_frames`` frames of ``codec`` back to back (ADTS frames for AAC-LC,
+    FLAC frames for FLAC; sizes in ``frame_sizes``, int64 ``(num_frames,)``); decoding them
+    gives ``frame_samples`` samples per frame and channel (FLAC's last frame: fewer), of
     which ``[encoder_delay, encoder_delay + num_samples)`` are the recording's.
+    ``bits_per_sample``: FLAC's sample size (0 for AAC).
     ``random_noise``: the stream uses PNS, whose decoded noise depends on decoder state,
     so each window is read with a fresh decoder.
 
@@ -33,6 +38,9 @@ class FrameRun:
     random_noise: bool = False
     stream_sample_rate: int = 0
     bandwidth_hz: int = 0
+    codec: int = CODEC_AAC_LC
+    frame_samples: int = SAMPLES_PER_FRAME
+    bits_per_sample: int = 0
 
     @property
     def frames_rate(self) -> int:

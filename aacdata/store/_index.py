@@ -6,7 +6,8 @@ of ``/index`` and ``/frame_crc``, which are stored in chunks (4096 rows in new s
 16384 in those of aacdata 0.1); reading any row decompresses its whole chunk, so whole
 chunks are kept, decoded and checked once, in a compact form:
 
-    sizes    uint16 per frame      (an ADTS frame is at most 8191 bytes)
+    sizes    uint16 per frame      (an ADTS frame is at most 8191 bytes; uint32 in a chunk
+                                    holding a larger FLAC frame)
     anchors  int64 per 64 frames   (the byte offset of every 64th frame)
     crcs     uint32 per frame
 
@@ -17,11 +18,11 @@ window of a recording costs no more than any other once its chunk is in memory.
 
 The checks run per chunk, vectorised, when it is decoded: every row continues the byte
 chain of the one before (recordings tile ``/adts`` back to back), sample positions count
-up from each recording's first frame, recordings start at their table's byte offset, and
-sizes are those of ADTS frames. A sound chunk is recognised with a few whole-chunk
-operations (:meth:`FrameIndex._sound`); otherwise the rows are checked one by one and
-those that fail are marked: only a window that uses one fails (``CorruptDataError``), the
-rest of the chunk stays readable.
+up from each recording's first frame by its ``frame_samples``, recordings start at their
+table's byte offset, and sizes are within what the recording's codec allows. A sound
+chunk is recognised with a few whole-chunk operations (:meth:`FrameIndex._sound`);
+otherwise the rows are checked one by one and those that fail are marked: only a window
+that uses one fails (``CorruptDataError``), the rest of the chunk stays readable.
 """
 
 from __future__ import annotations
@@ -33,7 +34,6 @@ from typing import Any
 
 import numpy as np
 
-from ..codecs._adts import SAMPLES_PER_FRAME
 from ..errors import CorruptDataError
 
 ANCHOR_EVERY = 64
@@ -42,14 +42,13 @@ ANCHOR_EVERY = 64
 BYTES_PER_FRAME = 2 + 4 + 8 / ANCHOR_EVERY
 """What a cached frame costs: its size, its CRC-32 and its share of an anchor."""
 
-_MAX_FRAME = 8191
 _MIN_FRAME = 7
 
 
 @dataclass(frozen=True, slots=True)
 class _Chunk:
     start: int  # global row of the chunk's first frame
-    sizes: np.ndarray  # uint16 (R,)
+    sizes: np.ndarray  # uint16 (R,), or uint32 where a frame is larger
     anchors: np.ndarray  # int64 (ceil(R / ANCHOR_EVERY),)
     crcs: np.ndarray  # uint32 (R,)
     bad: np.ndarray | None  # bool (R,): rows that failed a check, None when all passed
@@ -68,9 +67,10 @@ RowReader = Callable[[str, int, int], np.ndarray]
 class FrameIndex:
     """Where the frames of a store's recordings are, and their CRC-32s, for windows.
 
-    ``frame_start``, ``frame_count`` (the table's ``num_frames``), ``byte_start`` and
-    ``num_bytes`` are the recordings table's columns (int64); rows past ``num_frames`` (the
-    committed count) are never read.
+    ``frame_start``, ``frame_count`` (the table's ``num_frames``), ``byte_start``,
+    ``num_bytes`` and ``frame_samples`` are the recordings table's columns (int64),
+    ``max_frame_bytes`` the largest frame each recording's codec allows; rows past
+    ``num_frames`` (the committed count) are never read.
     """
 
     def __init__(
@@ -83,6 +83,8 @@ class FrameIndex:
         frame_count: np.ndarray,
         byte_start: np.ndarray,
         num_bytes: np.ndarray,
+        frame_samples: np.ndarray,
+        max_frame_bytes: np.ndarray,
         describe: Callable[[int], str],
         budget_bytes: int,
     ) -> None:
@@ -93,6 +95,8 @@ class FrameIndex:
         self._frame_count = frame_count
         self._byte_start = byte_start
         self._byte_end = byte_start + num_bytes
+        self._step = frame_samples
+        self._max_size = max_frame_bytes
         self._describe = describe
         self.budget_bytes = int(budget_bytes)
         self._chunks: OrderedDict[int, _Chunk] = OrderedDict()
@@ -181,11 +185,10 @@ class FrameIndex:
             raise CorruptDataError(f"index chunk {ci} holds {rows.shape[0]} rows, expected {stop - start}")
         offsets, sizes, positions = rows.T.copy()  # contiguous columns: faster checks
         bad = None
-        if self._sound(start, offsets, sizes, positions):
-            small = sizes.astype(np.uint16)  # sizes checked: 7..8191
-        else:
+        if not self._sound(start, offsets, sizes, positions):
             bad = self._bad_rows(start, offsets, sizes, positions)
-            small = np.clip(sizes, 0, np.iinfo(np.uint16).max).astype(np.uint16)
+        small = np.clip(sizes, 0, np.iinfo(np.uint32).max)  # a bad row's size is never summed
+        small = small.astype(np.uint16 if small.size == 0 or small.max() <= np.iinfo(np.uint16).max else np.uint32)
         # Offsets are rebuilt from the sizes and the anchors: an anchor is trusted only on a good row.
         anchors = offsets[::ANCHOR_EVERY].copy()
         return _Chunk(start, small, anchors, crcs, bad if bad is not None and bad.any() else None)
@@ -205,17 +208,25 @@ class FrameIndex:
         fs, bs, be = self._frame_start, self._byte_start, self._byte_end
         first = int(np.searchsorted(fs, start, side="right")) - 1
         last = int(np.searchsorted(fs, start + n - 1, side="right")) - 1
-        if first < 0 or not ((sizes - _MIN_FRAME).view(np.uint64) <= _MAX_FRAME - _MIN_FRAME).all():
+        if first < 0:
+            return False
+        # One frame step and size limit for the chunk's recordings (else: row by row).
+        step, limit = int(self._step[first]), int(self._max_size[first])
+        if last > first and (
+            (self._step[first : last + 1] != step).any() or (self._max_size[first : last + 1] != limit).any()
+        ):
+            return False
+        if not ((sizes - _MIN_FRAME).view(np.uint64) <= limit - _MIN_FRAME).all():
             return False
         ends = offsets + sizes
         # The chain, and no offset past 2**63 (int64 sums would wrap: the end lies beyond the start).
         if not np.array_equal(offsets[1:], ends[:-1]) or ends[-1] <= offsets[0]:
             return False
-        if offsets[0] < bs[first] or ends[-1] > be[last] or positions[0] != (start - fs[first]) * SAMPLES_PER_FRAME:
+        if offsets[0] < bs[first] or ends[-1] > be[last] or positions[0] != (start - fs[first]) * step:
             return False
         if fs[first] == start and offsets[0] != bs[first]:
             return False
-        steps = positions[1:] - positions[:-1]  # SAMPLES_PER_FRAME within a recording
+        steps = positions[1:] - positions[:-1]  # ``step`` within a recording
         if last > first:
             begins = fs[first + 1 : last + 1] - start  # rows where the other recordings begin
             if not (begins[1:] > begins[:-1]).all() or begins[0] <= 0:
@@ -225,15 +236,15 @@ class FrameIndex:
                 return False
             if (bs[owners] > be[first:last]).any():
                 return False
-            steps[begins - 1] = SAMPLES_PER_FRAME
-        return bool((steps == SAMPLES_PER_FRAME).all())
+            steps[begins - 1] = step
+        return bool((steps == step).all())
 
     def _bad_rows(self, start: int, offsets: np.ndarray, sizes: np.ndarray, positions: np.ndarray) -> np.ndarray:
         """The rows ``start...`` that fail a check, row by row."""
         g = np.arange(start, start + sizes.size, dtype=np.int64)
         owner = np.searchsorted(self._frame_start, g, side="right") - 1
-        bad = (sizes < _MIN_FRAME) | (sizes > _MAX_FRAME)
-        bad |= positions != (g - self._frame_start[owner]) * SAMPLES_PER_FRAME
+        bad = (sizes < _MIN_FRAME) | (sizes > self._max_size[owner])
+        bad |= positions != (g - self._frame_start[owner]) * self._step[owner]
         bad |= (offsets < self._byte_start[owner]) | (offsets + sizes > self._byte_end[owner])
         # Recordings start at their table offset; within the chunk, each row ends where the next begins.
         starts = self._frame_start[owner] == g

@@ -8,9 +8,11 @@ A store holds a fixed number of arrays whatever the number of recordings::
     /frame_crc   uint32 (num_frames,)     CRC-32 of each frame's bytes, checked on every read
     /recordings/<column>  1-D, one row per recording
 
-Version 2 adds three recordings columns (:data:`V2_COLUMNS`): the stored stream's
-bandwidth, the rate its headers carry (time expansion), and its frame codec. Version-1
-stores are read as if they had them (bandwidth unknown, no time expansion, AAC-LC), and
+Version 2 adds recordings columns (:data:`V2_COLUMNS`): the stored stream's bandwidth,
+the rate its headers carry (time expansion), its frame codec (AAC-LC or FLAC: both in the
+same byte array and index), samples per frame and FLAC's sample size; the root attribute
+names the codecs by number instead of one codec. Version-1 stores are read as if they
+had the columns (bandwidth unknown, no time expansion, AAC-LC, 1024 samples a frame), and
 the first commit to one adds them for the rows it holds and moves it to version 2.
 
 Only what the root attribute counts declare is committed; rows and bytes past them are
@@ -35,7 +37,9 @@ from zarr.codecs import BloscCodec
 from zarr.core.sync import sync
 from zarr.errors import GroupNotFoundError
 
+from ..codecs import _registry
 from ..codecs._adts import SAMPLES_PER_FRAME
+from ..codecs._codec import CODEC_AAC_LC
 from ..errors import AACDataError, CorruptDataError, StoreFormatError, StoreNotFoundError
 from . import _fence, _lock, _remote
 from ._chunks import CheckedLocalStore
@@ -78,15 +82,18 @@ V2_COLUMNS: dict[str, str] = {
     "bandwidth_hz": "uint32",
     "stream_sample_rate": "uint32",
     "codec": "uint32",
+    "frame_samples": "uint32",
+    "bits_per_sample": "uint32",
 }
 """Columns version 2 adds. ``bandwidth_hz``: the highest frequency the stored stream
 carries (0: unknown, for rows of version 1); ``stream_sample_rate``: the rate the stored
 frames are labelled with, which differs from ``sample_rate`` (the true rate) where a
-recording is time-expanded; ``codec``: the frame codec (:data:`CODECS`)."""
+recording is time-expanded; ``codec``: the frame codec (:data:`CODECS`);
+``frame_samples``: decoded samples per frame (1024 for AAC, the block size for FLAC);
+``bits_per_sample``: FLAC's sample size (0 for AAC)."""
 NUMERIC_COLUMNS: dict[str, str] = {**V1_NUMERIC_COLUMNS, **V2_COLUMNS}
 """Numeric recording columns of the current version."""
-CODEC_AAC_LC = 0
-CODECS = {CODEC_AAC_LC: "aac-lc"}
+CODECS = {number: codec.name for number, codec in _registry.CODECS.items()}
 """Frame codecs by their number in the ``codec`` column."""
 
 FLAG_FRESH_DECODER = 1
@@ -129,6 +136,8 @@ def implied_columns(table: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         "bandwidth_hz": np.zeros_like(rates),
         "stream_sample_rate": rates.copy(),
         "codec": np.full_like(rates, CODEC_AAC_LC),
+        "frame_samples": np.full_like(rates, SAMPLES_PER_FRAME),
+        "bits_per_sample": np.zeros_like(rates),
     }
 
 
@@ -145,9 +154,7 @@ def root_attributes(counts: Counts, column_crc32: Mapping[str, int] | None = Non
     which Zarr would read back as fill values, is noticed). Always the current version."""
     return {
         "format_version": FORMAT_VERSION,
-        "codec": "aac-lc",
-        "framing": "adts",
-        "samples_per_frame": SAMPLES_PER_FRAME,
+        "codecs": {str(number): name for number, name in CODECS.items()},
         "checksum": "crc32",
         "num_recordings": counts.num_recordings,
         "num_frames": counts.num_frames,
@@ -216,7 +223,10 @@ def parse_root_attributes(attrs: Mapping[str, Any], where: str) -> Counts:
             f"{where} has aacdata format_version {_short(version)}; this aacdata reads versions "
             f"{', '.join(map(str, READABLE_VERSIONS))} (upgrade aacdata, or re-import the corpus)"
         )
-    expected = {"codec": "aac-lc", "framing": "adts", "samples_per_frame": SAMPLES_PER_FRAME}
+    # Version 1 held one codec, named here; later versions name it per recording (``codec``).
+    expected: dict[str, Any] = {"codec": "aac-lc", "framing": "adts", "samples_per_frame": SAMPLES_PER_FRAME}
+    if version != 1:
+        expected = {"codecs": {str(number): name for number, name in CODECS.items()}}
     for key, value in expected.items():
         got = meta.get(key)
         if type(got) is not type(value) or got != value:

@@ -33,6 +33,7 @@ import numpy as np
 import zarr
 
 from ..annotations import Annotations
+from ..codecs._registry import CODEC_NAMES
 from ..errors import CorruptDataError, StoreFormatError
 from . import _annotation_store, _chunks, _layout, _lock, _remote
 from ._store import AACStore, Recording
@@ -276,6 +277,9 @@ def _merge_into(
                         metadata=_object(metadata[i]),
                         stream_sample_rate=rec.stream_sample_rate,
                         bandwidth_hz=rec.bandwidth_hz,
+                        codec=CODEC_NAMES[rec.codec],
+                        frame_samples=rec.frame_samples,
+                        bits_per_sample=rec.bits_per_sample,
                     )
                 )
                 merged.append(rec.id)

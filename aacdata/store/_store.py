@@ -19,10 +19,10 @@ import zarr
 from zarr.abc.store import Store
 
 from ..annotations import Annotations
-from ..audio._channels import coded_channels
 from ..audio._resample import RateSpan, parse_rate, samples_at, window_array, window_inside
-from ..codecs._adts import SAMPLE_RATES, SAMPLES_PER_FRAME, with_pce_in_first_frame
-from ..codecs._decoder import DecoderKey, DecoderPool, decode_into
+from ..codecs._adts import SAMPLE_RATES
+from ..codecs._codec import CODEC_AAC_LC, CODEC_FLAC, FrameCodec, StreamConfig, codec_of
+from ..codecs._decoder import DecoderPool
 from ..errors import (
     AACDataError,
     CorruptDataError,
@@ -81,7 +81,11 @@ class Recording:
     """The rate the stored frames are labelled with (``adts_bytes`` plays at it): the true
     ``sample_rate`` unless the recording is time-expanded (0: the same as ``sample_rate``)."""
     codec: str = "aac-lc"
-    """The frame codec of the stored stream."""
+    """The frame codec of the stored stream: ``"aac-lc"`` (ADTS frames) or ``"flac"``."""
+    frame_samples: int = 1024
+    """Decoded samples per stored frame (AAC: 1024; FLAC: its block size)."""
+    bits_per_sample: int = 0
+    """Sample size of a FLAC recording (16 or 24); 0 for AAC."""
     pns: bool = False
     """The stream uses perceptual noise substitution (an AAC source passed through): its
     windows are deterministic and equal a full decode outside the noise-filled bands; each
@@ -141,7 +145,8 @@ class _ReadInfo(NamedTuple):
     num_channels: int
     encoder_delay: int
     num_frames: int
-    decoder: DecoderKey
+    codec: FrameCodec
+    config: StreamConfig
     fresh_decoder: bool
 
 
@@ -248,6 +253,8 @@ class AACStore:
             frame_count=t["num_frames"],
             byte_start=t["byte_start"],
             num_bytes=t["num_bytes"],
+            frame_samples=t["frame_samples"],
+            max_frame_bytes=frame_limits(t),
             describe=lambda i: f"{self._where}: recording {self._ids[i]!r}",
             budget_bytes=self.index_cache_bytes,
         )
@@ -396,26 +403,43 @@ class AACStore:
         if not len(self):
             return {}
         rate, channels, frames = t["sample_rate"], t["num_channels"], t["num_frames"]
+        aac = t["codec"] == CODEC_AAC_LC
+        max_frame = np.maximum(frame_limits(t), 1)
         rules: list[tuple[str, np.ndarray, str]] = [
             ("sample_rate", (rate >= 1) & (rate <= MAX_SAMPLE_RATE), f"1 to {MAX_SAMPLE_RATE} Hz"),
             ("num_channels", (channels >= 1) & (channels <= MAX_CHANNELS), f"1 to {MAX_CHANNELS}"),
             ("num_frames", frames >= 1, "at least 1"),
+            ("codec", np.isin(t["codec"], list(_layout.CODECS)), f"one of {sorted(_layout.CODECS)}"),
+            (
+                "frame_samples",
+                np.where(aac, t["frame_samples"] == 1024, (t["frame_samples"] >= 16) & (t["frame_samples"] <= 65535)),
+                "1024 for AAC, 16 to 65535 for FLAC",
+            ),
+            (
+                "bits_per_sample",
+                np.where(aac, t["bits_per_sample"] == 0, np.isin(t["bits_per_sample"], (16, 24))),
+                "0 for AAC, 16 or 24 for FLAC",
+            ),
             (
                 "num_bytes",
-                (t["num_bytes"] >= 7 * frames) & ((t["num_bytes"] + 8190) // 8191 <= frames),
-                "7 to 8191 bytes per frame (ADTS)",
+                (t["num_bytes"] >= 7 * frames) & ((t["num_bytes"] + max_frame - 1) // max_frame <= frames),
+                "7 bytes a frame or more, and no frame larger than its codec allows",
             ),
             (
                 "num_samples",
-                t["num_samples"] <= frames * SAMPLES_PER_FRAME - t["encoder_delay"],
-                "at most num_frames x 1024 - encoder_delay",
+                t["num_samples"] <= frames * t["frame_samples"] - t["encoder_delay"],
+                "at most num_frames x frame_samples - encoder_delay",
             ),
+            ("encoder_delay", aac | (t["encoder_delay"] == 0), "0 for FLAC"),
             ("flags", (t["flags"] & ~_layout.KNOWN_FLAGS) == 0, f"no bits beyond {_layout.KNOWN_FLAGS:#x}"),
-            ("codec", np.isin(t["codec"], list(_layout.CODECS)), f"one of {sorted(_layout.CODECS)}"),
             (
                 "stream_sample_rate",
-                np.isin(t["stream_sample_rate"], SAMPLE_RATES) & (t["stream_sample_rate"] <= rate),
-                "an AAC rate no higher than the recording's sample_rate",
+                np.where(
+                    aac,
+                    np.isin(t["stream_sample_rate"], SAMPLE_RATES) & (t["stream_sample_rate"] <= rate),
+                    t["stream_sample_rate"] == rate,
+                ),
+                "an AAC rate no higher than the recording's sample_rate (FLAC: its sample_rate)",
             ),
             ("bandwidth_hz", 2 * t["bandwidth_hz"] <= rate, "at most half the recording's sample_rate"),
         ]
@@ -563,6 +587,8 @@ class AACStore:
             bandwidth_hz=int(t["bandwidth_hz"][i]),
             stream_sample_rate=int(t["stream_sample_rate"][i]),
             codec=_layout.CODECS[int(t["codec"][i])],
+            frame_samples=int(t["frame_samples"][i]),
+            bits_per_sample=int(t["bits_per_sample"][i]),
             pns=bool(int(t["flags"][i]) & _layout.FLAG_FRESH_DECODER),
             source=MappingProxyType(self._json("source", i)),
             metadata=MappingProxyType(self._json("metadata", i)),
@@ -725,7 +751,8 @@ class AACStore:
                 int(t["num_channels"][i]),
                 int(t["encoder_delay"][i]),
                 int(t["num_frames"][i]),
-                self._decoder_key(i),
+                codec_of(int(t["codec"][i])),
+                self.stream_config(i),
                 bool(int(t["flags"][i]) & _layout.FLAG_FRESH_DECODER),
             )
         return info
@@ -744,9 +771,10 @@ class AACStore:
         if hi <= lo:
             return _Plan(i, out, out, 0, 0, 0, 0, 0, 0, _NO_FRAMES, _NO_CRCS)
         d0, d1 = lo + info.encoder_delay, hi + info.encoder_delay
-        k0, k1 = d0 // SAMPLES_PER_FRAME, (d1 - 1) // SAMPLES_PER_FRAME
-        # One pre-roll frame: the MDCT overlaps neighbours, so frame k needs k-1 decoded first.
-        kp = max(k0 - 1, 0)
+        step = info.config.frame_samples
+        k0, k1 = d0 // step, (d1 - 1) // step
+        # Pre-roll (AAC: one frame, as the MDCT overlaps neighbours; FLAC: none).
+        kp = max(k0 - info.codec.preroll_frames, 0)
         if k1 >= info.num_frames:
             raise CorruptDataError(
                 f"{self._where}: recording {self._ids[i]!r} needs frame {k1} but has {info.num_frames} frames"
@@ -755,7 +783,7 @@ class AACStore:
         if bounds[-1] <= bounds[0]:  # never for checked rows; the output is not zeroed
             raise CorruptDataError(f"{self._where}: recording {self._ids[i]!r} frames {kp}..{k1} span no bytes")
         return _Plan(
-            i, out, out[:, lo - start : hi - start], kp, k0, k1, d0 - k0 * SAMPLES_PER_FRAME,
+            i, out, out[:, lo - start : hi - start], kp, k0, k1, d0 - k0 * step,
             int(bounds[0]), int(bounds[-1]), bounds, crcs,
         )  # fmt: skip
 
@@ -763,16 +791,15 @@ class AACStore:
         i, kp, k0, k1 = plan.recording, plan.preroll_frame, plan.first_frame, plan.last_frame
         info = self._read_info(i)
         self._check_frames(i, data, plan.bounds, plan.crcs, kp)
-        # A window that needs frame 0's own output (no priming: raw ADTS passthrough) needs a
-        # fresh decoder, as flush_buffers() leaves the first frame slightly different; so does
-        # a stream with PNS, whose noise depends on decoder state.
-        if k0 == 0 or info.fresh_decoder:
-            ctx = self._decoders.fresh(info.decoder)
+        codec = info.codec
+        if codec.needs_fresh_decoder(k0, info.fresh_decoder):
+            ctx = self._decoders.fresh(codec, info.config)
         else:
-            ctx = self._decoders.get(info.decoder)
-        decode_into(
+            ctx = self._decoders.get(codec, info.config)
+        codec.decode_into(
             ctx,
             data,
+            config=info.config,
             num_frames=plan.num_frames,
             preroll=k0 - kp,
             skip=plan.skip,
@@ -780,11 +807,20 @@ class AACStore:
             what=lambda: f"{self._where}: recording {self._ids[i]!r} frames {kp}..{k1}",
         )
 
-    def _decoder_key(self, i: int) -> DecoderKey:
-        """The decoder configuration of recording i: its frames' rate, coded channels, PCE layout."""
+    def stream_config(self, rec: RecordingRef) -> StreamConfig:
+        """What decoding a recording's frames needs of its row (codec, the frames' rate,
+        channels, samples per frame, FLAC's sample size, an AAC PCE layout, length)."""
+        i = self.index_of(rec)
         t = self._table
-        pce = bool(int(t["flags"][i]) & _layout.FLAG_PCE)
-        return int(t["stream_sample_rate"][i]), coded_channels(int(t["num_channels"][i])), pce
+        return StreamConfig(
+            codec=int(t["codec"][i]),
+            sample_rate=int(t["stream_sample_rate"][i]),
+            num_channels=int(t["num_channels"][i]),
+            frame_samples=int(t["frame_samples"][i]),
+            bits_per_sample=int(t["bits_per_sample"][i]),
+            pce=bool(int(t["flags"][i]) & _layout.FLAG_PCE),
+            num_samples=int(t["num_samples"][i]),
+        )
 
     def _check_frames(self, i: int, data: bytes, bounds: np.ndarray, crcs: np.ndarray, first: int) -> None:
         """Compare the frames in ``data`` (frame ``first`` on; ``bounds`` in ``/adts``) with
@@ -812,14 +848,31 @@ class AACStore:
         needs one (6, 7, 8 and 9-16 channels; the store keeps it out of the frames).
 
         Raises :class:`CorruptDataError` when they fail the recording's CRC-32 (``check=False``:
-        return them anyway, e.g. to inspect the damage).
+        return them anyway, e.g. to inspect the damage), and :class:`StoreFormatError` for a
+        recording stored as FLAC (:meth:`stream_bytes` gives any codec's stream).
         """
         i = self.index_of(rec)
+        if int(self._table["codec"][i]) != CODEC_AAC_LC:
+            raise StoreFormatError(
+                f"recording {self._ids[i]!r} is stored as {_layout.CODECS[int(self._table['codec'][i])]}, not AAC; "
+                "use stream_bytes() for its stand-alone stream (CLI: export it to .flac or .wav)"
+            )
+        return self.stream_bytes(i, check=check)
+
+    def stream_bytes(self, rec: RecordingRef, *, check: bool = True) -> bytes:
+        """The recording as a stand-alone stream of its codec: ADTS for AAC-LC (see
+        :meth:`adts_bytes`), a ``.flac`` file for FLAC (a STREAMINFO block made from the
+        table, then the stored frames). The file suffix is ``codec_suffix(rec)``.
+
+        Raises :class:`CorruptDataError` when the bytes fail the recording's CRC-32
+        (``check=False``: return them anyway)."""
+        i = self.index_of(rec)
         data = self._stored_bytes(i, check=check)
-        if int(self._table["flags"][i]) & _layout.FLAG_PCE:
-            rate, coded, _ = self._decoder_key(i)
-            data = with_pce_in_first_frame(data, rate, coded)
-        return data
+        return codec_of(int(self._table["codec"][i])).stream_bytes(data, self.stream_config(i))
+
+    def codec_suffix(self, rec: RecordingRef) -> str:
+        """The file suffix of :meth:`stream_bytes`: ``".aac"`` or ``".flac"``."""
+        return codec_of(int(self._table["codec"][self.index_of(rec)])).suffix
 
     def _stored_bytes(self, i: int, *, check: bool) -> bytes:
         """The bytes of recording i as stored (CRC-32 checked unless ``check=False``)."""
@@ -940,10 +993,9 @@ class AACStore:
         rows = self._read_rows(self._frame_crc, _layout.FRAME_CRC, start, start + int(self._table["num_frames"][i]))
         return np.asarray(rows, dtype=np.uint32)
 
-    def decoder_config(self, rec: RecordingRef) -> DecoderKey:
-        """``(stream sample rate, coded channels, PCE layout)``: what a decoder of the recording
-        is configured with (see :func:`aacdata.codecs._decoder.new_decoder`)."""
-        return self._decoder_key(self.index_of(rec))
+    def codec(self, rec: RecordingRef) -> FrameCodec:
+        """The frame codec of a recording's stored stream."""
+        return codec_of(int(self._table["codec"][self.index_of(rec)]))
 
     # ------------------------------------------------------------------ summary
 
@@ -971,6 +1023,13 @@ class AACStore:
             "time_expanded": int(np.count_nonzero(t["stream_sample_rate"] != t["sample_rate"])),
             "pns": int(np.count_nonzero(t["flags"] & _layout.FLAG_FRESH_DECODER)),
         }
+
+
+def frame_limits(table: Mapping[str, np.ndarray]) -> np.ndarray:
+    """The largest frame each row's codec allows (int64): 8191 bytes for ADTS; for FLAC a
+    frame of every sample at 32 bits plus headers (sizes beyond are damage)."""
+    flac = table["codec"] == CODEC_FLAC
+    return np.where(flac, table["frame_samples"] * table["num_channels"] * 4 + 64, 8191).astype(np.int64)
 
 
 def _refuse_links(root: str, where: str) -> None:

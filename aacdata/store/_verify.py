@@ -16,8 +16,6 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ..codecs._adts import SAMPLES_PER_FRAME, parse_adts
-from ..codecs._decoder import decode_batches, new_decoder
 from ..errors import AACDataError, CorruptDataError, DecodeError
 from . import _annotation_store
 
@@ -106,7 +104,7 @@ def verify_store(store: AACStore, *, decode: bool = True, progress: Progress | N
 
 def verify_recording(store: AACStore, i: int, *, decode: bool = True) -> list[str]:
     """Why recording ``i`` is damaged (an empty list: it is sound): its bytes against its
-    CRC-32, its index rows against the ADTS headers, each frame against its CRC-32, the
+    CRC-32, its index rows against its codec's frame headers, each frame against its CRC-32, the
     table's rate and length against the frames, and (``decode=True``) every frame decoded."""
     problem = store.row_problem(i)
     if problem is not None:
@@ -118,42 +116,44 @@ def verify_recording(store: AACStore, i: int, *, decode: bool = True) -> list[st
     if crc != value["crc32"]:
         reasons.append(f"checksum mismatch: stored bytes have crc32 {crc:08x}, table says {value['crc32']:08x}")
     rows = store.frame_index(i).astype(np.int64)
+    codec, config = store.codec(i), store.stream_config(i)
     try:
-        frames = parse_adts(data)
+        offsets, sizes = codec.parse_frames(data, config)
     except CorruptDataError as e:
-        return [*reasons, f"ADTS stream damaged: {e}"]
+        return [*reasons, f"{codec.framing} stream damaged: {e}"]
     nf = value["num_frames"]
-    positions = np.arange(nf, dtype=np.int64) * SAMPLES_PER_FRAME
-    if len(frames) != nf:
-        reasons.append(f"headers show {len(frames)} frames, table says {nf}")
+    positions = np.arange(nf, dtype=np.int64) * config.frame_samples
+    if offsets.size != nf:
+        reasons.append(f"headers show {offsets.size} frames, table says {nf}")
     else:
-        wrong = (rows[:, 0] != frames.offsets + value["byte_start"]) | (rows[:, 1] != frames.sizes)
+        wrong = (rows[:, 0] != offsets + value["byte_start"]) | (rows[:, 1] != sizes)
         wrong |= rows[:, 2] != positions
         if wrong.any():
-            reasons.append(f"index row {int(np.flatnonzero(wrong)[0])} disagrees with the ADTS headers")
+            reasons.append(f"index row {int(np.flatnonzero(wrong)[0])} disagrees with the {codec.framing} headers")
         elif nf:
-            bounds = np.append(frames.offsets, frames.offsets[-1] + frames.sizes[-1])
+            bounds = np.append(offsets, offsets[-1] + sizes[-1])
             bad = [k for k, _ in frames_failing_crc(data, bounds, store.frame_crcs(i))]
             if bad:
                 shown = ", ".join(map(str, bad[:5])) + (", ..." if len(bad) > 5 else "")
                 reasons.append(f"{len(bad)} frame(s) fail their CRC-32: {shown}")
-    if frames.sample_rate != value["stream_sample_rate"]:
-        reasons.append(f"headers say {frames.sample_rate} Hz, table says {value['stream_sample_rate']} Hz")
     needed = value["encoder_delay"] + value["num_samples"]
-    if nf * SAMPLES_PER_FRAME < needed:
+    if nf * config.frame_samples < needed:
         reasons.append(f"{nf} frames cannot hold delay + num_samples = {needed} samples")
     if decode and not reasons and nf:
-        key = store.decoder_config(i)
-        bounds = np.append(frames.offsets, frames.offsets[-1] + frames.sizes[-1])
+        bounds = np.append(offsets, offsets[-1] + sizes[-1])
+        decoded = 0
         try:
-            for _ in decode_batches(new_decoder(key), data, bounds, channels=key[1], what="decoding"):
-                pass
+            for _, pcm in codec.decode_stream(codec.new_decoder(config), data, bounds, config=config, what="decoding"):
+                decoded += pcm.shape[1]
         except DecodeError as e:
             reasons.append(str(e))
+        else:
+            if decoded < needed:
+                reasons.append(f"frames decode to {decoded} samples; delay + num_samples = {needed}")
     return reasons
 
 
-_COLUMNS = ("crc32", "byte_start", "num_frames", "stream_sample_rate", "encoder_delay", "num_samples")
+_COLUMNS = ("crc32", "byte_start", "num_frames", "encoder_delay", "num_samples")
 
 
 def frames_failing_crc(

@@ -23,6 +23,7 @@ import numpy as np
 import zarr
 
 from ..codecs._adts import SAMPLES_PER_FRAME, channel_config_of
+from ..codecs._codec import CODEC_AAC_LC
 from ..codecs._framerun import FrameRun
 from ..errors import AACDataError, RemoteStoreError, StoreLockedError, StoreWriteError
 from . import _fence, _layout, _lock
@@ -54,6 +55,9 @@ def stored_recording(
     metadata: dict[str, Any],
     stream_sample_rate: int = 0,
     bandwidth_hz: int = 0,
+    codec: int = CODEC_AAC_LC,
+    frame_samples: int = SAMPLES_PER_FRAME,
+    bits_per_sample: int = 0,
 ) -> PendingRecording:
     """A recording taken from a store, to append to another as it is (repair, merge): its
     stored ADTS bytes, frame sizes and table values. Nothing is re-encoded; the writer
@@ -68,6 +72,9 @@ def stored_recording(
         random_noise=random_noise,
         stream_sample_rate=stream_sample_rate,
         bandwidth_hz=bandwidth_hz,
+        codec=codec,
+        frame_samples=frame_samples,
+        bits_per_sample=bits_per_sample,
     )
     return PendingRecording(rid, encoded, source, metadata)
 
@@ -138,7 +145,7 @@ class StoreWriter:
         frame_pos, byte_pos, row = base.num_frames, base.num_bytes, 0
         for p in self._pending:
             e = p.encoded
-            rows[row : row + e.num_frames, 2] = np.arange(e.num_frames, dtype=np.uint64) * SAMPLES_PER_FRAME
+            rows[row : row + e.num_frames, 2] = np.arange(e.num_frames, dtype=np.uint64) * np.uint64(e.frame_samples)
             row += e.num_frames
             for name, value in (
                 ("frame_start", frame_pos),
@@ -154,7 +161,9 @@ class StoreWriter:
                 ("flags", _flags(e)),
                 ("bandwidth_hz", e.bandwidth_hz),
                 ("stream_sample_rate", e.frames_rate),
-                ("codec", _layout.CODEC_AAC_LC),
+                ("codec", e.codec),
+                ("frame_samples", e.frame_samples),
+                ("bits_per_sample", e.bits_per_sample),
                 ("id", p.id),
                 ("source", json.dumps(p.source, sort_keys=True)),
                 ("metadata", json.dumps(p.metadata, sort_keys=True) if p.metadata else ""),
@@ -282,7 +291,7 @@ def _fence_column(group: zarr.Group, name: str, dtype: str) -> zarr.Array[Any]:
 
 def _flags(e: FrameRun) -> int:
     flags = _layout.FLAG_FRESH_DECODER if e.random_noise else 0
-    if e.adts and channel_config_of(e.adts) == 0:
+    if e.codec == CODEC_AAC_LC and e.adts and channel_config_of(e.adts) == 0:
         flags |= _layout.FLAG_PCE
     return flags
 
