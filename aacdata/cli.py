@@ -123,6 +123,13 @@ def _parser() -> argparse.ArgumentParser:
         help="AAC sources using perceptual noise substitution: pass through (windows exact outside the noise bands) "
         "or re-encode (bit-identical windows)",
     )
+    imp.add_argument(
+        "--codec",
+        choices=("aac", "flac", "auto"),
+        default="aac",
+        help="aac: AAC-LC, full band (default); flac: lossless, exact samples at the source's rate; "
+        "auto: FLAC above 96 kHz, AAC below",
+    )
     imp.add_argument("--workers", type=int, default=None, help="conversion processes (default: all cores)")
     imp.add_argument(
         "--dask",
@@ -268,6 +275,7 @@ FLAGS = {
     "replace": "--replace",
     "recording": "--recording",
     "pns": "--pns",
+    "codec": "--codec",
 }
 """The CLI flag of each library parameter that error messages name."""
 
@@ -385,6 +393,7 @@ def _cmd_import(args: argparse.Namespace) -> int:
             bandwidth=args.bandwidth,
             time_expansion=args.time_expansion,
             pns=args.pns,
+            codec=args.codec,
             workers=args.workers,
             executor=client,
             on_error=args.on_error,
@@ -605,6 +614,8 @@ def _cmd_export(args: argparse.Namespace) -> int:
         rec = _recording(store, args.id)
         if suffix == ".aac":
             out.write_bytes(store.adts_bytes(rec))
+        elif suffix == ".flac" and not window and rec.codec == "flac":
+            out.write_bytes(store.stream_bytes(rec))  # the stored frames, as they are
         else:
             _export_pcm(store, rec, out, args.start or 0.0, args.duration)
     expanded = ""

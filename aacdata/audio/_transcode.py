@@ -25,7 +25,8 @@ from typing import Any
 import av
 import numpy as np
 
-from ..codecs import _adts
+from ..codecs import _adts, _flac, _registry
+from ..codecs._codec import CODEC_FLAC, StreamConfig
 from ..codecs._decoder import decode_batches, new_decoder, planes
 from ..codecs._framerun import FrameRun
 from ..errors import CorruptDataError, DecodeError, SourceError
@@ -96,6 +97,8 @@ class EncodedRecording(FrameRun):
     """The bandwidth asked for, where it was above this recording's Nyquist frequency."""
     size_note: str = ""
     """What the file's header said of its length that was not taken (a placeholder size)."""
+    coding_note: str = ""
+    """What storing as FLAC changed (samples quantized or clipped)."""
 
     @property
     def warnings(self) -> tuple[str, ...]:
@@ -110,7 +113,7 @@ class EncodedRecording(FrameRun):
     @property
     def notes(self) -> tuple[str, ...]:
         """What the conversion changed besides the coding: resampling, remixing, level."""
-        out = [self.size_note] if self.size_note else []
+        out = [n for n in (self.size_note, self.coding_note) if n]
         if self.source_sample_rate and self.source_sample_rate != self.sample_rate:
             out.append(f"resampled from {self.source_sample_rate} Hz to {self.sample_rate} Hz")
         if self.frames_rate != self.sample_rate:
@@ -164,8 +167,9 @@ def transcode(
     bandwidth: int | None = None,
     time_expansion: float | None = None,
     pns: str = "keep",
+    codec: str = "aac",
 ) -> EncodedRecording:
-    """Convert one audio file to AAC-LC ADTS frames, in memory.
+    """Convert one audio file to AAC-LC ADTS frames or FLAC frames, in memory.
 
     ``bitrate`` is the total of a recording (``None``: by the bandwidth and channels, see
     :func:`default_bitrate`); ``sample_rate`` defaults to the source's rate where AAC
@@ -173,7 +177,9 @@ def transcode(
     above 96 kHz, which is time-expanded (see :func:`storable_rate` and
     :func:`stream_rate`); ``num_channels`` remixes by :func:`aacdata.audio._channels.remix`
     (``None``: every channel kept, one to one); ``bandwidth`` (Hz of the true timeline,
-    ``None``: the Nyquist frequency) is the encoder's low-pass.
+    ``None``: the Nyquist frequency) is the encoder's low-pass. ``codec``: ``"aac"``,
+    ``"flac"`` (lossless, at the source's rate; see :func:`_encode_flac`) or ``"auto"``
+    (FLAC for sources above 96 kHz, AAC otherwise: see :func:`chosen_codec`).
 
     Raises
     ------
@@ -191,6 +197,7 @@ def transcode(
             bandwidth=bandwidth,
             time_expansion=time_expansion,
             pns=pns,
+            codec=codec,
         )
     except SourceError:
         raise
@@ -214,11 +221,12 @@ def _transcode(
     bandwidth: int | None,
     time_expansion: float | None,
     pns: str = "keep",
+    codec: str = "aac",
 ) -> EncodedRecording:
     if os.path.isfile(name) and os.path.getsize(name) == 0:
         raise SourceError("file is empty (0 bytes)")
     size_note = _check_header_sizes(name)
-    encoded = _convert(name, bitrate, sample_rate, num_channels, reencode, bandwidth, time_expansion, pns)
+    encoded = _convert(name, bitrate, sample_rate, num_channels, reencode, bandwidth, time_expansion, pns, codec)
     return dataclasses.replace(encoded, size_note=size_note) if size_note else encoded
 
 
@@ -231,9 +239,12 @@ def _convert(
     bandwidth: int | None,
     time_expansion: float | None,
     pns: str = "keep",
+    codec: str = "aac",
 ) -> EncodedRecording:
     with _open(name) as container:
         stream = _audio_stream(container)
+        if chosen_codec(codec, int(sample_rate or stream.codec_context.sample_rate or 0)) == "flac":
+            return _encode_flac(container, stream, sample_rate, num_channels)
         if (
             not reencode
             and bandwidth is None
@@ -253,6 +264,112 @@ def _convert(
         stream = _audio_stream(container)
         fmt, codec = container.format.name, stream.codec_context.name
         return _encode(container, stream, fmt, codec, bitrate, sample_rate, num_channels, bandwidth, time_expansion)
+
+
+def chosen_codec(codec: str, rate: int) -> str:
+    """The codec a source of ``rate`` Hz (the rate stored) is stored with: ``"auto"`` is
+    FLAC above 96 kHz (ultrasound: lossless rather than time-expanded AAC) and AAC at
+    or below it."""
+    if codec == "auto":
+        return "flac" if rate > AAC_MAX_RATE else "aac"
+    return codec
+
+
+def _encode_flac(container: Any, stream: Any, sample_rate: int | None, num_channels: int | None) -> EncodedRecording:
+    """Store a source as FLAC frames: its samples, remixed or resampled only where asked.
+
+    Integer sources of at most 16 bits (and 8-bit ones) are stored as 16-bit FLAC, others
+    as 24-bit; a source that is remixed, resampled or not integer PCM (float WAV, lossy
+    codecs) is quantized to 24 bits. The proof that nothing else changed: the frames are
+    decoded back and must give the very integers that were encoded (a CRC-32 of each).
+    """
+    src_rate = int(stream.codec_context.sample_rate or 0)
+    src_channels = int(stream.codec_context.channels or 0)
+    if src_rate <= 0 or src_channels <= 0:
+        raise SourceError(f"audio stream has sample rate {src_rate} and {src_channels} channels")
+    channels = int(num_channels or src_channels)
+    if channels > _flac.MAX_CHANNELS:
+        raise SourceError(
+            f"{channels} channels: FLAC holds at most {_flac.MAX_CHANNELS}; keep fewer with num_channels= "
+            "(CLI: --channels), or store the file as AAC (codec='aac', CLI: --codec aac)"
+        )
+    rate = int(sample_rate or src_rate)
+    if rate > _flac.MAX_RATE:
+        raise SourceError(
+            f"sample rate {rate} Hz is above {_flac.MAX_RATE} Hz, the highest a FLAC frame names; store it as "
+            "time-expanded AAC (codec='aac', CLI: --codec aac) or pass a lower sample_rate= (CLI: --sample-rate)"
+        )
+    src_format = str(stream.codec_context.format.name if stream.codec_context.format else "")
+    integer = src_format.rstrip("p") in ("u8", "s16", "s32")
+    changed = rate != src_rate or channels != src_channels
+    bits = 16 if src_format.rstrip("p") in ("u8", "s16") and not changed else 24
+    encoder = _flac.FlacEncoder(rate, channels, bits)
+    resampler = _resampler(src_rate, rate, channels)
+    source_meter = _bands.BandMeter(src_rate)
+    peak, clipped = 0.0, 0
+
+    def feed(block: np.ndarray) -> None:
+        nonlocal peak, clipped
+        if block.shape[1] == 0:
+            return
+        peak = max(peak, float(np.max(np.abs(block))))
+        ints, n = _flac.quantize(block, bits)
+        clipped += n
+        encoder.push(ints)
+
+    for block in _decoded_blocks(container, stream, src_channels):
+        block = remix(block, channels)
+        source_meter.push(block)
+        feed(resampler.push(block) if resampler is not None else block)
+    if resampler is not None:
+        feed(resampler.flush())
+    data, sizes, crc = encoder.finish()
+    num_samples = encoder.num_samples
+    if num_samples == 0:
+        raise SourceError("audio stream decodes to no samples (zero-length audio)")
+    config = StreamConfig(CODEC_FLAC, rate, channels, _flac.FRAME_SAMPLES, bits, num_samples=num_samples)
+    stored_meter = _bands.BandMeter(rate)
+    flac = _registry.CODECS[CODEC_FLAC]
+    bounds = np.concatenate(([0], np.cumsum(sizes)))
+    got, decoded = 0, 0
+    try:
+        for _, pcm in flac.decode_stream(flac.new_decoder(config), data, bounds, config=config, what="the FLAC frames"):
+            stored_meter.push(pcm)
+            ints, _ = _flac.quantize(pcm, bits)
+            inter = np.ascontiguousarray(ints.T)
+            inter = inter.astype(np.int16) if bits == 16 else inter << 8
+            got = zlib.crc32(inter.data, got)
+            decoded += pcm.shape[1]
+    except DecodeError as e:
+        raise SourceError(f"the FLAC frames do not decode ({e})") from None
+    if decoded != num_samples or got != crc:
+        raise SourceError(f"the FLAC frames decode to other samples than were encoded ({decoded} of {num_samples})")
+    note = ""
+    if clipped:
+        note = f"{clipped} samples above full scale were clipped to it (peak {20 * math.log10(peak):+.1f} dBFS)"
+    elif not integer or changed:
+        why = "resampled or remixed" if changed else f"{src_format} samples"
+        note = f"stored as lossless FLAC of its samples quantized to {bits}-bit integers ({why})"
+    return EncodedRecording(
+        adts=data,
+        frame_sizes=sizes,
+        num_samples=num_samples,
+        sample_rate=rate,
+        num_channels=channels,
+        encoder_delay=0,
+        stream_sample_rate=rate,
+        bandwidth_hz=rate // 2,
+        codec=CODEC_FLAC,
+        frame_samples=_flac.FRAME_SAMPLES,
+        bits_per_sample=bits,
+        passthrough=False,
+        source_format=str(container.format.name),
+        source_codec=str(stream.codec_context.name),
+        source_sample_rate=src_rate,
+        source_num_channels=src_channels,
+        bands=_bands.compare(source_meter, stored_meter, rate // 2),
+        coding_note=note,
+    )
 
 
 def _open(name: str) -> Any:

@@ -93,6 +93,8 @@ recording is time-expanded; ``codec``: the frame codec (:data:`CODECS`);
 ``bits_per_sample``: FLAC's sample size (0 for AAC)."""
 NUMERIC_COLUMNS: dict[str, str] = {**V1_NUMERIC_COLUMNS, **V2_COLUMNS}
 """Numeric recording columns of the current version."""
+MAX_FRAME_BYTES = max(codec.max_frame_bytes_limit for codec in _registry.CODECS.values())
+"""The largest frame any codec allows (FLAC's 24-bit frame size)."""
 CODECS = {number: codec.name for number, codec in _registry.CODECS.items()}
 """Frame codecs by their number in the ``codec`` column."""
 
@@ -242,15 +244,17 @@ def parse_root_attributes(attrs: Mapping[str, Any], where: str) -> Counts:
             )
         values.append(value)
     counts = Counts(*values)
-    # Every recording has at least one frame, every frame 7 to 8191 bytes (ADTS header, 13-bit length).
+    # Every recording has at least one frame, every frame 7 to 8191 bytes (ADTS header, 13-bit
+    # length), or in version 2 up to FLAC's limit.
+    largest = 8191 if version == 1 else MAX_FRAME_BYTES
     if not (
         counts.num_recordings <= counts.num_frames
-        and 7 * counts.num_frames <= counts.num_bytes <= 8191 * counts.num_frames
+        and 7 * counts.num_frames <= counts.num_bytes <= largest * counts.num_frames
     ):
         raise StoreFormatError(
             f"{where}/zarr.json: the '{ATTRIBUTE}' attribute counts {counts.num_recordings} recordings, "
             f"{counts.num_frames} frames and {counts.num_bytes} bytes, which cannot belong together "
-            f"(each recording has frames of 7 to 8191 bytes); the store's metadata is damaged"
+            f"(each recording has frames of 7 to {largest} bytes); the store's metadata is damaged"
         )
     return counts
 

@@ -95,9 +95,11 @@ from zarr.errors import GroupNotFoundError
 
 from ..audio._channels import CODED_LAYOUTS, MAX_CHANNELS, coded_channels
 from ..audio._transcode import decodes_repeatably
+from ..codecs import _flac, _registry
 from ..codecs._adts import SAMPLES_PER_FRAME, AdtsFrames, parse_adts
+from ..codecs._codec import CODEC_FLAC, StreamConfig
 from ..codecs._decoder import new_decoder
-from ..errors import CorruptDataError, StoreFormatError, StoreNotFoundError
+from ..errors import CorruptDataError, DecodeError, StoreFormatError, StoreNotFoundError
 from . import _annotation_store, _chunks, _layout, _lock, _remote
 from ._store import AACStore
 from ._writer import PendingRecording, StoreWriter, stored_recording
@@ -495,6 +497,9 @@ def _prove_recording(src: _Source, table: _Table, i: int) -> tuple[PendingRecord
         reasons.append(
             f"checksum mismatch: stored bytes have crc32 {zlib.crc32(data):08x}, table says {value('crc32'):08x}"
         )
+    flac_rows = value("codec") == CODEC_FLAC if "codec" not in table.derive else _flac_header(data) is not None
+    if flac_rows:
+        return _salvage_flac(src, table, i, data, reasons)
     try:
         frames = parse_adts(data)
     except CorruptDataError as e:
@@ -502,7 +507,7 @@ def _prove_recording(src: _Source, table: _Table, i: int) -> tuple[PendingRecord
     if len(frames) != nf:
         reasons.append(f"headers show {len(frames)} frames, table says {nf}")
     else:
-        reasons += _frame_problems(src, frames, data, frame_start, byte_start)
+        reasons += _frame_problems(src, frames.offsets, frames.sizes, data, frame_start, byte_start)
     try:
         source = _json_object(v["source"][i], "source")
         metadata = _json_object(v["metadata"][i], "metadata")
@@ -552,6 +557,81 @@ def _prove_recording(src: _Source, table: _Table, i: int) -> tuple[PendingRecord
     return pending, []
 
 
+def _flac_header(data: bytes) -> _flac.FrameHeader | None:
+    """The header of the first FLAC frame of ``data`` (frame number 0), if it holds one."""
+    head = _flac.parse_header(data, 0)
+    return head if head is not None and head.number == 0 else None
+
+
+def _salvage_flac(
+    src: _Source, table: _Table, i: int, data: bytes, reasons: list[str]
+) -> tuple[PendingRecording | None, list[str]]:
+    """A FLAC recording, proven like an AAC one: its frames found by their headers (which
+    name rate, channels and sample size), the index rows and frame CRCs against them, and
+    every frame decoded to exactly ``num_samples`` samples."""
+    v = table.values
+
+    def value(name: str) -> int:
+        return int(v[name][i])
+
+    frame_start, nf, byte_start, _ = (value(c) for c in STRUCTURE)
+    head = _flac_header(data)
+    if head is None:
+        return None, [*reasons, "FLAC stream damaged: no header for frame 0"]
+    step = value("frame_samples") if "frame_samples" not in table.derive else head.block_size
+    config = StreamConfig(
+        CODEC_FLAC, head.sample_rate, head.num_channels, step, head.bits_per_sample, num_samples=value("num_samples")
+    )
+    try:
+        offsets, sizes = _flac.find_frames(data, config)
+    except CorruptDataError as e:
+        return None, [*reasons, f"FLAC stream damaged: {e}"]
+    if offsets.size != nf:
+        reasons.append(f"headers show {offsets.size} frames, table says {nf}")
+    else:
+        reasons += _frame_problems(src, offsets, sizes, data, frame_start, byte_start, step=step, framing="FLAC")
+    for name, got in (("sample_rate", head.sample_rate), ("num_channels", head.num_channels)):
+        if name not in table.derive and value(name) != got:
+            reasons.append(f"frame headers say {name} {got}; the table says {value(name)}")
+    if value("encoder_delay") != 0:
+        reasons.append(f"encoder_delay is {value('encoder_delay')}; FLAC recordings have none")
+    try:
+        source = _json_object(v["source"][i], "source")
+        metadata = _json_object(v["metadata"][i], "metadata")
+    except CorruptDataError as e:
+        return None, [*reasons, str(e)]
+    if reasons:
+        return None, reasons
+    flac = _registry.CODECS[CODEC_FLAC]
+    decoded = 0
+    bounds = np.append(offsets, offsets[-1] + sizes[-1])
+    try:
+        for _, pcm in flac.decode_stream(flac.new_decoder(config), data, bounds, config=config, what="frames"):
+            decoded += pcm.shape[1]
+    except DecodeError as e:
+        return None, [str(e)]
+    if decoded != value("num_samples"):
+        return None, [f"frames decode to {decoded} samples; num_samples is {value('num_samples')}"]
+    pending = stored_recording(
+        table.ids[i],
+        data,
+        sizes,
+        num_samples=decoded,
+        sample_rate=head.sample_rate,
+        num_channels=head.num_channels,
+        encoder_delay=0,
+        random_noise=False,
+        source=source,
+        metadata=metadata,
+        stream_sample_rate=head.sample_rate,
+        bandwidth_hz=head.sample_rate // 2,
+        codec=CODEC_FLAC,
+        frame_samples=step,
+        bits_per_sample=head.bits_per_sample,
+    )
+    return pending, []
+
+
 def _bandwidth(stored: int | None, source: dict[str, Any]) -> int:
     """A recording's bandwidth: the proven column's value, else what its source info
     records, else 0 (unknown)."""
@@ -561,21 +641,29 @@ def _bandwidth(stored: int | None, source: dict[str, Any]) -> int:
     return recorded if isinstance(recorded, int) and recorded > 0 else 0
 
 
-def _frame_problems(src: _Source, frames: AdtsFrames, data: bytes, frame_start: int, byte_start: int) -> list[str]:
-    """Index rows and frame CRCs of a recording against its ADTS headers and bytes."""
-    nf = len(frames)
+def _frame_problems(
+    src: _Source,
+    offsets: np.ndarray,
+    sizes: np.ndarray,
+    data: bytes,
+    frame_start: int,
+    byte_start: int,
+    *,
+    step: int = SAMPLES_PER_FRAME,
+    framing: str = "ADTS",
+) -> list[str]:
+    """Index rows and frame CRCs of a recording against its frame headers and bytes."""
+    nf = int(offsets.size)
     rows = src.index_rows(frame_start, frame_start + nf)
-    expected_pos = np.arange(nf, dtype=np.int64) * SAMPLES_PER_FRAME
-    bad = np.flatnonzero(
-        (rows[:, 0] != frames.offsets + byte_start) | (rows[:, 1] != frames.sizes) | (rows[:, 2] != expected_pos)
-    )
+    expected_pos = np.arange(nf, dtype=np.int64) * step
+    bad = np.flatnonzero((rows[:, 0] != offsets + byte_start) | (rows[:, 1] != sizes) | (rows[:, 2] != expected_pos))
     if bad.size:
-        return [f"index row {int(bad[0])} disagrees with the ADTS headers"]
+        return [f"index row {int(bad[0])} disagrees with the {framing} headers"]
     stored = src.frame_crcs(frame_start, frame_start + nf)
     view = memoryview(data)
     failing = [
         k
-        for k, (a, size) in enumerate(zip(frames.offsets.tolist(), frames.sizes.tolist(), strict=True))
+        for k, (a, size) in enumerate(zip(offsets.tolist(), sizes.tolist(), strict=True))
         if zlib.crc32(view[a : a + size]) != int(stored[k])
     ]
     if failing:
