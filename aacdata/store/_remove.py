@@ -124,7 +124,7 @@ def remove_recordings(
     wanted = _id_list(ids)
     if not wanted:
         raise ValueError("give at least one recording id to remove")
-    return rewrite(store, remove=wanted, progress=progress)
+    return rewrite(store, remove=wanted, progress=progress, what="aacdata remove")
 
 
 def compact_store(
@@ -132,7 +132,7 @@ def compact_store(
 ) -> ChangeReport:
     """Rewrite the store with only its committed recordings and annotation sets, dropping
     what interrupted imports left past the committed counts (see the module's notes)."""
-    return rewrite(store, remove=(), progress=progress)
+    return rewrite(store, remove=(), progress=progress, what="aacdata compact")
 
 
 def rewrite(
@@ -142,6 +142,7 @@ def rewrite(
     add: Sequence[PendingRecording] = (),
     lock: _lock.WriteLock | None = None,
     progress: Callable[[int, int], None] | None = None,
+    what: str = "changing a store",
 ) -> ChangeReport:
     """Rewrite a local store without the recordings ``remove`` (ids as users give them),
     with ``add`` appended after the kept ones, and swap it in (see the module's notes).
@@ -149,7 +150,7 @@ def rewrite(
     ``lock``: the store's write lock, where the caller holds it (an import replacing
     recordings); otherwise it is taken here.
     """
-    path = _local_root(store)
+    path = _local_root(store, what)
     where = store.path if isinstance(store, AACStore) else _remote.describe(store)
     with contextlib.ExitStack() as held:
         if lock is None:
@@ -190,8 +191,13 @@ def rewrite(
 
 
 def check_local(store: _remote.StoreTarget | AACStore, what: str) -> None:
-    """Refuse an object store for ``what`` (remove, replace, compact) with a clear error."""
-    _local_root(store, what)
+    """Refuse an object store (or a store opened read-only) for ``what`` with a clear error;
+    a local path where no store is yet passes."""
+    if isinstance(store, AACStore) and store.mode != "a":
+        raise ValueError(f"open the store with mode='a' to change it; {store.path!r} is open read-only")
+    target = store.target if isinstance(store, AACStore) else store
+    if not _remote.is_local(target):
+        raise _not_local(what, _remote.describe(target))
 
 
 # ---------------------------------------------------------------------- steps
@@ -218,12 +224,7 @@ def _local_root(store: _remote.StoreTarget | AACStore, what: str = "changing a s
     if isinstance(store, AACStore) and store.mode != "a":
         raise ValueError(f"open the store with mode='a' to change it; {store.path!r} is open read-only")
     if not _remote.is_local(target):
-        where = _remote.describe(target)
-        raise StoreFormatError(
-            f"{what} works on local stores only, and {where!r} is not one (object storage cannot swap a "
-            f"rewritten store in atomically); copy it to a local path (`aacdata copy {where} LOCAL.zarr`), "
-            "change that, and copy it back to a new location"
-        )
+        raise _not_local(what, _remote.describe(target))
     path = os.path.realpath(_remote.local_path(target))
     if not os.path.isfile(os.path.join(path, "zarr.json")):
         AACStore.open(path, "r").close()  # raises the error that says what is there instead
@@ -233,6 +234,14 @@ def _local_root(store: _remote.StoreTarget | AACStore, what: str = "changing a s
             "make it writable or copy the store elsewhere"
         )
     return path
+
+
+def _not_local(what: str, where: str) -> StoreFormatError:
+    return StoreFormatError(
+        f"{what} works on local stores only, and {where!r} is not one (object storage cannot swap a "
+        f"rewritten store in atomically); copy it to a local path (`aacdata copy {where} LOCAL.zarr`), "
+        "change that, and copy it back to a new location"
+    )
 
 
 def _resolve(store: AACStore, given: Sequence[str]) -> list[int]:
