@@ -234,8 +234,9 @@ def import_audio(
         A source whose id is committed with other content (its file checksum changed)
         replaces that recording instead of failing; unchanged ones are still skipped. The
         replaced recordings' annotation events are dropped (they describe the old
-        content). Replacing rewrites the store once, at the end, and swaps it in
-        atomically (as ``aacdata remove`` does; local stores only).
+        content); their user metadata is kept unless ``metadata`` gives theirs. Replacing
+        rewrites the store once, at the end, and swaps it in atomically (as ``aacdata
+        remove`` does; local stores only).
 
     Returns
     -------
@@ -395,7 +396,9 @@ def import_audio(
                 bar.update(1)
         signals.commit(writer)
         if replacements:
-            change = _remove.rewrite(st, remove=[p.id for p in replacements], add=replacements, lock=writer.lock)
+            change = _remove.rewrite(
+                st, remove=[p.id for p in replacements], add=replacements, lock=writer.lock, carry_metadata=True
+            )
             imported.extend(change.added)
             notes.extend((name, f"{n} events of replaced recordings dropped") for name, n in change.events_dropped)
     except _Stop as stop:

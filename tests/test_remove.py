@@ -286,9 +286,12 @@ def test_compact_killed_at_random_moments(store: Path) -> None:
     before, events = _snapshot(store), _events(store)
     cmd = [sys.executable, "-m", "aacdata", "compact", str(store), "--no-progress"]
     started = time.perf_counter()
+    assert subprocess.run([*cmd[:3], "--version"], env=env_with_package(), capture_output=True).returncode == 0
+    startup = time.perf_counter() - started  # kills before the command starts prove nothing
+    started = time.perf_counter()
     assert subprocess.run(cmd, env=env_with_package(), capture_output=True).returncode == 0
     seconds = time.perf_counter() - started
-    for delay in np.linspace(0.3, 0.95, 8) * seconds:
+    for delay in np.linspace(startup, 0.95 * seconds, 8):
         proc = subprocess.Popen(cmd, env=env_with_package(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
             proc.wait(timeout=delay)
@@ -375,3 +378,46 @@ def test_hostile_inputs(store: Path, tmp_path: Path) -> None:
     with AACStore.open(store) as st:
         assert "a.wav" in st.ids
     assert json.loads((store / "zarr.json").read_text())["attributes"]["aacdata"]["num_recordings"] == len(SOURCES)
+
+
+def test_a_failed_rewrite_changes_nothing_and_leaves_nothing(store: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    before, events = _snapshot(store), _events(store)
+
+    def no_swap(a: str, b: str, where: str) -> None:
+        raise aacdata.StoreWriteError(f"cannot swap the rewritten store into {where!r}: No space left on device")
+
+    monkeypatch.setattr(_remove, "_exchange", no_swap)
+    with pytest.raises(aacdata.StoreWriteError, match="Nothing was changed"):
+        _remove.remove_recordings(store, ["a.wav"])
+    assert not (store.parent / f".store.zarr{_remove.REWRITE_SUFFIX}").exists()
+    _check_kept(store, before, events, set())
+    monkeypatch.undo()
+    assert _remove.remove_recordings(store, ["a.wav"]).removed == ("a.wav",)  # the lock was released
+
+
+def test_replace_keeps_user_metadata_unless_given(store: Path) -> None:
+    src = store.parent / "src"
+    fresh = store.parent / "meta.zarr"
+    aacdata.import_audio(src, fresh, progress=False, workers=0, metadata={"e.wav": {"site": "north"}})
+    make_file(src / "e.wav", "tone", 8_000, sample_rate=16_000, seed=11)
+    report = aacdata.import_audio(src, fresh, progress=False, workers=0, replace=True)
+    assert report.replaced == ("e.wav",)
+    with AACStore.open(fresh) as st:
+        assert dict(st.recording("e.wav").metadata) == {"site": "north"}
+        assert st.recording("e.wav").num_samples == 8_000
+
+
+def test_compact_a_version_1_store(tmp_path: Path) -> None:
+    fixture = Path(__file__).parent / "data" / "store_v1.zarr"
+    shutil.copytree(fixture, tmp_path / "v1.zarr")
+    path = tmp_path / "v1.zarr"
+    before = _snapshot(path)
+    with AACStore.open(path, "a") as st:
+        assert st.format_version == 1
+        st.compact()
+        assert st.format_version == 2
+        assert st.verify().ok
+    after = _snapshot(path)
+    assert set(after) == set(before)
+    for rid, (pcm, data, rows) in before.items():
+        assert np.array_equal(after[rid][0], pcm) and after[rid][1] == data and np.array_equal(after[rid][2], rows)

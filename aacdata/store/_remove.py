@@ -143,12 +143,14 @@ def rewrite(
     lock: _lock.WriteLock | None = None,
     progress: Callable[[int, int], None] | None = None,
     what: str = "changing a store",
+    carry_metadata: bool = False,
 ) -> ChangeReport:
     """Rewrite a local store without the recordings ``remove`` (ids as users give them),
     with ``add`` appended after the kept ones, and swap it in (see the module's notes).
 
     ``lock``: the store's write lock, where the caller holds it (an import replacing
-    recordings); otherwise it is taken here.
+    recordings); otherwise it is taken here. ``carry_metadata``: a recording of ``add``
+    without user metadata takes that of the recording of its id it replaces.
     """
     path = _local_root(store, what)
     where = store.path if isinstance(store, AACStore) else _remote.describe(store)
@@ -160,25 +162,41 @@ def rewrite(
         old = held.enter_context(AACStore.open(path, "r"))  # what is committed, under the lock
         rows_removed = _resolve(old, remove)
         removed_ids = [old.ids[i] for i in rows_removed]
-        replaced = {p.id for p in add}
+        if carry_metadata:
+            add = [_with_metadata(p, old) for p in add]
         before = _disk_bytes(path)
         staging = _staging_path(path)
         _delete_leftover(staging, where)
-        new = held.enter_context(AACStore.open(staging, "a"))
-        # The new store's lock, held to the end: it moves with the directory in the swap.
-        new_lock = held.enter_context(_lock.acquire(new.zarr_store, staging))
-        new_rows = _copy_into_new(old, new, new_lock, set(rows_removed), add, progress)
-        _step("copied")
-        events_dropped = _carry_sets(old, staging, new_rows, new_lock)
-        _step("sets")
-        _check_new(staging, len(old) - len(rows_removed) + len(add), where)
-        _exchange(staging, path, where)
+        try:
+            new = held.enter_context(AACStore.open(staging, "a"))
+            # The new store's lock, held to the end: it moves with the directory in the swap.
+            new_lock = held.enter_context(_lock.acquire(new.zarr_store, staging))
+            new_rows = _copy_into_new(old, new, new_lock, set(rows_removed), add, progress)
+            _step("copied")
+            events_dropped = _carry_sets(old, staging, new_rows, new_lock)
+            _step("sets")
+            _check_new(staging, len(old) - len(rows_removed) + len(add), where)
+            _exchange(staging, path, where)
+        except BaseException as e:
+            # Nothing was swapped in: the store is as it was; its unfinished copy goes.
+            with contextlib.suppress(OSError, StoreWriteError, StoreFormatError):
+                new_lock_held = _lock.held_here(zarr.storage.LocalStore(staging))
+                if new_lock_held is not None:
+                    new_lock_held.release()
+                _delete_leftover(staging, where)
+            if isinstance(e, StoreWriteError):
+                raise StoreWriteError(
+                    f"{e}. Nothing was changed: {where!r} is as it was (a rewrite needs free space for a "
+                    "whole copy of the store, beside it)"
+                ) from e
+            raise
         _step("swapped")
-        # From here the path holds the new store; the old one is beside it, to delete.
-        held.close()
+        # The path holds the new store, still locked; the old one, beside it, is deleted
+        # before the lock is released (a next rewrite builds in the same place).
+        old.close()
         _delete_leftover(staging, where)
         _step("done")
-    log.info("%s: removed %d recordings, added %d", where, len(removed_ids), len(replaced))
+    log.info("%s: removed %d recordings, added %d", where, len(removed_ids), len(add))
     return ChangeReport(
         store=where,
         removed=tuple(removed_ids),
@@ -206,6 +224,12 @@ def check_local(store: _remote.StoreTarget | AACStore, what: str) -> None:
 def _step(name: str) -> None:
     if _step_hook is not None:
         _step_hook(name)
+
+
+def _with_metadata(p: PendingRecording, old: AACStore) -> PendingRecording:
+    if p.metadata or p.id not in old.ids:
+        return p
+    return PendingRecording(p.id, p.encoded, p.source, dict(old.recording(p.id).metadata))
 
 
 def _id_list(ids: Iterable[str]) -> list[str]:
