@@ -421,3 +421,24 @@ def test_compact_a_version_1_store(tmp_path: Path) -> None:
     assert set(after) == set(before)
     for rid, (pcm, data, rows) in before.items():
         assert np.array_equal(after[rid][0], pcm) and after[rid][1] == data and np.array_equal(after[rid][2], rows)
+
+
+def test_a_lock_taken_across_a_swap_is_refused(store: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Invariant: a writer that opened the lock file of the store a rewrite then swapped away
+    # does not believe it holds the store's lock.
+    import fcntl
+
+    from aacdata.store import _lock
+
+    other = tmp_path / "other.zarr"
+    other.mkdir()
+    real_lockf = fcntl.lockf
+
+    def swap_then_lock(fd: int, flags: int) -> None:
+        _remove._exchange(str(other), str(store), str(store))  # as a rewrite would, in between
+        real_lockf(fd, flags)
+
+    monkeypatch.setattr(fcntl, "lockf", swap_then_lock)
+    with pytest.raises(StoreLockedError, match="was rewritten"):
+        _lock.acquire(zarr.storage.LocalStore(store), str(store))
+    assert _lock.held_here(zarr.storage.LocalStore(store)) is None
