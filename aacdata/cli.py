@@ -147,6 +147,11 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="take over an object store's write lease although it has not expired (only if its import is gone)",
     )
+    imp.add_argument(
+        "--replace",
+        action="store_true",
+        help="replace recordings whose source changed since they were imported (default: such files fail)",
+    )
     imp.set_defaults(run=_cmd_import)
 
     ann = sub.add_parser("annotate", help="store event tables (Raven selection tables, CSV) as an annotation set")
@@ -230,6 +235,17 @@ def _parser() -> argparse.ArgumentParser:
     cp.add_argument("destination", help="new store location (path or URL)")
     cp.add_argument("--no-progress", action="store_true", help="no progress bar")
     cp.set_defaults(run=_cmd_copy)
+
+    rm = sub.add_parser("remove", help="remove recordings (and their annotation events) from a store")
+    rm.add_argument("store", help="local store")
+    rm.add_argument("ids", nargs="+", metavar="ID", help="recording ids (or their file names) to remove")
+    rm.add_argument("--no-progress", action="store_true", help="no progress bar")
+    rm.set_defaults(run=_cmd_remove)
+
+    cpt = sub.add_parser("compact", help="rewrite a store without what interrupted imports left behind")
+    cpt.add_argument("store", help="local store")
+    cpt.add_argument("--no-progress", action="store_true", help="no progress bar")
+    cpt.set_defaults(run=_cmd_compact)
 
     bench = sub.add_parser("bench", help="DataLoader throughput of random windows per worker count")
     bench.add_argument("store")
@@ -401,6 +417,7 @@ def _cmd_import(args: argparse.Namespace) -> int:
             metadata=args.metadata,
             shard=args.shard,
             break_lock=args.break_lock,
+            replace=args.replace,
         )
     return _import_summary(report)
 
@@ -436,6 +453,7 @@ def _import_summary(report: Any) -> int:
                 ("store", report.store),
                 ("imported", f"{len(report.imported)} ({report.passthrough} passed through without re-encoding)"),
                 ("skipped", f"{len(report.skipped)} (already in the store)"),
+                *([("replaced", str(len(report.replaced)))] if report.replaced else []),
                 ("failed", str(len(report.failed))),
                 ("audio", f"{seconds / 3600:.3f} h"),
                 (
@@ -793,6 +811,38 @@ def _cmd_copy(args: argparse.Namespace) -> int:
     with _Progress("copy", "obj", enabled=not args.no_progress) as tick:
         copied = copy_store(args.source, args.destination, progress=tick)
     print(f"copied {_size(copied)} from {args.source} to {args.destination}")
+    return EXIT_OK
+
+
+def _cmd_remove(args: argparse.Namespace) -> int:
+    from .store._remove import remove_recordings
+
+    with _Progress("remove", "rec", enabled=not args.no_progress) as tick:
+        report = remove_recordings(args.store, args.ids, progress=tick)
+    return _change_summary(report)
+
+
+def _cmd_compact(args: argparse.Namespace) -> int:
+    from .store._remove import compact_store
+
+    with _Progress("compact", "rec", enabled=not args.no_progress) as tick:
+        report = compact_store(args.store, progress=tick)
+    return _change_summary(report)
+
+
+def _change_summary(report: Any) -> int:
+    events = ", ".join(f"{_shown(name)} ({n} events)" for name, n in report.events_dropped)
+    print(
+        _table(
+            [
+                ("store", _escaped(report.store)),
+                ("removed", _listed([_shown(rid) for rid in report.removed]) or "-"),
+                ("kept", f"{report.kept} recordings"),
+                ("annotations", f"dropped from {events}" if events else "-"),
+                ("size", f"{_size(report.bytes_before)} -> {_size(report.bytes_after)}"),
+            ]
+        )
+    )
     return EXIT_OK
 
 

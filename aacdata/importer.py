@@ -42,7 +42,7 @@ from .audio._transcode import (
 from .codecs._adts import SAMPLE_RATES
 from .codecs._flac import MAX_RATE as FLAC_MAX_RATE
 from .errors import ImportFailedError, ImportInterruptedError, SourceError
-from .store import _remote
+from .store import _remote, _remove
 from .store._store import AACStore
 from .store._writer import PendingRecording, StoreWriter
 
@@ -112,6 +112,9 @@ class ImportReport:
     """``(id, warning)`` for what a conversion lost of its source's spectrum: a band that
     carries signal and lost more than 3 dB, or source energy above the stored bandwidth
     (the figures are in the recording's ``source["bands"]``)."""
+    replaced: tuple[str, ...] = ()
+    """Ids whose committed recording was replaced by a changed source (``replace=True``);
+    also listed in ``imported``. Their annotation events are dropped (``notes`` says how many)."""
 
     @property
     def ok(self) -> bool:
@@ -150,6 +153,7 @@ def import_audio(
     shard: tuple[int, int] | str | None = None,
     storage_options: Mapping[str, Any] | None = None,
     break_lock: bool = False,
+    replace: bool = False,
 ) -> ImportReport:
     """Convert audio files to AAC-LC and append them to a store (created if missing).
 
@@ -234,6 +238,13 @@ def import_audio(
         Take over the write lock of an object store even though its lease has not expired
         (only when you know the import holding it is gone). Local locks need no breaking:
         the operating system releases them when their process dies.
+    replace
+        A source whose id is committed with other content (its file checksum changed)
+        replaces that recording instead of failing; unchanged ones are still skipped. The
+        replaced recordings' annotation events are dropped (they describe the old
+        content); their user metadata is kept unless ``metadata`` gives theirs. Replacing
+        rewrites the store once, at the end, and swaps it in atomically (as ``aacdata
+        remove`` does; local stores only).
 
     Returns
     -------
@@ -264,6 +275,8 @@ def import_audio(
     _check_number("time_expansion", time_expansion, low=1.0, high=MAX_SOURCE_RATE / 8000)
     if executor is not None and workers is not None:
         raise ValueError("pass workers (a local process pool) or executor, not both")
+    if replace:
+        _remove.check_local(store, "import --replace")
     engine = _engine(executor) if executor is not None else None
     started = time.perf_counter()
     passed_over: list[tuple[str, str]] = []
@@ -314,6 +327,7 @@ def import_audio(
     skipped: list[str] = []
     notes: list[tuple[str, str]] = list(passed_over)
     warned: list[tuple[str, str]] = []
+    replacements: list[PendingRecording] = []
     try:
         options = {
             "bitrate": bitrate,
@@ -324,6 +338,7 @@ def import_audio(
             "time_expansion": time_expansion,
             "pns": pns,
             "codec": codec,
+            "replace": replace,
         }
         unknown = [s for s in listed if writer.committed_ids.get(s.id) == ""]
         if unknown:
@@ -354,6 +369,11 @@ def import_audio(
             handled.add(src.id)
             if isinstance(outcome, _Skipped):
                 skipped.append(src.id)
+            elif isinstance(outcome, _Converted) and src.id in writer.committed_ids:
+                # Only with replace: a changed source of a committed id, swapped in at the end.
+                replacements.append(
+                    PendingRecording(src.id, outcome.encoded, outcome.source, dict(user_meta.get(src.id, {})))
+                )
             elif isinstance(outcome, _Converted):
                 try:
                     writer.add(
@@ -390,6 +410,12 @@ def import_audio(
                 )
                 bar.update(1)
         signals.commit(writer)
+        if replacements:
+            change = _remove.rewrite(
+                st, remove=[p.id for p in replacements], add=replacements, lock=writer.lock, carry_metadata=True
+            )
+            imported.extend(change.added)
+            notes.extend((name, f"{n} events of replaced recordings dropped") for name, n in change.events_dropped)
     except _Stop as stop:
         signals.hold()  # a second Ctrl-C must not cut the final commit short
         if outcomes is not None:
@@ -422,6 +448,7 @@ def import_audio(
         passthrough=int(stats["passthrough"]),
         notes=tuple(notes),
         warnings=tuple(warned),
+        replaced=tuple(p.id for p in replacements),
     )
 
 
@@ -542,7 +569,10 @@ class _Failed:
 
 
 def _convert_one(path: str, existing_checksum: str | None, options: dict[str, Any]) -> _Converted | _Skipped | _Failed:
-    """Runs in a worker: checksum, compare with the store, transcode."""
+    """Runs in a worker: checksum, compare with the store, transcode (a changed source of a
+    committed id only where ``options["replace"]``)."""
+    options = dict(options)
+    replace = options.pop("replace", False)
     try:
         checksum = file_checksum(path)
     except FileNotFoundError:
@@ -556,7 +586,11 @@ def _convert_one(path: str, existing_checksum: str | None, options: dict[str, An
     if existing_checksum is not None:
         if existing_checksum == checksum:
             return _Skipped()
-        return _Failed("id already in the store with different content (remove it or give the file another name)")
+        if not replace:
+            return _Failed(
+                "id already in the store with different content (pass --replace / replace=True to replace it, "
+                "remove it with `aacdata remove`, or give the file another name)"
+            )
     try:
         encoded = transcode(path, **options)
     except SourceError as e:

@@ -219,3 +219,19 @@ def test_streaminfo_names_the_recording() -> None:
     assert (value >> 44) & ((1 << 20) - 1) == 384000
     assert (value >> 41) & 7 == 2 and (value >> 36) & 31 == 23
     assert value & ((1 << 36) - 1) == 123_456_789
+
+
+def test_remove_and_compact_keep_flac_rows_exact(corpus: tuple[Path, dict[str, np.ndarray]], tmp_path: Path) -> None:
+    path, refs = corpus
+    copy = tmp_path / "c.zarr"
+    shutil.copytree(path, copy)
+    with AACStore.open(copy, "a") as store:
+        store.remove(["m16.wav"])
+        store.compact()
+    with AACStore.open(copy) as store:
+        assert "m16.wav" not in store.ids and len(store) == len(CASES) - 1
+        for name in store.ids:
+            rec = store.recording(name)
+            assert rec.codec == "flac"
+            np.testing.assert_array_equal(store.read(rec, 0, rec.num_samples), refs[name])
+        assert store.verify().ok

@@ -206,6 +206,13 @@ class _FileLock(WriteLock):
                     f"store {where!r} is being written by another import ({who}); wait for it to finish"
                 ) from None
             raise
+        if not _still_at(fd, path):
+            # A remove or compact swapped the store directory while this lock was taken:
+            # the file locked is the old store's, no longer the store's at this path.
+            os.close(fd)
+            raise StoreLockedError(
+                f"store {where!r} was rewritten (aacdata remove or compact) while its lock was taken; run again"
+            )
         previous = _read_record(fd)
         if previous:
             log.warning(
@@ -405,3 +412,12 @@ class _Lease(WriteLock):
                 sync(self._zstore.delete(LOCK_FILE))
         except Exception as e:  # noqa: BLE001 - the lease then expires on its own
             log.warning("%s: could not remove the write lease (%s); it expires in %.0f s", self.where, e, LEASE_SECONDS)
+
+
+def _still_at(fd: int, path: str) -> bool:
+    """The open file ``fd`` is still the one at ``path``."""
+    try:
+        here, there = os.fstat(fd), os.stat(path, follow_symlinks=False)
+    except OSError:
+        return False
+    return (here.st_dev, here.st_ino) == (there.st_dev, there.st_ino)

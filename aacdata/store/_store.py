@@ -12,7 +12,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Literal, NamedTuple
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
 import numpy as np
 import zarr
@@ -36,6 +36,9 @@ from ._chunks import DirectChunks
 from ._index import FrameIndex
 from ._remote import StoreTarget
 from ._verify import Progress, VerifyReport, frames_failing_crc, verify_store
+
+if TYPE_CHECKING:
+    from ._remove import ChangeReport
 
 log = logging.getLogger("aacdata")
 
@@ -920,6 +923,36 @@ class AACStore:
     def annotation_info(self, name: str) -> dict[str, Any]:
         """A set's event count, classes and sources, without reading its events."""
         return _annotation_store.set_info(self._group, name, where=self._where)
+
+    # ------------------------------------------------------------------ changing
+
+    def remove(self, ids: str | Iterable[str]) -> ChangeReport:
+        """Remove recordings (ids resolved as :meth:`resolve_id` resolves them) and their
+        annotation events, and reclaim their bytes. Needs mode ``"a"`` and a local store.
+        The store is rewritten beside itself and swapped in atomically (a process killed at
+        any moment leaves it readable); this object then shows the changed store, while
+        other open stores must be opened again. Unknown ids raise
+        :class:`~aacdata.RecordingNotFoundError` and change nothing."""
+        from ._remove import remove_recordings
+
+        report = remove_recordings(self, ids)
+        self._reload()
+        return report
+
+    def compact(self) -> ChangeReport:
+        """Rewrite the store without what interrupted imports left past its committed end
+        (as :meth:`remove` rewrites it, removing nothing)."""
+        from ._remove import compact_store
+
+        report = compact_store(self)
+        self._reload()
+        return report
+
+    def _reload(self) -> None:
+        """Show the store as it is now, after this process rewrote it."""
+        self.clear_caches()
+        fresh = AACStore.open(self.target, self._mode, index_cache_bytes=self.index_cache_bytes)  # type: ignore[arg-type]
+        self.__dict__.update(fresh.__dict__)
 
     # ------------------------------------------------------------------ caches and stats
 

@@ -110,6 +110,12 @@ class StoreWriter:
         self._pending_bytes = 0
 
     @property
+    def lock(self) -> WriteLock:
+        """The write lock this writer holds (for a rewrite that follows its commits)."""
+        assert self._lock is not None, "the writer is closed"
+        return self._lock
+
+    @property
     def counts(self) -> _layout.Counts:
         """The committed counts as of the last commit."""
         return self._counts
