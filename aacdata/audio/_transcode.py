@@ -25,7 +25,7 @@ from typing import Any
 import av
 import numpy as np
 
-from ..codecs import _adts, _flac, _registry
+from ..codecs import _adts, _flac
 from ..codecs._codec import CODEC_FLAC, StreamConfig
 from ..codecs._decoder import decode_batches, new_decoder, planes
 from ..codecs._framerun import FrameRun
@@ -283,10 +283,7 @@ def _encode_flac(container: Any, stream: Any, sample_rate: int | None, num_chann
     codecs) is quantized to 24 bits. The proof that nothing else changed: the frames are
     decoded back and must give the very integers that were encoded (a CRC-32 of each).
     """
-    src_rate = int(stream.codec_context.sample_rate or 0)
-    src_channels = int(stream.codec_context.channels or 0)
-    if src_rate <= 0 or src_channels <= 0:
-        raise SourceError(f"audio stream has sample rate {src_rate} and {src_channels} channels")
+    src_rate, src_channels = _stream_shape(stream)
     channels = int(num_channels or src_channels)
     if channels > _flac.MAX_CHANNELS:
         raise SourceError(
@@ -329,17 +326,16 @@ def _encode_flac(container: Any, stream: Any, sample_rate: int | None, num_chann
         raise SourceError("audio stream decodes to no samples (zero-length audio)")
     config = StreamConfig(CODEC_FLAC, rate, channels, _flac.FRAME_SAMPLES, bits, num_samples=num_samples)
     stored_meter = _bands.BandMeter(rate)
-    flac = _registry.CODECS[CODEC_FLAC]
+    flac = _flac.FlacCodec()
     bounds = np.concatenate(([0], np.cumsum(sizes)))
     got, decoded = 0, 0
     try:
-        for _, pcm in flac.decode_stream(flac.new_decoder(config), data, bounds, config=config, what="the FLAC frames"):
-            stored_meter.push(pcm)
-            ints, _ = _flac.quantize(pcm, bits)
-            inter = np.ascontiguousarray(ints.T)
-            inter = inter.astype(np.int16) if bits == 16 else inter << 8
-            got = zlib.crc32(inter.data, got)
-            decoded += pcm.shape[1]
+        frames = flac.decode_integers(flac.new_decoder(config), data, bounds, config=config, what="the FLAC frames")
+        for _, pcm in frames:
+            # The decoder's integers are in the layout the encoder checksummed: compare as they are.
+            got = zlib.crc32(np.ascontiguousarray(pcm).data, got)
+            stored_meter.push(_flac.as_float(pcm, bits))
+            decoded += pcm.shape[0]
     except DecodeError as e:
         raise SourceError(f"the FLAC frames do not decode ({e})") from None
     if decoded != num_samples or got != crc:
@@ -370,6 +366,15 @@ def _encode_flac(container: Any, stream: Any, sample_rate: int | None, num_chann
         bands=_bands.compare(source_meter, stored_meter, rate // 2),
         coding_note=note,
     )
+
+
+def _stream_shape(stream: Any) -> tuple[int, int]:
+    """A source stream's sample rate and channel count, both positive."""
+    src_rate = int(stream.codec_context.sample_rate or 0)
+    src_channels = int(stream.codec_context.channels or 0)
+    if src_rate <= 0 or src_channels <= 0:
+        raise SourceError(f"audio stream has sample rate {src_rate} and {src_channels} channels")
+    return src_rate, src_channels
 
 
 def _open(name: str) -> Any:
@@ -607,10 +612,7 @@ def _encode(
     bandwidth: int | None = None,
     time_expansion: float | None = None,
 ) -> EncodedRecording:
-    src_rate = int(stream.codec_context.sample_rate or 0)
-    src_channels = int(stream.codec_context.channels or 0)
-    if src_rate <= 0 or src_channels <= 0:
-        raise SourceError(f"audio stream has sample rate {src_rate} and {src_channels} channels")
+    src_rate, src_channels = _stream_shape(stream)
     channels = int(num_channels or src_channels)
     if channels > MAX_CHANNELS:
         raise SourceError(

@@ -115,13 +115,7 @@ class FrameCodec(ABC):
     def stream_bytes(self, data: bytes, config: StreamConfig) -> bytes:
         """The recording's frames as a stand-alone stream any decoder plays."""
 
-    def max_frame_bytes(self, config: StreamConfig) -> int:
-        """The largest frame a recording of ``config`` may hold."""
-        return self.max_frame_bytes_limit
-
-
-def codec_of(number: int) -> FrameCodec:
-    """The codec with ``number`` in the ``codec`` column."""
-    from ._registry import CODECS
-
-    return CODECS[number]
+    def max_frame_bytes(self, frame_samples: np.ndarray, num_channels: np.ndarray) -> np.ndarray:
+        """The largest frame recordings of these ``frame_samples`` and ``num_channels``
+        (int64 table columns) may hold: a check on stored index rows."""
+        return np.full_like(frame_samples, self.max_frame_bytes_limit)

@@ -111,6 +111,12 @@ class FlacEncoder:
         return b"".join(self._frames), sizes, self._crc
 
 
+def as_float(pcm: np.ndarray, bits: int) -> np.ndarray:
+    """Decoded integers ``(t, C)`` (see :meth:`FlacCodec.decode_integers`) as float32
+    ``(C, t)``, scaled as soundfile scales them."""
+    return (pcm.T * _SCALE[bits]).astype(np.float32)
+
+
 def quantize(block: np.ndarray, bits: int) -> tuple[np.ndarray, int]:
     """float32 samples ``(C, t)`` to ``bits``-bit integers (int32), rounded, clipped to the
     integer range; and how many samples were clipped. Samples that came from integers of
@@ -286,9 +292,9 @@ class FlacCodec(FrameCodec):
     def reset(self, ctx: Any) -> None:
         pass  # frames decode alone: no state carries over
 
-    def max_frame_bytes(self, config: StreamConfig) -> int:
-        # A verbatim frame: every sample at full size, plus headers and padding.
-        return config.frame_samples * config.num_channels * 4 + 64
+    def max_frame_bytes(self, frame_samples: np.ndarray, num_channels: np.ndarray) -> np.ndarray:
+        # A verbatim frame: every sample at 32 bits, plus headers and padding.
+        return np.asarray(np.minimum(frame_samples * num_channels * 4 + 64, self.max_frame_bytes_limit), np.int64)
 
     def _decode(self, ctx: Any, data: bytes, num_frames: int, config: StreamConfig, what: Describe) -> np.ndarray:
         """Decode a run of frames: int ``(t, C)`` (16-bit as int16, 24-bit left-justified int32)."""
@@ -334,9 +340,12 @@ class FlacCodec(FrameCodec):
             raise DecodeError(f"{described(what)}: frames decoded to {got} samples, window needs {total}")
         np.multiply(pcm[skip : skip + total].T, _SCALE[config.bits_per_sample], out=out, casting="unsafe")
 
-    def decode_stream(
+    def decode_integers(
         self, ctx: Any, data: bytes, bounds: np.ndarray, *, config: StreamConfig, what: str
     ) -> Iterator[tuple[int, np.ndarray]]:
+        """:meth:`decode_stream`'s batches as the decoder gives them: integers ``(t, C)``,
+        interleaved, 16-bit as int16 and 24-bit left-justified in int32 (the layout
+        :class:`FlacEncoder` takes, and checksums)."""
         edges = bounds.tolist()
         n = len(edges) - 1
         for a in range(0, n, _BATCH):
@@ -344,7 +353,13 @@ class FlacCodec(FrameCodec):
             pcm = self._decode(ctx, data[edges[a] : edges[b]], b - a, config, f"{what} frames {a}..{b - 1}")
             if b < n and pcm.shape[0] != (b - a) * config.frame_samples:
                 raise DecodeError(f"{what}: frames {a}..{b - 1} decode to {pcm.shape[0]} samples")
-            yield a, (pcm.T * _SCALE[config.bits_per_sample]).astype(np.float32)
+            yield a, pcm
+
+    def decode_stream(
+        self, ctx: Any, data: bytes, bounds: np.ndarray, *, config: StreamConfig, what: str
+    ) -> Iterator[tuple[int, np.ndarray]]:
+        for a, pcm in self.decode_integers(ctx, data, bounds, config=config, what=what):
+            yield a, as_float(pcm, config.bits_per_sample)
 
     def parse_frames(self, data: bytes, config: StreamConfig) -> tuple[np.ndarray, np.ndarray]:
         return find_frames(data, config)

@@ -21,8 +21,9 @@ from zarr.abc.store import Store
 from ..annotations import Annotations
 from ..audio._resample import RateSpan, parse_rate, samples_at, window_array, window_inside
 from ..codecs._adts import SAMPLE_RATES
-from ..codecs._codec import CODEC_AAC_LC, CODEC_FLAC, FrameCodec, StreamConfig, codec_of
+from ..codecs._codec import CODEC_AAC_LC, FrameCodec, StreamConfig
 from ..codecs._decoder import DecoderPool
+from ..codecs._registry import CODECS, codec_of
 from ..errors import (
     AACDataError,
     CorruptDataError,
@@ -236,6 +237,7 @@ class AACStore:
         self._json_cache: dict[str, list[str]] = {}
         self._check_table()
         problems += self._column_problems(("id", *_layout.NUMERIC_COLUMNS))
+        self._frame_limits = frame_limits(self._table)  # for the row checks and the index cache
         self._row_problems = self._check_rows()
         self._table_problems = problems
         if check_table and (problems or self._row_problems):
@@ -257,7 +259,7 @@ class AACStore:
             byte_start=t["byte_start"],
             num_bytes=t["num_bytes"],
             frame_samples=t["frame_samples"],
-            max_frame_bytes=frame_limits(t),
+            max_frame_bytes=self._frame_limits,
             describe=lambda i: f"{self._where}: recording {self._ids[i]!r}",
             budget_bytes=self.index_cache_bytes,
         )
@@ -407,7 +409,7 @@ class AACStore:
             return {}
         rate, channels, frames = t["sample_rate"], t["num_channels"], t["num_frames"]
         aac = t["codec"] == CODEC_AAC_LC
-        max_frame = np.maximum(frame_limits(t), 1)
+        max_frame = np.maximum(self._frame_limits, 1)
         rules: list[tuple[str, np.ndarray, str]] = [
             ("sample_rate", (rate >= 1) & (rate <= MAX_SAMPLE_RATE), f"1 to {MAX_SAMPLE_RATE} Hz"),
             ("num_channels", (channels >= 1) & (channels <= MAX_CHANNELS), f"1 to {MAX_CHANNELS}"),
@@ -1059,10 +1061,13 @@ class AACStore:
 
 
 def frame_limits(table: Mapping[str, np.ndarray]) -> np.ndarray:
-    """The largest frame each row's codec allows (int64): 8191 bytes for ADTS; for FLAC a
-    frame of every sample at 32 bits plus headers (sizes beyond are damage)."""
-    flac = table["codec"] == CODEC_FLAC
-    return np.where(flac, table["frame_samples"] * table["num_channels"] * 4 + 64, 8191).astype(np.int64)
+    """The largest frame each row's codec allows (int64; 0 for a row of no known codec):
+    sizes beyond are damage."""
+    limits = np.zeros_like(table["codec"])
+    for number, codec in CODECS.items():
+        rows = table["codec"] == number
+        limits[rows] = codec.max_frame_bytes(table["frame_samples"][rows], table["num_channels"][rows])
+    return limits
 
 
 def _refuse_links(root: str, where: str) -> None:
