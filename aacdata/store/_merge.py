@@ -22,10 +22,8 @@ adds nothing. Each set is then replaced in one commit.
 
 from __future__ import annotations
 
-import json
 import os
-import zlib
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,14 +31,12 @@ import numpy as np
 import zarr
 
 from ..annotations import Annotations
-from ..codecs._registry import CODEC_NAMES
 from ..errors import CorruptDataError, StoreFormatError
-from . import _annotation_store, _chunks, _layout, _lock, _remote
-from ._store import AACStore, Recording
-from ._writer import StoreWriter, stored_recording
+from . import _annotation_store, _lock, _remote
+from ._runs import copied_recording, json_object, runs
+from ._store import AACStore
+from ._writer import StoreWriter
 
-_READ_BYTES = 32 << 20
-"""Bytes of a part read at once (recordings are copied from this window)."""
 _COMMIT_BYTES = 64 << 20
 _COMMIT_RECORDINGS = 4096
 
@@ -224,7 +220,6 @@ def _merge_into(
     for part in parts:
         sources = part.text_column("source")
         metadata = part.text_column("metadata")
-        flags = part.column("flags")
         todo: list[int] = []
         for i, rid in enumerate(part.ids):
             checksum = _checksum(sources[i])
@@ -239,47 +234,18 @@ def _merge_into(
                     f"checksum ({committed or 'unknown'}, the part has {checksum or 'none'}); remove one of them"
                 )
         done += len(part) - len(todo)
-        for run in _runs(part, todo):
+        for run in runs(part, todo):
             for i in run.rows:
                 rec = part.recording(i)
-                a = rec.byte_start - run.byte_start
-                payload = run.data[a : a + rec.num_bytes]
-                if zlib.crc32(payload) != rec.crc32:
-                    raise CorruptDataError(
-                        f"{part.path!r}: recording {rec.id!r} fails its checksum; run `aacdata verify {part.path}` "
-                        "(and `aacdata repair` if it is damaged) before merging"
-                    )
-                f = rec.frame_start - run.frame_start
-                index = run.index[f : f + rec.num_frames]
-                sizes = index[:, 1]
-                offsets = index[:, 0] - rec.byte_start
-                if (
-                    index.shape[0] != rec.num_frames
-                    or int(sizes.sum()) != rec.num_bytes
-                    or offsets[0] != 0
-                    or np.any(offsets[1:] != np.cumsum(sizes[:-1]))
-                ):
-                    raise CorruptDataError(
-                        f"{part.path!r}: the index rows of recording {rec.id!r} do not tile its bytes; run "
-                        f"`aacdata verify {part.path}` before merging"
-                    )
                 writer.add(
-                    stored_recording(
-                        rec.id,
-                        payload,
-                        sizes.astype(np.uint64),
-                        num_samples=rec.num_samples,
-                        sample_rate=rec.sample_rate,
-                        num_channels=rec.num_channels,
-                        encoder_delay=rec.encoder_delay,
-                        random_noise=bool(int(flags[i]) & _layout.FLAG_FRESH_DECODER),
-                        source=_object(sources[i]),
-                        metadata=_object(metadata[i]),
-                        stream_sample_rate=rec.stream_sample_rate,
-                        bandwidth_hz=rec.bandwidth_hz,
-                        codec=CODEC_NAMES[rec.codec],
-                        frame_samples=rec.frame_samples,
-                        bits_per_sample=rec.bits_per_sample,
+                    copied_recording(
+                        rec,
+                        run,
+                        source=sources[i],
+                        metadata=metadata[i],
+                        where=part.path,
+                        lead="run",
+                        end="before merging",
                     )
                 )
                 merged.append(rec.id)
@@ -295,54 +261,9 @@ def _merge_into(
     return merged, skipped, written
 
 
-@dataclass(frozen=True, slots=True)
-class _Run:
-    """Consecutive recordings of a part, with their bytes and index rows."""
-
-    rows: list[int]
-    byte_start: int
-    data: bytes
-    frame_start: int
-    index: np.ndarray
-
-
-def _runs(part: AACStore, rows: Sequence[int]) -> Iterator[_Run]:
-    """Consecutive runs of ``rows`` (in table order) of at most :data:`_READ_BYTES` (or
-    one recording), their bytes and index rows read at once from the arrays."""
-    # A local part's chunk files are read only where they are regular files (a FIFO would block).
-    group = zarr.open_group(_chunks.checked(part.zarr_store), mode="r")
-    arrays = _layout.open_arrays(group, part.path, part.counts)
-    recs = part.recordings
-    local = isinstance(part.zarr_store, zarr.storage.LocalStore)
-    run: list[int] = []
-    for i in rows:
-        if run and (i != run[-1] + 1 or recs[i].byte_start + recs[i].num_bytes - recs[run[0]].byte_start > _READ_BYTES):
-            yield _read(arrays, recs, run, part.path, local)
-            run = []
-        run.append(i)
-    if run:
-        yield _read(arrays, recs, run, part.path, local)
-
-
-def _read(arrays: _layout.Arrays, recs: Sequence[Recording], run: list[int], where: str, local: bool) -> _Run:
-    """The bytes and index rows of a run; chunks that do not decode are damage
-    (:class:`CorruptDataError` naming the part, node and chunk)."""
-    first, last = recs[run[0]], recs[run[-1]]
-    b0, b1 = first.byte_start, last.byte_start + last.num_bytes
-    f0, f1 = first.frame_start, last.frame_start + last.num_frames
-    data = bytes(np.asarray(_layout.read_rows(arrays.adts, _layout.ADTS, b0, b1, where=where, local=local), np.uint8))
-    index = np.asarray(_layout.read_rows(arrays.index, _layout.INDEX, f0, f1, where=where, local=local), np.int64)
-    return _Run(run, first.byte_start, data, first.frame_start, index.reshape(-1, 3))
-
-
 def _checksum(text: str) -> str:
-    value = _object(text).get("checksum")
+    value = json_object(text).get("checksum")
     return value if isinstance(value, str) else ""
-
-
-def _object(text: str) -> dict[str, Any]:
-    obj = json.loads(text) if text else {}
-    return obj if isinstance(obj, dict) else {}
 
 
 def _same_place(a: _remote.StoreTarget, b: _remote.StoreTarget) -> bool:

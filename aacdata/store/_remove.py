@@ -41,31 +41,26 @@ import contextlib
 import ctypes
 import ctypes.util
 import errno
-import json
 import logging
 import os
 import shutil
 import sys
-import zlib
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 import zarr
 
-from ..codecs._registry import CODEC_NAMES
 from ..errors import CorruptDataError, RecordingNotFoundError, StoreFormatError, StoreWriteError
-from . import _annotation_store, _chunks, _layout, _lock, _remote
+from . import _annotation_store, _lock, _remote
+from ._runs import copied_recording, runs
 from ._store import AACStore
-from ._writer import PendingRecording, StoreWriter, stored_recording
+from ._writer import PendingRecording, StoreWriter
 
 log = logging.getLogger("aacdata")
 
 REWRITE_SUFFIX = ".aacdata-rewrite"
 """Suffix of the hidden directory beside a store where its rewrite is built."""
-_READ_BYTES = 32 << 20
-"""Bytes of the old store read at once."""
 _COMMIT_BYTES = 64 << 20
 _COMMIT_RECORDINGS = 4096
 
@@ -338,10 +333,20 @@ def _copy_into_new(
         metadata = old.text_column("metadata")
         total = len(keep) + len(add)
         done = 0
-        for rows, data, index in _runs(old, keep):
-            byte0, frame0 = old.recording(rows[0]).byte_start, old.recording(rows[0]).frame_start
-            for i in rows:
-                writer.add(_stored(old, i, data, index, byte0, frame0, sources[i], metadata[i]))
+        for run in runs(old, keep):
+            for i in run.rows:
+                rec = old.recording(i)
+                writer.add(
+                    copied_recording(
+                        rec,
+                        run,
+                        source=sources[i],
+                        metadata=metadata[i],
+                        where=old.path,
+                        lead="nothing was changed. Run",
+                        end="first",
+                    )
+                )
                 done += 1
                 if writer.pending_bytes >= _COMMIT_BYTES or len(writer) >= _COMMIT_RECORDINGS:
                     writer.commit()
@@ -358,76 +363,6 @@ def _copy_into_new(
     finally:
         writer.close()
     return new_rows
-
-
-def _stored(
-    old: AACStore, i: int, data: bytes, index: np.ndarray, byte0: int, frame0: int, source: str, metadata: str
-) -> PendingRecording:
-    """Recording ``i`` of ``old`` as the writer takes it, its bytes and index checked."""
-    rec = old.recording(i)
-    a = rec.byte_start - byte0
-    payload = data[a : a + rec.num_bytes]
-    if zlib.crc32(payload) != rec.crc32:
-        raise CorruptDataError(
-            f"{old.path!r}: recording {rec.id!r} fails its checksum; nothing was changed. Run "
-            f"`aacdata verify {old.path}` (and `aacdata repair` if it is damaged) first"
-        )
-    f = rec.frame_start - frame0
-    rows = index[f : f + rec.num_frames]
-    sizes = rows[:, 1]
-    offsets = rows[:, 0] - rec.byte_start
-    if (
-        rows.shape[0] != rec.num_frames
-        or int(sizes.sum()) != rec.num_bytes
-        or offsets[0] != 0
-        or np.any(offsets[1:] != np.cumsum(sizes[:-1]))
-    ):
-        raise CorruptDataError(
-            f"{old.path!r}: the index rows of recording {rec.id!r} do not tile its bytes; nothing was changed. "
-            f"Run `aacdata verify {old.path}` first"
-        )
-    return stored_recording(
-        rec.id,
-        payload,
-        sizes.astype(np.uint64),
-        num_samples=rec.num_samples,
-        sample_rate=rec.sample_rate,
-        num_channels=rec.num_channels,
-        encoder_delay=rec.encoder_delay,
-        random_noise=rec.pns,
-        source=_object(source),
-        metadata=_object(metadata),
-        stream_sample_rate=rec.stream_sample_rate,
-        bandwidth_hz=rec.bandwidth_hz,
-        codec=CODEC_NAMES[rec.codec],
-        frame_samples=rec.frame_samples,
-        bits_per_sample=rec.bits_per_sample,
-    )
-
-
-def _runs(store: AACStore, rows: Sequence[int]) -> Iterable[tuple[list[int], bytes, np.ndarray]]:
-    """Consecutive runs of ``rows`` of at most :data:`_READ_BYTES` (or one recording):
-    their rows, bytes and index rows, read at once."""
-    group = zarr.open_group(_chunks.checked(store.zarr_store), mode="r")
-    arrays = _layout.open_arrays(group, store.path, store.counts, store.format_version)
-    recs = store.recordings
-    run: list[int] = []
-
-    def read(run: list[int]) -> tuple[list[int], bytes, np.ndarray]:
-        first, last = recs[run[0]], recs[run[-1]]
-        b0, b1 = first.byte_start, last.byte_start + last.num_bytes
-        f0, f1 = first.frame_start, last.frame_start + last.num_frames
-        data = _layout.read_rows(arrays.adts, _layout.ADTS, b0, b1, where=store.path, local=True)
-        index = _layout.read_rows(arrays.index, _layout.INDEX, f0, f1, where=store.path, local=True)
-        return run, bytes(np.asarray(data, np.uint8)), np.asarray(index, np.int64).reshape(-1, 3)
-
-    for i in rows:
-        if run and (i != run[-1] + 1 or recs[i].byte_start + recs[i].num_bytes - recs[run[0]].byte_start > _READ_BYTES):
-            yield read(run)
-            run = []
-        run.append(i)
-    if run:
-        yield read(run)
 
 
 def _carry_sets(old: AACStore, staging: str, new_rows: np.ndarray, lock: _lock.WriteLock) -> list[tuple[str, int]]:
@@ -499,8 +434,3 @@ def _exchange(a: str, b: str, where: str) -> None:
         raise StoreWriteError(
             f"cannot swap the rewritten store into {where!r}: {os.strerror(code)}{hint}; nothing was changed"
         )
-
-
-def _object(text: str) -> dict[str, Any]:
-    obj = json.loads(text) if text else {}
-    return obj if isinstance(obj, dict) else {}
