@@ -11,7 +11,7 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 
-$(VENV)/.installed-base: $(BIN)/python pyproject.toml
+$(VENV)/.installed-base: $(BIN)/python pyproject.toml aacdata/codecs/_fastaac.c
 	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/pip install --quiet "$(TORCH_SPEC)" || $(BIN)/pip install --quiet "torch>=2.2"
 	$(BIN)/pip install --quiet -e .
 	touch $@

@@ -129,7 +129,7 @@ class EncodedRecording(FrameRun):
         if self.passthrough and self.random_noise:
             out.append(
                 "passed through with perceptual noise substitution (PNS): its windows are deterministic, and equal "
-                "a full decode except in the noise-filled bands (each window gets a fresh decoder, ~1.5x slower); "
+                "a full decode except in the noise-filled bands (each window decodes as a new decoder does); "
                 "re-encode with pns='reencode' (CLI: --pns reencode) for bit-identical windows"
             )
         if self.bandwidth_measured:

@@ -71,13 +71,24 @@ class FrameCodec(ABC):
     def new_decoder(self, config: StreamConfig) -> Any:
         """A decoder ready for frames of ``config``."""
 
+    def new_window_decoder(self, config: StreamConfig) -> Any:
+        """A decoder for :meth:`decode_into` (pooled per process); by default
+        :meth:`new_decoder`'s."""
+        return self.new_decoder(config)
+
     def reset(self, ctx: Any) -> None:
         """Make a pooled decoder ready for a run of frames that does not follow the last."""
         ctx.flush_buffers()
 
-    def needs_fresh_decoder(self, first_frame: int, random_noise: bool) -> bool:
-        """Whether a window whose first needed frame is ``first_frame`` must be decoded
-        with a new decoder rather than a reset one."""
+    def needs_new_decoder(self, first_frame: int) -> bool:
+        """Whether a window whose first needed frame is ``first_frame`` must be decoded by a
+        new decoder rather than a reset one."""
+        return False
+
+    def reset_noise(self, ctx: Any) -> bool:
+        """Reset a pooled decoder as :meth:`reset` does and also its noise generator, so that
+        it decodes a stream with random noise (AAC's PNS) as a new decoder does; ``False``
+        where it cannot (a new decoder is then used)."""
         return False
 
     @abstractmethod

@@ -49,24 +49,31 @@ class DecoderPool:
         self._decoders: dict[Hashable, Any] = {}
         self.decoders_created = 0
 
-    def get(self, codec: FrameCodec, config: StreamConfig) -> Any:
-        """A decoder for ``config``, reset for a run of frames that does not follow the last."""
+    def for_window(self, codec: FrameCodec, config: StreamConfig, *, first_frame: int, random_noise: bool) -> Any:
+        """A decoder for a run of frames from ``first_frame`` that does not follow the last:
+        the pooled one for ``config``, reset; a new one where the codec needs it, or where the
+        stream has random noise (PNS) and the pooled one cannot be reset to decode it as a
+        new one would."""
         if self._pid != os.getpid():
             self._decoders = {}
             self._pid = os.getpid()
+        if codec.needs_new_decoder(first_frame):
+            return self.fresh(codec, config)
         key = config.key
         ctx = self._decoders.get(key)
         if ctx is None:
-            ctx = self._decoders[key] = codec.new_decoder(config)
+            ctx = self._decoders[key] = codec.new_window_decoder(config)
             self.decoders_created += 1
-        else:
+        elif not random_noise:
             codec.reset(ctx)
+        elif not codec.reset_noise(ctx):
+            return self.fresh(codec, config)
         return ctx
 
     def fresh(self, codec: FrameCodec, config: StreamConfig) -> Any:
         """A new decoder for ``config``, not kept."""
         self.decoders_created += 1
-        return codec.new_decoder(config)
+        return codec.new_window_decoder(config)
 
     def clear(self) -> None:
         self._decoders = {}

@@ -797,10 +797,7 @@ class AACStore:
         info = self._read_info(i)
         self._check_frames(i, data, plan.bounds, plan.crcs, kp)
         codec = info.codec
-        if codec.needs_fresh_decoder(k0, info.fresh_decoder):
-            ctx = self._decoders.fresh(codec, info.config)
-        else:
-            ctx = self._decoders.get(codec, info.config)
+        ctx = self._decoders.for_window(codec, info.config, first_frame=k0, random_noise=info.fresh_decoder)
         codec.decode_into(
             ctx,
             data,
