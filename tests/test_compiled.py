@@ -154,3 +154,27 @@ def test_compiled_decoder_errors_are_decode_errors(pns_store: Path) -> None:
 
 def _first_frame_size(adts: bytes) -> int:
     return ((adts[3] & 0x03) << 11) | (adts[4] << 3) | (adts[5] >> 5)
+
+
+@needs_compiled
+def test_compiled_frame_checksums_agree_with_zlib() -> None:
+    from aacdata.store import _verify
+
+    rng = np.random.default_rng(7)
+    for _ in range(100):
+        sizes = rng.integers(0, 900, int(rng.integers(0, 50)))
+        data = rng.integers(0, 256, int(sizes.sum()), dtype=np.uint8).tobytes()
+        bounds = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64) + int(rng.integers(0, 1 << 40))
+        crcs = np.array([_verify.zlib.crc32(data[a:b]) for a, b in zip(bounds[:-1] - bounds[0], bounds[1:] - bounds[0],
+                                                                        strict=True)], np.uint32)  # fmt: skip
+        assert _verify.frames_failing_crc(data, bounds, crcs, stop_at_first=True) == []
+        if sizes.size:
+            k = int(rng.integers(sizes.size))
+            bad = crcs.copy()
+            bad[k] ^= 1 << int(rng.integers(32))
+            assert _verify.frames_failing_crc(data, bounds, bad, stop_at_first=True) == [(k, int(crcs[k]))]
+            assert _verify.frames_failing_crc(data, bounds, bad) == [(k, int(crcs[k]))]  # the pure loop
+    with pytest.raises(ValueError, match="outside data"):
+        fastaac.first_bad_frame(b"abc", np.array([0, 5], np.int64), np.zeros(1, np.uint32))
+    with pytest.raises(ValueError, match="one int64 more"):
+        fastaac.first_bad_frame(b"abc", np.array([0], np.int64), np.zeros(1, np.uint32))

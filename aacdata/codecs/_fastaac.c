@@ -21,7 +21,7 @@
 #include <stdint.h>
 #include <string.h>
 
-#define FASTAAC_VERSION 1 /* what aacdata/codecs/_fast.py expects: a stale build is not used */
+#define FASTAAC_VERSION 2 /* what aacdata/codecs/_fast.py expects: a stale build is not used */
 #define SAMPLES_PER_FRAME 1024
 #define NUM_DATA_POINTERS 8
 #define SAMPLE_FMT_FLTP 8
@@ -339,7 +339,74 @@ static PyTypeObject DecoderType = {
     .tp_new = Decoder_new,
 };
 
+/* CRC-32 as zlib computes it (reflected polynomial 0xEDB88320), eight bytes a step. */
+static uint32_t crc_table[8][256];
+
+static void crc_init(void) {
+    for (uint32_t i = 0; i < 256; i++) {
+        uint32_t c = i;
+        for (int k = 0; k < 8; k++) c = c & 1 ? 0xEDB88320u ^ (c >> 1) : c >> 1;
+        crc_table[0][i] = c;
+    }
+    for (uint32_t i = 0; i < 256; i++)
+        for (int t = 1; t < 8; t++) crc_table[t][i] = (crc_table[t - 1][i] >> 8) ^ crc_table[0][crc_table[t - 1][i] & 0xFF];
+}
+
+static uint32_t crc32_of(const unsigned char *p, size_t n) {
+    uint32_t c = 0xFFFFFFFFu;
+    while (n >= 8) {
+        uint32_t lo = c ^ ((uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24);
+        c = crc_table[7][lo & 0xFF] ^ crc_table[6][(lo >> 8) & 0xFF] ^ crc_table[5][(lo >> 16) & 0xFF] ^
+            crc_table[4][lo >> 24] ^ crc_table[3][p[4]] ^ crc_table[2][p[5]] ^ crc_table[1][p[6]] ^
+            crc_table[0][p[7]];
+        p += 8, n -= 8;
+    }
+    while (n--) c = crc_table[0][(c ^ *p++) & 0xFF] ^ (c >> 8);
+    return c ^ 0xFFFFFFFFu;
+}
+
+/* first_bad_frame(data, bounds, expected) -> (k, crc) of the first frame whose CRC-32 is not
+ * expected[k] (frame k: data[bounds[k] - bounds[0]:bounds[k + 1] - bounds[0]]; bounds int64,
+ * expected uint32, both 1-D contiguous), or (-1, 0) when all match. */
+static PyObject *first_bad_frame(PyObject *Py_UNUSED(self), PyObject *args) {
+    Py_buffer data, bounds, expected;
+    if (!PyArg_ParseTuple(args, "y*y*y*", &data, &bounds, &expected)) return NULL;
+    long k_bad = -1;
+    uint32_t got = 0;
+    const char *problem = NULL;
+    Py_ssize_t n = expected.len / 4;
+    if (bounds.len != (n + 1) * 8 || expected.len % 4) {
+        problem = "bounds must hold one int64 more than expected holds uint32";
+    } else {
+        const int64_t *b = (const int64_t *)bounds.buf;
+        const uint32_t *want = (const uint32_t *)expected.buf;
+        Py_BEGIN_ALLOW_THREADS;
+        for (Py_ssize_t k = 0; k < n; k++) {
+            int64_t a = b[k] - b[0], e = b[k + 1] - b[0];
+            if (a < 0 || e < a || e > data.len) {
+                problem = "bounds lie outside data";
+                break;
+            }
+            got = crc32_of((const unsigned char *)data.buf + a, (size_t)(e - a));
+            if (got != want[k]) {
+                k_bad = (long)k;
+                break;
+            }
+        }
+        Py_END_ALLOW_THREADS;
+    }
+    PyBuffer_Release(&data);
+    PyBuffer_Release(&bounds);
+    PyBuffer_Release(&expected);
+    if (problem) {
+        PyErr_SetString(PyExc_ValueError, problem);
+        return NULL;
+    }
+    return Py_BuildValue("(lk)", k_bad, k_bad < 0 ? 0ul : (unsigned long)got);
+}
+
 static PyMethodDef module_methods[] = {
+    {"first_bad_frame", first_bad_frame, METH_VARARGS, "The first frame failing its CRC-32, or (-1, 0)."},
     {"init", init, METH_VARARGS, "Hand over the addresses of the FFmpeg functions the decoder calls."},
     {NULL, NULL, 0, NULL},
 };
@@ -350,6 +417,7 @@ static struct PyModuleDef module = {
 
 PyMODINIT_FUNC PyInit__fastaac(void) {
     if (PyType_Ready(&DecoderType) < 0) return NULL;
+    crc_init();
     PyObject *m = PyModule_Create(&module);
     if (!m) return NULL;
     if (PyModule_AddIntConstant(m, "VERSION", FASTAAC_VERSION) < 0) {

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from ..codecs._fast import fastaac
 from ..errors import AACDataError, CorruptDataError, DecodeError
 from . import _annotation_store
 
@@ -162,6 +163,11 @@ def frames_failing_crc(
     """``(k, crc)`` of the frames whose CRC-32 is not ``expected[k]``: frame ``k`` is
     ``data[bounds[k] - bounds[0]:bounds[k + 1] - bounds[0]]`` (``bounds`` may be offsets
     in ``/adts``)."""
+    if stop_at_first and fastaac is not None:  # the read path: one call instead of one per frame
+        k, got = fastaac.first_bad_frame(
+            data, np.ascontiguousarray(bounds, dtype=np.int64), np.ascontiguousarray(expected, dtype=np.uint32)
+        )
+        return [] if k < 0 else [(k, got)]
     view = memoryview(data)
     edges = bounds.tolist()
     base = edges[0]
