@@ -41,24 +41,30 @@ _MIN_AVCODEC_MAJOR = 58  # FFmpeg 4.0: the send/receive API and the field order 
 
 
 def _loaded_libraries() -> dict[str, str]:
-    """Paths of the libavcodec and libavutil in this process (PyAV's), by name."""
-    found: dict[str, str] = {}
+    """Paths of PyAV's libavcodec and libavutil, by name: those bundled beside the av
+    package, else the pair of one folder among the libraries this process has loaded (a
+    process may hold two FFmpegs, e.g. PyAV's and another package's; a decoder must not mix
+    them)."""
+    root = Path(av.__file__).resolve().parent
+    for folder in (root.parent / "av.libs", root / ".dylibs"):
+        found = {}
+        for name in ("avcodec", "avutil"):
+            hits = sorted(folder.glob(f"lib{name}[-.]*")) if folder.is_dir() else []
+            if len(hits) == 1:
+                found[name] = str(hits[0])
+        if len(found) == 2:
+            return found
+    folders: dict[str, dict[str, str]] = {}
     try:
         with open("/proc/self/maps", encoding="utf-8", errors="replace") as f:
             for line in f:
-                m = re.search(r"(/\S*/lib(avcodec|avutil)[-.][^/\s]*\.(so|dylib)[^/\s]*)$", line.strip())
+                m = re.search(r"(/\S*)/lib(avcodec|avutil)[-.][^/\s]*$", line.strip())
                 if m:
-                    found.setdefault(m.group(2), m.group(1))
+                    folders.setdefault(m.group(1), {})[m.group(2)] = m.group(0)
     except OSError:
-        pass
-    if len(found) < 2:  # not Linux: the libraries bundled beside the av package
-        root = Path(av.__file__).resolve().parent
-        for folder in (root.parent / "av.libs", root / ".dylibs", root.parent / "av" / ".dylibs"):
-            for name in ("avcodec", "avutil"):
-                hits = sorted(folder.glob(f"lib{name}*")) if folder.is_dir() else []
-                if hits and name not in found:
-                    found[name] = str(hits[0])
-    return found
+        return {}
+    pairs = [found for found in folders.values() if len(found) == 2]
+    return pairs[0] if len(pairs) == 1 else {}
 
 
 def _load() -> ModuleType | None:
