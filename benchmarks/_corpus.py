@@ -1,6 +1,8 @@
 """Synthetic inputs shared by the benchmark scripts, built on first use and cached under
 ``--workdir``: a music-like corpus (store + the same audio as FLAC and .m4a), a store of
-many short speech-like clips, and stores of long recordings made from one encoded segment.
+many short speech-like clips, and stores of long recordings made from one encoded segment;
+and the peers that read the same audio from those files (soundfile on FLAC, PyAV container
+seek and torchcodec on .m4a), each keeping its files open.
 
 Not a public module; the scripts import it as ``_corpus`` (they run from this folder).
 """
@@ -19,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import av
 import numpy as np
 
 import aacdata
@@ -26,6 +29,18 @@ from aacdata import AACDataError, AACStore, testing
 from aacdata.audio import _audiofile
 from aacdata.codecs import _adts
 from aacdata.store import _layout
+
+try:
+    import soundfile as sf
+except ImportError:  # an optional peer
+    sf = None
+try:
+    from torchcodec.decoders import AudioDecoder
+except (ImportError, OSError, RuntimeError) as _e:  # missing wheel or FFmpeg libraries
+    AudioDecoder = None
+    TORCHCODEC_MISSING = f"{type(_e).__name__}: {_e}".splitlines()[0]
+else:
+    TORCHCODEC_MISSING = ""
 
 
 class SegmentPool:
@@ -301,3 +316,83 @@ def build_corpus(workdir: Path, name: str, seconds: Sequence[float], seed: int, 
     return Corpus(
         name, store, [root / "flac" / i for i in ids], [root / "m4a" / Path(i).with_suffix(".m4a").name for i in ids]
     )
+
+
+# Peers: the same windows read from the source files. A window is anything with
+# ``recording`` (an index into the reader's paths), ``start`` and ``num_samples`` (samples of
+# the source timeline), such as ``aacdata.dataset.Window``.
+
+
+def torchcodec_version(ffmpeg: bool = False) -> str:
+    """torchcodec's version (and, with ``ffmpeg``, that of the FFmpeg it loaded), or why it
+    cannot be imported."""
+    if AudioDecoder is None:
+        return f"missing ({TORCHCODEC_MISSING})"
+    import torchcodec
+
+    if not ffmpeg:
+        return str(torchcodec.__version__)
+    libs = torchcodec._core.get_ffmpeg_library_versions()
+    return f"{torchcodec.__version__} (FFmpeg {libs.get('ffmpeg_version', '?')})"
+
+
+class SoundfileReader:
+    """soundfile on FLAC (or any file libsndfile reads): one ``SoundFile`` per path, kept
+    open; ``seek`` + ``read`` per window; float32 ``(frames, C)``."""
+
+    def __init__(self, paths: Sequence[Path]) -> None:
+        if sf is None:
+            raise ImportError("soundfile is not installed")
+        self.files = [sf.SoundFile(str(p)) for p in paths]
+
+    def read(self, w: Any) -> np.ndarray:
+        f = self.files[w.recording]
+        f.seek(w.start)
+        return f.read(w.num_samples, dtype="float32", always_2d=True)
+
+
+class ContainerSeek:
+    """PyAV on .m4a, the naive loop: one open container per file, ``seek`` to the window,
+    decode until it is covered (no pre-roll: the first frame after a seek decodes
+    inexactly); float32 ``(C, num_samples)``."""
+
+    def __init__(self, paths: Sequence[Path]) -> None:
+        self.containers = [av.open(str(p)) for p in paths]
+
+    def read(self, w: Any) -> np.ndarray:
+        c = self.containers[w.recording]
+        s = c.streams.audio[0]
+        tb, rate = s.time_base, s.rate
+        c.seek(w.start * tb.denominator // (rate * tb.numerator), stream=s)
+        parts: list[np.ndarray] = []
+        first = pos = -1
+        for packet in c.demux(s):
+            for f in packet.decode():
+                if first < 0:
+                    first = pos = int(f.pts * f.time_base * rate)
+                    if first > w.start:
+                        raise RuntimeError(f"seek to sample {w.start} landed at {first}")
+                parts.append(f.to_ndarray())
+                pos += f.samples
+            if first >= 0 and pos >= w.start + w.num_samples:
+                break
+        return np.concatenate(parts, axis=1)[:, w.start - first : w.start - first + w.num_samples]
+
+
+class TorchcodecReader:
+    """torchcodec on .m4a: ``AudioDecoder(path).get_samples_played_in_range(start_s, stop_s)``
+    with one decoder per path kept open (``per_window=False``) or a new decoder for every
+    window, as a Dataset item that holds no state makes (``per_window=True``); float32
+    tensor ``(C, ~num_samples)`` (torchcodec rounds the seconds to samples)."""
+
+    def __init__(self, paths: Sequence[Path], *, sample_rate: int, per_window: bool = False) -> None:
+        if AudioDecoder is None:
+            raise ImportError(f"torchcodec cannot be imported: {TORCHCODEC_MISSING}")
+        self.paths = [str(p) for p in paths]
+        self.sample_rate = sample_rate
+        self.decoders = None if per_window else [AudioDecoder(p) for p in self.paths]
+
+    def read(self, w: Any) -> Any:
+        a = w.start / self.sample_rate
+        d = AudioDecoder(self.paths[w.recording]) if self.decoders is None else self.decoders[w.recording]
+        return d.get_samples_played_in_range(a, a + w.num_samples / self.sample_rate).data

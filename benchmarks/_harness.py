@@ -38,17 +38,20 @@ def measure(
     warmup: Sequence[Any] = (),
     order: str = "interleaved",
     self_timed: bool = False,
+    seed: int = 0,
 ) -> dict[str, np.ndarray]:
     """Seconds per call of every method on every window, float64 ``(len(windows),)`` each.
 
     ``interleaved`` (the default): window ``i`` through every method, starting with method
     ``i mod m``, then window ``i + 1``: as in a training loop, where other work runs
     between two reads, no method finds the CPU caches as its own previous call left them.
-    ``blocks``: every window through one method, then through the next (warm blocks; this
-    flatters methods whose working set fits the caches). Every method sees the windows in
-    list order (one may rely on it, e.g. an iterator over a DataLoader) and ``warmup``
-    first, in the same order. ``self_timed``: a call returns its own seconds (for calls
-    that leave set-up out, e.g. a DataLoader's start-up).
+    ``shuffled``: the same, but every window visits the methods in a random order (seeded
+    by ``seed``), so that no method always follows the same other one. ``blocks``: every
+    window through one method, then through the next (warm blocks; this flatters methods
+    whose working set fits the caches). Every method sees the windows in list order (one
+    may rely on it, e.g. an iterator over a DataLoader) and ``warmup`` first, in the same
+    order. ``self_timed``: a call returns its own seconds (for calls that leave set-up
+    out, e.g. a DataLoader's start-up).
     """
     names = list(methods)
     out = {name: np.empty(len(windows), dtype=np.float64) for name in names}
@@ -68,12 +71,14 @@ def measure(
             for i, w in enumerate(windows):
                 out[name][i] = one(name, w)
         return out
-    if order != "interleaved":
-        raise ValueError(f"unknown order {order!r}")
+    if order not in ("interleaved", "shuffled"):
+        raise ValueError(f"unknown order {order!r}; expected 'interleaved', 'shuffled' or 'blocks'")
+    rng = np.random.default_rng(seed)
     for timed, ws in ((False, warmup), (True, windows)):
         for i, w in enumerate(ws):
             k = i % len(names)
-            for name in names[k:] + names[:k]:
+            visit = [names[j] for j in rng.permutation(len(names))] if order == "shuffled" else names[k:] + names[:k]
+            for name in visit:
                 t = one(name, w)
                 if timed:
                     out[name][i] = t
@@ -246,17 +251,19 @@ class Report:
         baseline: str | None = None,
         unit: str = "µs/window",
         scale: float = 1e6,
+        order: str = "interleaved",
     ) -> dict[str, Summary]:
-        """Time fresh methods from ``make()`` on ``windows``, interleaved (and, with
-        ``--blocks``, again in block order); print each table; the interleaved stats."""
+        """Time fresh methods from ``make()`` on ``windows`` in ``order`` (``interleaved``
+        or ``shuffled``, seeded by ``--seed``; and, with ``--blocks``, again in block
+        order); print each table; the stats of the first order."""
         first: dict[str, Summary] = {}
-        for order in self.orders:
+        for how in [order, *self.orders[1:]]:
             methods = make()
             gc.collect()
             probe = Contention(self.ours)
-            times = measure(methods, windows, warmup=warmup, order=order)
+            times = measure(methods, windows, warmup=warmup, order=how, seed=self.args.seed)
             stats = {k: Summary.of(v * scale) for k, v in times.items()}
-            self.timings(f"{title} ({order} order)", stats, baseline, unit, probe.note())
+            self.timings(f"{title} ({how} order)", stats, baseline, unit, probe.note())
             first = first or stats
         return first
 

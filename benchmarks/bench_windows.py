@@ -11,13 +11,23 @@ importable); then the same read in the last minute of long recordings as in the 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from pathlib import Path
-from typing import Any
 
 import av
 import numpy as np
 import torch
-from _corpus import KINDS, MUSIC_RATE, Corpus, build_corpus
+from _corpus import (
+    KINDS,
+    MUSIC_RATE,
+    TORCHCODEC_MISSING,
+    AudioDecoder,
+    ContainerSeek,
+    Corpus,
+    SoundfileReader,
+    TorchcodecReader,
+    build_corpus,
+    sf,
+    torchcodec_version,
+)
 from _harness import Method, Report, parser
 
 import aacdata
@@ -26,16 +36,6 @@ from aacdata.dataset import Window
 
 FRAME = 1024  # samples per AAC-LC frame
 MINUTE = 60 * MUSIC_RATE
-
-try:
-    import soundfile as sf
-except ImportError:  # an optional peer
-    sf = None
-try:
-    from torchcodec.decoders import AudioDecoder
-except (ImportError, OSError, RuntimeError) as _e:  # missing wheel or FFmpeg libraries
-    AudioDecoder = None
-    TORCHCODEC_MISSING = f"{type(_e).__name__}: {_e}".splitlines()[0]
 
 
 class NaiveLoop:
@@ -69,33 +69,6 @@ class NaiveLoop:
         return np.concatenate(parts, axis=1)[:, skip : skip + n]
 
 
-class ContainerSeek:
-    """PyAV on .m4a: one open container per file, ``seek`` to the window, decode until it
-    is covered (no pre-roll: the first frame after a seek decodes inexactly)."""
-
-    def __init__(self, paths: Sequence[Path]) -> None:
-        self.containers = [av.open(str(p)) for p in paths]
-
-    def read(self, w: Window) -> np.ndarray:
-        c = self.containers[w.recording]
-        s = c.streams.audio[0]
-        tb = s.time_base
-        c.seek(w.start * tb.denominator // (MUSIC_RATE * tb.numerator), stream=s)
-        parts: list[np.ndarray] = []
-        first = pos = -1
-        for packet in c.demux(s):
-            for f in packet.decode():
-                if first < 0:
-                    first = pos = int(f.pts * f.time_base * MUSIC_RATE)
-                    if first > w.start:
-                        raise RuntimeError(f"seek to sample {w.start} landed at {first}")
-                parts.append(f.to_ndarray())
-                pos += f.samples
-            if first >= 0 and pos >= w.start + w.num_samples:
-                break
-        return np.concatenate(parts, axis=1)[:, w.start - first : w.start - first + w.num_samples]
-
-
 MONO = "dataset item, mono 44.1 kHz"
 RESAMPLED = "dataset item, 16 kHz mono (resampled on read)"
 
@@ -107,17 +80,8 @@ class Peers:
         self.corpus, self.store = corpus, store
         self.naive = NaiveLoop(store)
         self.seek = ContainerSeek(corpus.m4a)
-        self.flac = [sf.SoundFile(str(p)) for p in corpus.flac] if sf is not None else []
-        self.torchcodec = [AudioDecoder(str(p)) for p in corpus.m4a] if AudioDecoder is not None else []
-
-    def soundfile(self, w: Window) -> np.ndarray:
-        f = self.flac[w.recording]
-        f.seek(w.start)
-        return f.read(w.num_samples, dtype="float32", always_2d=True)
-
-    def torchcodec_read(self, w: Window) -> Any:
-        a = w.start / MUSIC_RATE
-        return self.torchcodec[w.recording].get_samples_played_in_range(a, a + w.num_samples / MUSIC_RATE)
+        self.flac = SoundfileReader(corpus.flac) if sf is not None else None
+        self.torchcodec = TorchcodecReader(corpus.m4a, sample_rate=MUSIC_RATE) if AudioDecoder is not None else None
 
     def methods(self, windows: Sequence[Window], with_dataset: bool = True) -> dict[str, Method]:
         """Fresh methods for one pass over ``windows`` (the dataset's iterator yields them
@@ -141,11 +105,11 @@ class Peers:
             it_16k = iter(torch.utils.data.DataLoader(resampled, batch_size=None, num_workers=0))
             out[RESAMPLED] = lambda w: next(it_16k)
         out["naive PyAV loop"] = lambda w: self.naive.decode(jobs[id(w)])
-        if self.flac:
-            out["soundfile (FLAC, kept open)"] = self.soundfile
+        if self.flac is not None:
+            out["soundfile (FLAC, kept open)"] = self.flac.read
         out["PyAV container seek (m4a)"] = self.seek.read
-        if self.torchcodec:
-            out["torchcodec (m4a)"] = self.torchcodec_read
+        if self.torchcodec is not None:
+            out["torchcodec (m4a)"] = self.torchcodec.read
         return out
 
 
@@ -247,12 +211,11 @@ def main() -> None:
         help="music: chords, noise, hits; sparse: tones and speech",
     )
     args = p.parse_args()
-    tc = "missing" if AudioDecoder is None else __import__("torchcodec").__version__
     report = Report(
         "bench_windows: random 1 s windows, read as a training loop reads them",
         args,
         f"aacdata {aacdata.__version__}, PyAV {av.__version__}, torch {torch.__version__}, "
-        f"soundfile {getattr(sf, '__version__', 'missing')}, torchcodec {tc}",
+        f"soundfile {getattr(sf, '__version__', 'missing')}, torchcodec {torchcodec_version()}",
     )
     torch.set_num_threads(1)
     if args.quick:
