@@ -44,6 +44,8 @@ from _harness import Contention, Method, Report, Summary, measure, parser
 import aacdata
 from aacdata import AACSegmentDataset, AACStore, testing
 from aacdata.audio import _audiofile
+from aacdata.codecs._decoder import DecoderPool
+from aacdata.codecs._fast import fastaac
 from aacdata.dataset import Window
 
 BATCH = 32
@@ -52,6 +54,7 @@ BITRATE = 128_000
 TARGET_TORCHCODEC = "0.17"  # the version the targets are stated for
 
 AACDATA = "aacdata store.read"
+AACDATA_PURE = "aacdata store.read, pure Python (as AACDATA_PURE_PYTHON=1)"
 TC_OPEN = "torchcodec, decoder kept open"
 TC_PER_WINDOW = "torchcodec, decoder per window"
 SOUNDFILE = "soundfile, .flac kept open"
@@ -139,6 +142,10 @@ def window_methods(sets: Sequence[FileSet], stores: Mapping[str, AACStore]) -> d
     for fs in sets:
         store = stores[fs.name]
         out[f"[{fs.name}] {AACDATA}"] = lambda w, s=store: s.read(w.recording, w.start, w.num_samples)
+        if fastaac is not None:  # the same store, read without the compiled decoder and frame check
+            pure = AACStore.open(fs.store)
+            pure._decoders = DecoderPool(compiled=False)
+            out[f"[{fs.name}] {AACDATA_PURE}"] = lambda w, s=pure: s.read(w.recording, w.start, w.num_samples)
         if AudioDecoder is not None:
             out[f"[{fs.name}] {TC_OPEN}"] = TorchcodecReader(fs.m4a, sample_rate=MUSIC_RATE).read
             out[f"[{fs.name}] {TC_PER_WINDOW}"] = TorchcodecReader(fs.m4a, sample_rate=MUSIC_RATE, per_window=True).read
@@ -190,6 +197,10 @@ def summarize_windows(report: Report, stats: Mapping[str, Mapping[str, Summary]]
             report.target(f"[{name}] aacdata / torchcodec kept open (window)", read / s[TC_OPEN].median, "<=", 0.67)
         report.target(f"[{name}] aacdata / naive PyAV loop (window)", read / s[NAIVE].median, "<=", 0.9)
     report.target("aacdata window, PNS / PNS-free", pns[AACDATA].median / free[AACDATA].median, "<=", 1.2)
+    if AACDATA_PURE in free:
+        for name, s in stats.items():
+            report.info(f"[{name}] aacdata compiled / pure Python (window)", s[AACDATA].median / s[AACDATA_PURE].median)
+        report.info("aacdata pure Python window, PNS / PNS-free", pns[AACDATA_PURE].median / free[AACDATA_PURE].median)
     if AudioDecoder is None:
         print(f"\ntorchcodec rows and targets left out: {TORCHCODEC_MISSING}")
     for name, s in stats.items():

@@ -39,10 +39,11 @@ class AacCodec(FrameCodec):
     def new_decoder(self, config: StreamConfig) -> Any:
         return _decoder.new_decoder(decoder_key(config))
 
-    def new_window_decoder(self, config: StreamConfig) -> Any:
+    def new_window_decoder(self, config: StreamConfig, *, compiled: bool = True) -> Any:
         # The compiled decoder, where built, for layouts without a PCE (the PyAV decoder is
         # told a PCE layout through extradata, which the compiled one does not set).
-        if fastaac is not None and _fast_trusted and not config.pce and coded_channels(config.num_channels) <= 8:
+        usable = compiled and _fast_trusted and not config.pce and coded_channels(config.num_channels) <= 8
+        if usable and fastaac is not None:
             ctx = fastaac.Decoder()
             _noise.find(ctx)
             return ctx

@@ -71,9 +71,9 @@ class FrameCodec(ABC):
     def new_decoder(self, config: StreamConfig) -> Any:
         """A decoder ready for frames of ``config``."""
 
-    def new_window_decoder(self, config: StreamConfig) -> Any:
+    def new_window_decoder(self, config: StreamConfig, *, compiled: bool = True) -> Any:
         """A decoder for :meth:`decode_into` (pooled per process); by default
-        :meth:`new_decoder`'s."""
+        :meth:`new_decoder`'s. ``compiled=False``: not a compiled one (a comparison)."""
         return self.new_decoder(config)
 
     def reset(self, ctx: Any) -> None:

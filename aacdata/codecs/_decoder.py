@@ -44,7 +44,10 @@ class DecoderPool:
     """Decoders of this process, one per codec configuration
     (:attr:`~aacdata.codecs._codec.StreamConfig.key`); re-created after ``fork``."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, compiled: bool = True) -> None:
+        self.compiled = compiled
+        """Whether it may use the compiled decoder and frame check (``False``: the pure-Python
+        path, as with ``AACDATA_PURE_PYTHON=1``; for comparisons)."""
         self._pid = os.getpid()
         self._decoders: dict[Hashable, Any] = {}
         self.decoders_created = 0
@@ -62,7 +65,7 @@ class DecoderPool:
         key = config.key
         ctx = self._decoders.get(key)
         if ctx is None:
-            ctx = self._decoders[key] = codec.new_window_decoder(config)
+            ctx = self._decoders[key] = codec.new_window_decoder(config, compiled=self.compiled)
             self.decoders_created += 1
         elif not random_noise:
             codec.reset(ctx)
@@ -73,7 +76,7 @@ class DecoderPool:
     def fresh(self, codec: FrameCodec, config: StreamConfig) -> Any:
         """A new decoder for ``config``, not kept."""
         self.decoders_created += 1
-        return codec.new_window_decoder(config)
+        return codec.new_window_decoder(config, compiled=self.compiled)
 
     def clear(self) -> None:
         self._decoders = {}

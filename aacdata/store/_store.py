@@ -827,7 +827,7 @@ class AACStore:
     def _check_frames(self, i: int, data: bytes, bounds: np.ndarray, crcs: np.ndarray, first: int) -> None:
         """Compare the frames in ``data`` (frame ``first`` on; ``bounds`` in ``/adts``) with
         their stored CRC-32s."""
-        bad = frames_failing_crc(data, bounds, crcs, stop_at_first=True)
+        bad = frames_failing_crc(data, bounds, crcs, stop_at_first=True, compiled=self._decoders.compiled)
         if bad:
             k, got = bad[0]
             raise CorruptDataError(

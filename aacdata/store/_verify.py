@@ -158,12 +158,12 @@ _COLUMNS = ("crc32", "byte_start", "num_frames", "encoder_delay", "num_samples")
 
 
 def frames_failing_crc(
-    data: bytes, bounds: np.ndarray, expected: np.ndarray, *, stop_at_first: bool = False
+    data: bytes, bounds: np.ndarray, expected: np.ndarray, *, stop_at_first: bool = False, compiled: bool = True
 ) -> list[tuple[int, int]]:
     """``(k, crc)`` of the frames whose CRC-32 is not ``expected[k]``: frame ``k`` is
     ``data[bounds[k] - bounds[0]:bounds[k + 1] - bounds[0]]`` (``bounds`` may be offsets
     in ``/adts``)."""
-    if stop_at_first and fastaac is not None:  # the read path: one call instead of one per frame
+    if stop_at_first and compiled and fastaac is not None:  # the read path: one call instead of one per frame
         k, got = fastaac.first_bad_frame(
             data, np.ascontiguousarray(bounds, dtype=np.int64), np.ascontiguousarray(expected, dtype=np.uint32)
         )
