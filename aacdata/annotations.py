@@ -236,7 +236,7 @@ class Annotations:
         paths: str | os.PathLike[str] | Iterable[str | os.PathLike[str]],
         *,
         label_column: str | None = None,
-        recording: str | Sequence[str] | None = None,
+        recording: str | Sequence[str | None] | None = None,
     ) -> Annotations:
         """Parse Raven Pro selection tables (tab-separated text, one selection per row).
 
@@ -249,9 +249,11 @@ class Annotations:
             ``Label``, ``Class`` that the table has.
         recording
             The recording a table without ``Begin File`` / ``Begin Path`` describes: an id
-            (or file name) for every table, or one per table. By default it comes from the
-            table's file name: ``X.Table.1.selections.txt`` describes the recording whose id
-            ends with ``X.<ext>`` (looked up by :meth:`resolve`).
+            (or file name) for every table, or one per table (``None``: that table's own).
+            By default it comes from the table's file name: ``X.Table.1.selections.txt``
+            describes the recording whose id ends with ``X.<ext>`` (looked up by
+            :meth:`resolve`). To name the recordings of tables that do have those columns,
+            see :meth:`map_recordings`.
 
         Returns
         -------
@@ -334,6 +336,97 @@ class Annotations:
                 )
             _add_row(builder, rec, src=src, line=i, where=f"<records>, record {i}")
         return builder.build()
+
+    def map_recordings(self, mapping: Mapping[str, str], *, by: Literal["table", "name"]) -> Annotations:
+        """The same events with the recordings they describe named anew, per table or per name.
+
+        For tables whose names and folders do not tell which recording they describe
+        (recorders that name files by timestamp, tables kept apart from their audio), and
+        for many tables at once where ``recording=`` of :meth:`from_raven` names one each.
+
+        Parameters
+        ----------
+        mapping
+            Keys by ``by``; values are recordings: a store id, or a file name (or path
+            ending in one) looked up as ``recording=`` of :meth:`from_raven` is.
+        by
+            ``"table"``: a key is a table as given to ``from_*``: its path, or its file name
+            where no other of the tables has it; every event of that table goes to the
+            recording, whatever its ``Begin File``, ``Begin Path``, id column or file name
+            say. ``"name"``: a key is a recording name as the tables write it (a
+            ``Begin File``'s file name, a ``Begin Path``, an ``id``); every event of every
+            table that carries that name goes to the recording. Names taken from a table's
+            own file name (``X.Table.1.selections.txt``) are not keys; map such tables by
+            table.
+
+        Returns
+        -------
+        Annotations
+            A parsed table: the same rows in the same order, mapped ones named by the
+            mapping's values.
+
+        Raises
+        ------
+        ValueError
+            The table is resolved; ``by`` is neither ``"table"`` nor ``"name"``; a key or
+            value is empty; a key matches no table (no name of the tables), or, as a file
+            name, several tables; two keys name one table with different recordings; a
+            table mapped whole names several recordings (map its names instead).
+
+        Examples
+        --------
+        >>> ann = Annotations.from_records([{"id": "0501.wav", "start": 0, "end": 1, "label": "owl"}])
+        >>> ann.map_recordings({"0501.wav": "site_A/0501.wav"}, by="name").recording
+        array(['site_A/0501.wav'], dtype=StringDType())
+        """
+        if by not in ("table", "name"):
+            raise ValueError(f"by must be 'table' or 'name'; got {by!r}")
+        if self.resolved:
+            raise ValueError("map_recordings needs a parsed table (recordings by name); this one is resolved")
+        assert self.match is not None
+        assert self.source is not None
+        for key, value in mapping.items():
+            if not isinstance(key, str) or not isinstance(value, str) or not key or not value:
+                raise ValueError(f"mapping {key!r} -> {value!r}: expected a non-empty {by} and recording (strings)")
+        names = self.recording.copy()
+        match = self.match.copy()
+        if by == "table":
+            target: dict[int, str] = {}
+            for key, value in mapping.items():
+                for t in _tables_named(key, self.sources):
+                    if target.setdefault(t, value) != value:
+                        raise ValueError(
+                            f"table {self.sources[t]!r} is mapped to {target[t]!r} and, as {key!r}, to {value!r}; "
+                            "expected one recording per table"
+                        )
+            for t, value in target.items():
+                rows = self.source == t
+                held = np.unique(self.recording[rows])
+                if len(held) > 1:
+                    raise ValueError(
+                        f"table {self.sources[t]!r} names {len(held)} recordings ({_short(held.tolist())}), so no "
+                        "one recording describes it whole; map its names instead (by='name')"
+                    )
+                names[rows] = value
+                match[rows] = MATCH_FILE
+        else:
+            named = self.match != MATCH_STEM
+            uniq, inverse = np.unique(self.recording, return_inverse=True)
+            present = set(np.unique(self.recording[named]).tolist())
+            unknown = [key for key in mapping if key not in present]
+            if unknown:
+                raise ValueError(
+                    f"{len(unknown)} name(s) of the mapping are no recording name of the tables: "
+                    f"{_short(unknown[:_SHOWN])} (names are written as a Begin File's file name, a Begin Path or "
+                    f"an id; the tables have e.g. {_short(sorted(present)[:_SHOWN])})"
+                )
+            new = [mapping.get(name) for name in uniq.tolist()]
+            hit = np.array([value is not None for value in new], dtype=bool)[inverse] & named
+            kept_or_new = [name if value is None else value for name, value in zip(uniq.tolist(), new, strict=True)]
+            renamed = np.array(kept_or_new, dtype=STRINGS)
+            names[hit] = renamed[inverse][hit]
+            match[hit] = MATCH_FILE
+        return dataclasses.replace(self, recording=names, match=match)
 
     # ------------------------------------------------------------------ resolving
 
@@ -638,7 +731,8 @@ def _match_names(names: np.ndarray, match: np.ndarray, ids: list[str], origin: A
                     raise AnnotationError(
                         f"{origin(i)}: the {kind} {posixpath.basename(name)!r} matches {len(found)} recordings of "
                         f"{where} ({shown}) and the table's folders tell none apart; name the recording by its "
-                        "full id (recording= / --recording for a Raven table of one recording, or an id column)"
+                        "full id: pass recording= (CLI: --recording) for a Raven table of one recording or "
+                        "map_recordings() (CLI: --recording-map FILE) for many tables, or write it in an id column"
                     )
                 row = found[0] if found else -1
             cache[key] = row
@@ -835,7 +929,8 @@ def _parse_raven(builder: _Builder, path: Path, *, label_column: str | None, rec
             if m is None:
                 raise AnnotationError(
                     f"{where}: cannot tell which recording the table describes: it has no Begin File column and "
-                    "its name is not <recording>.Table.<n>.selections.txt; pass recording="
+                    "its name is not <recording>.Table.<n>.selections.txt; pass recording= (CLI: --recording, "
+                    "or a --recording-map FILE for many tables)"
                 )
             own, own_match = str(path.parent / m.group("stem")), MATCH_STEM
         else:
@@ -950,6 +1045,22 @@ def _text(value: Any, name: str, where: str) -> str:
     if not text:
         raise AnnotationError(f"{where}: {name} is empty")
     return text
+
+
+def _tables_named(key: str, sources: Sequence[str]) -> list[int]:
+    """Indices of the tables a mapping key names: the tables at that path, else the one
+    table with that file name (a key without folders). Raises where none or several."""
+    at = os.path.abspath(key)
+    same = [i for i, s in enumerate(sources) if s == key or (s != "<records>" and os.path.abspath(s) == at)]
+    if same:
+        return same
+    named = [i for i, s in enumerate(sources) if s != "<records>" and _parts(key) == [Path(s).name]]
+    if not named:
+        raise ValueError(f"the mapping's table {key!r} is none of the tables ({_short(list(sources))})")
+    if len({os.path.abspath(sources[i]) for i in named}) > 1:
+        shown = ", ".join(repr(sources[i]) for i in named[:_SHOWN])
+        raise ValueError(f"the mapping's table {key!r} names {len(named)} tables ({shown}); give its path instead")
+    return named
 
 
 def _file_name(path: str) -> str:

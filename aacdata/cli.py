@@ -14,11 +14,12 @@ import argparse
 import contextlib
 import json
 import logging
+import os
 import re
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import __version__
 from .errors import (
@@ -32,6 +33,9 @@ from .errors import (
     StoreLockedError,
     StoreWriteError,
 )
+
+if TYPE_CHECKING:
+    from .annotations import Annotations
 
 log = logging.getLogger("aacdata")
 
@@ -172,6 +176,13 @@ def _parser() -> argparse.ArgumentParser:
         help="the recording a Raven table without Begin File/Begin Path describes (one table)",
     )
     ann.add_argument(
+        "--recording-map",
+        default=None,
+        metavar="FILE",
+        help="CSV naming the recordings of many tables: header table,recording (a table, by path or file name, "
+        "describes that recording whole) or name,recording (a Begin File or Begin Path value means that recording)",
+    )
+    ann.add_argument(
         "--labels",
         choices=("as-is", "lower"),
         default="as-is",
@@ -299,13 +310,14 @@ FLAGS = {
 def in_flags(message: str) -> str:
     """A library message in the CLI's words: parameters named as the flags that set them
     (``pass label_column=`` -> ``pass --label-column``, ``bitrate must be`` -> ``--bitrate
-    must be``, ``sample_rate= (CLI: --sample-rate)`` -> ``--sample-rate``)."""
+    must be``, ``sample_rate= (CLI: --sample-rate)`` -> ``--sample-rate``, ``map_recordings()
+    (CLI: --recording-map FILE)`` -> ``--recording-map FILE``)."""
 
     def named(m: re.Match[str]) -> str:
         flag = FLAGS.get(m.group("name"))
         return m.group("before") + flag if flag else m.group(0)
 
-    message = re.sub(r"\b\w+= \(CLI: (--[\w-]+)\)", r"\1", message)
+    message = re.sub(r"\b\w+(?:=|\(\)) \(CLI: (--[\w-]+[^()]*)\)", r"\1", message)
     message = re.sub(r"(?P<before>\bpass )(?P<name>\w+)=\S*?(?=[\s),;]|$)", named, message)
     message = re.sub(r"(?P<before>\()(?P<name>\w+)=(?=\))", named, message)
     return re.sub(r"^(?P<before>)(?P<name>\w+)(?= (?:must |\d))", named, message)
@@ -487,8 +499,15 @@ def _cmd_annotate(args: argparse.Namespace) -> int:
         if len(kinds) > 1:
             raise ValueError("the tables mix .csv and Raven files; annotate one format at a time, or pass --format")
         csv_tables = kinds == {True}
+    if args.recording is not None and args.recording_map is not None:
+        raise ValueError("--recording and --recording-map both name recordings; give one (a map can name one table)")
     if args.recording is not None and (csv_tables or len(tables) != 1):
         raise ValueError("--recording names the recording of one Raven table; give one table with it")
+    by, entries = _recording_map(Path(args.recording_map)) if args.recording_map is not None else ("", {})
+    # table,recording: which given table each key names, known before parsing so that a
+    # table without Begin File whose name says nothing parses too.
+    mapped = _mapped_tables(args.recording_map, entries, args.tables) if by == "table" else {}
+    table_ids = {i: rec for i, (rec, _) in mapped.items()}
     if csv_tables and args.label_column is not None:
         raise ValueError("--label-column is for Raven tables; a CSV table's label column is 'label'")
     AACStore.open(args.store).close()  # a missing store is an error, not a new empty store
@@ -496,8 +515,18 @@ def _cmd_annotate(args: argparse.Namespace) -> int:
         parsed = (
             Annotations.from_csv(tables)
             if csv_tables
-            else Annotations.from_raven(tables, label_column=args.label_column, recording=args.recording)
+            else Annotations.from_raven(
+                tables,
+                label_column=args.label_column,
+                recording=[table_ids.get(i) for i in range(len(tables))] if table_ids else args.recording,
+            )
         )
+        if by == "table":
+            _check_whole_tables(args.recording_map, mapped, parsed, args.tables)
+            parsed = parsed.map_recordings({str(tables[i]): rec for i, rec in table_ids.items()}, by="table")
+        elif by == "name":
+            _check_names(args.recording_map, entries, parsed)
+            parsed = parsed.map_recordings({name: rec for name, (rec, _) in entries.items()}, by="name")
         if args.label_map is not None:
             parsed = parsed.relabel(_label_map(Path(args.label_map)))
         if args.labels == "lower":
@@ -549,6 +578,99 @@ def _label_map(path: Path) -> dict[str, str]:
             raise ValueError(f"--label-map {str(path)!r}, line {line}: expected two labels, from and to; got {row}")
         mapping[row[0].strip()] = row[1].strip()
     return mapping
+
+
+def _recording_map(path: Path) -> tuple[str, dict[str, tuple[str, int]]]:
+    """A ``--recording-map`` file: its kind (``table`` or ``name``, from the header) and each
+    key's recording and line."""
+    import csv
+
+    where = f"--recording-map {str(path)!r}"
+    try:
+        with path.open(newline="", encoding="utf-8-sig") as f:
+            rows = list(csv.reader(f))
+    except (OSError, UnicodeDecodeError, csv.Error) as e:
+        raise ValueError(f"{where} cannot be read ({e})") from None
+    header = [c.strip().lower() for c in rows[0]] if rows else []
+    if header not in (["table", "recording"], ["name", "recording"]):
+        got = repr(",".join(rows[0])) if rows else "an empty file"
+        raise ValueError(
+            f"{where}, line 1: expected a CSV table whose header is table,recording or name,recording; got {got}"
+        )
+    by = header[0]
+    entries: dict[str, tuple[str, int]] = {}
+    for line, row in enumerate(rows[1:], start=2):
+        if not any(c.strip() for c in row):
+            continue
+        if len(row) != 2 or not row[0].strip() or not row[1].strip():
+            raise ValueError(f"{where}, line {line}: expected two fields, a {by} and a recording id; got {row}")
+        key, rec = row[0].strip(), row[1].strip()
+        held = entries.setdefault(key, (rec, line))
+        if held[0] != rec:
+            raise ValueError(
+                f"{where}, line {line}: the {by} {key!r} is mapped to {rec!r} here and to {held[0]!r} on line "
+                f"{held[1]}; give one recording per {by}"
+            )
+    return by, entries
+
+
+def _mapped_tables(path: str, entries: dict[str, tuple[str, int]], tables: list[str]) -> dict[int, tuple[str, int]]:
+    """The recording (and line of the map) of each given table, by position, that a
+    ``table,recording`` map names: a key is a table's path as given (the same file), or a
+    file name only one of the tables has."""
+    where = f"--recording-map {path!r}"
+    given = [os.path.abspath(t) for t in tables]
+    mapped: dict[int, tuple[str, int]] = {}
+    for key, (rec, line) in entries.items():
+        found = [i for i, t in enumerate(given) if t == os.path.abspath(key)]
+        if not found and Path(key).name == key:
+            found = [i for i, t in enumerate(tables) if Path(t).name == key]
+            if len({given[i] for i in found}) > 1:
+                shown = ", ".join(repr(tables[i]) for i in found[:5])
+                raise ValueError(
+                    f"{where}, line {line}: the file name {key!r} is that of {len(found)} of the given tables "
+                    f"({shown}); give the table's path instead"
+                )
+        if not found:
+            raise ValueError(f"{where}, line {line}: {key!r} is none of the tables given on the command line")
+        for i in found:
+            held = mapped.setdefault(i, (rec, line))
+            if held[0] != rec:
+                raise ValueError(
+                    f"{where}, line {line}: the table {tables[i]!r} is mapped to {rec!r} here and to {held[0]!r} on "
+                    f"line {held[1]}; give one recording per table"
+                )
+    return mapped
+
+
+def _check_whole_tables(path: str, mapped: dict[int, tuple[str, int]], parsed: Annotations, tables: list[str]) -> None:
+    """A table mapped whole describes one recording: refuse one whose rows name several
+    files (``Begin File`` with ``File Offset (s)``), at its line of the map."""
+    import numpy as np
+
+    for i, (_, line) in mapped.items():
+        held = np.unique(parsed.recording[parsed.source == i]).tolist()  # a table's events come from source i
+        if len(held) > 1:
+            raise ValueError(
+                f"--recording-map {path!r}, line {line}: the table {tables[i]!r} names {len(held)} recordings "
+                f"({', '.join(map(repr, held[:5]))}), so no one recording describes it whole; map its names "
+                "instead (a --recording-map with the header name,recording)"
+            )
+
+
+def _check_names(path: str, entries: dict[str, tuple[str, int]], parsed: Annotations) -> None:
+    """Each name of a ``name,recording`` map is a name the tables write (not one taken from a
+    table's own file name)."""
+    from .annotations import MATCH_STEM
+
+    written = set(parsed.recording[parsed.match != MATCH_STEM].tolist())
+    for name, (_, line) in entries.items():
+        if name not in written:
+            examples = ", ".join(repr(x) for x in sorted(written)[:3]) or "none"
+            raise ValueError(
+                f"--recording-map {path!r}, line {line}: no table names the recording {name!r} (a Begin File's "
+                f"file name or a Begin Path, as written; the tables name e.g. {examples})"
+            )
 
 
 def _cmd_info(args: argparse.Namespace) -> int:

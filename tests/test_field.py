@@ -4,6 +4,7 @@ them; datasets that refuse what cannot batch and say what they pad."""
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 import warnings
@@ -15,6 +16,7 @@ import pytest
 from conftest import STORE_IDS, env_with_package, make_file
 
 import aacdata
+from aacdata.cli import main
 
 
 def run_cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
@@ -216,6 +218,158 @@ def test_raven_tables_beside_audio_with_repeated_timestamp_names(tmp_path: Path)
         "annotate", str(tmp_path / "s.zarr"), str(lost), "--name", "lost", "--recording", "site_A/20240501_050000.WAV"
     )
     assert out.returncode == 0, out.stderr
+
+
+def _annotate(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str]:
+    """``aacdata annotate ...`` in this process (faster than a subprocess): exit status, stderr."""
+    code = main(["annotate", *argv])
+    return code, capsys.readouterr().err
+
+
+@pytest.fixture(scope="module")
+def two_sites(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A store of two recorders' files with the same timestamp name: ``north/0501.WAV`` and
+    ``south/0501.WAV``, 2 s each at 16 kHz."""
+    root = tmp_path_factory.mktemp("sites")
+    for site in ("north", "south"):
+        make_file(root / "src" / site / "0501.WAV", "tone", 32_000)
+    assert aacdata.import_audio(root / "src", root / "clean.zarr", workers=0, progress=False).ok
+    return root / "clean.zarr"
+
+
+def _events(store: Path, name: str) -> set[tuple[str, str, float]]:
+    """(store id, label, start seconds) of each event of a set."""
+    with aacdata.AACStore.open(store) as s:
+        ann = s.annotations(name)
+        return {
+            (s.ids[r], ann.classes[k], a / 16_000)
+            for r, k, a in zip(ann.recording.tolist(), ann.label.tolist(), ann.start.tolist(), strict=True)
+        }
+
+
+def test_a_recording_map_names_the_recordings_of_tables_whose_folders_say_nothing(
+    two_sites: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Invariant: a mapped event lands on the recording the map names, whatever the table's
+    # name, folders, Begin File or Begin Path say.
+    store = tmp_path / "s.zarr"
+    shutil.copytree(two_sites, store)
+    monkeypatch.chdir(tmp_path)  # tables given (and mapped) by relative paths
+    card1 = _raven(Path("cards/1/0501.Table.1.selections.txt"), [(0.1, 0.2, "wren")])
+    card2 = _raven(Path("cards/2/0501.Table.1.selections.txt"), [(0.5, 0.7, "robin")])
+    notes = _raven(Path("cards/notes.txt"), [(1.0, 1.2, "jay")])  # neither Begin File nor a table's name
+    code, err = _annotate(capsys, str(store), str(card1), str(card2))
+    assert code == 1 and "matches 2 recordings" in err and "--recording-map FILE" in err
+    by_table = Path("by_table.csv")
+    by_table.write_text(
+        "\ufefftable,recording\ncards/1/0501.Table.1.selections.txt,north/0501.WAV\n"
+        f"{Path.cwd() / card2},south/0501.WAV\nnotes.txt,0501.WAV\n\n",  # absolute; a bare file name
+        encoding="utf-8",
+    )
+    code, err = _annotate(capsys, str(store), str(card1), str(card2), str(notes), "--recording-map", str(by_table))
+    # the map's recordings are looked up like --recording's: a bare file name two sites have is refused
+    assert code == 1 and "cards/notes.txt, line 2: the file name '0501.WAV' matches 2 recordings" in err
+    by_table.write_text(by_table.read_text().replace("notes.txt,0501.WAV", "notes.txt,south/0501.WAV"))
+    code, err = _annotate(capsys, str(store), str(card1), str(card2), str(notes), "--recording-map", str(by_table))
+    assert code == 0, err
+    assert _events(store, "default") == {
+        ("north/0501.WAV", "wren", 0.1),
+        ("south/0501.WAV", "robin", 0.5),
+        ("south/0501.WAV", "jay", 1.0),
+    }
+    # name,recording: Begin Paths of memory cards, one name per recorder, in any table
+    one = _raven(Path("exports/a.txt"), [(0.3, 0.4, "owl")], begin_path=r"E:\card1\0501.WAV")
+    two = _raven(Path("exports/b.txt"), [(0.6, 0.8, "owl")], begin_path=r"E:\card2\0501.WAV")
+    three = _raven(Path("exports/c.txt"), [(1.5, 1.6, "tit")], begin_path=r"E:\card1\0501.WAV")
+    by_name = Path("by_name.csv")
+    by_name.write_text("name,recording\nE:\\card1\\0501.WAV,north/0501.WAV\nE:\\card2\\0501.WAV,south/0501.WAV\n")
+    code, err = _annotate(capsys, str(store), str(one), str(two), str(three), "--name", "paths", "--recording-map",
+                          str(by_name))  # fmt: skip
+    assert code == 0, err
+    assert _events(store, "paths") == {
+        ("north/0501.WAV", "owl", 0.3),
+        ("south/0501.WAV", "owl", 0.6),
+        ("north/0501.WAV", "tit", 1.5),
+    }
+
+
+@pytest.mark.parametrize(
+    ("header", "rows", "tables", "expected"),
+    [
+        ("table,recording", ["x.txt,a"], ["t1"], "cannot be read"),  # the map does not exist
+        ("id,recording", [], ["t1"], "line 1: expected a CSV table whose header is table,recording or name,recording"),
+        ("table,recording", ["t1.txt,"], ["t1"], "line 2: expected two fields, a table and a recording id"),
+        ("table,recording", ["t1.txt,a,b"], ["t1"], "line 2: expected two fields"),
+        ("table,recording", ["other.txt,a"], ["t1"], "line 2: 'other.txt' is none of the tables given"),
+        ("table,recording", ["0501.Table.1.selections.txt,a"], ["d1", "d2"], "line 2: the file name '0501.Table"),
+        ("table,recording", ["t1.txt,a", "", "t1.txt,b"], ["t1"], "line 4: the table 't1.txt' is mapped to 'b' here"),
+        ("name,recording", ["0501.WAV,a", "0501.WAV,b"], ["t1"], "line 3: the name '0501.WAV' is mapped to 'b' here"),
+        ("name,recording", ["E:\\x.WAV,a"], ["t1"], "line 2: no table names the recording 'E:\\\\x.WAV'"),
+        ("table,recording", ["t1.txt,north/0501.WAV"], ["t2"], "line 2: the table 't1.txt' names 2 recordings"),
+    ],
+)
+def test_a_bad_recording_map_is_refused_naming_its_file_and_line(
+    two_sites: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    header: str,
+    rows: list[str],
+    tables: list[str],
+    expected: str,
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    made = {
+        "t1": _raven(Path("t1.txt"), [(0.1, 0.2, "wren")], begin_path="0501.WAV"),
+        "t2": Path("t1.txt"),
+        "d1": _raven(Path("d1/0501.Table.1.selections.txt"), [(0.1, 0.2, "wren")]),
+        "d2": _raven(Path("d2/0501.Table.1.selections.txt"), [(0.1, 0.2, "wren")]),
+    }
+    if tables == ["t2"]:  # one table over two files, with File Offset (s)
+        text = made["t1"].read_text()
+        made["t1"].write_text(text + "2\tSpectrogram 1\t1\t0.3\t0.4\tjay\tother.WAV\t0.3\r\n")
+    recording_map = Path("map.csv")
+    if expected != "cannot be read":
+        recording_map.write_text("\n".join([header, *rows]) + "\n")
+    code, err = _annotate(capsys, str(two_sites), *(str(made[t]) for t in tables), "--recording-map", "map.csv")
+    assert code == 2
+    assert err.startswith("aacdata annotate: error: --recording-map 'map.csv'") and expected in err, err
+    with aacdata.AACStore.open(two_sites) as s:
+        assert s.annotation_sets == ()  # nothing written
+
+
+def test_recording_and_recording_map_are_refused_together(
+    two_sites: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    table = _raven(tmp_path / "t.txt", [(0.1, 0.2, "wren")])
+    (tmp_path / "map.csv").write_text(f"table,recording\n{table},north/0501.WAV\n")
+    code, err = _annotate(
+        capsys,
+        str(two_sites),
+        str(table),
+        "--recording",
+        "north/0501.WAV",
+        "--recording-map",
+        str(tmp_path / "map.csv"),
+    )
+    assert code == 2 and "--recording and --recording-map" in err
+
+
+def test_map_recordings_by_table_and_by_name(tmp_path: Path) -> None:
+    a = _raven(tmp_path / "x" / "0501.Table.1.selections.txt", [(0.1, 0.2, "wren")])
+    b = _raven(tmp_path / "y" / "b.txt", [(0.3, 0.4, "owl")], begin_path=r"E:\card2\0501.WAV")
+    ann = aacdata.Annotations.from_raven([a, b])
+    by_table = ann.map_recordings({str(a): "north/0501.WAV", "b.txt": "south/0501.WAV"}, by="table")
+    assert by_table.recording.tolist() == ["north/0501.WAV", "south/0501.WAV"]
+    assert by_table.match.tolist() == [aacdata.annotations.MATCH_FILE] * 2
+    by_name = ann.map_recordings({r"E:\card2\0501.WAV": "south/0501.WAV"}, by="name")
+    assert by_name.recording.tolist() == [str(tmp_path / "x" / "0501"), "south/0501.WAV"]  # a table's own name stays
+    with pytest.raises(ValueError, match="no recording name of the tables"):
+        ann.map_recordings({str(tmp_path / "x" / "0501"): "north/0501.WAV"}, by="name")
+    with pytest.raises(ValueError, match="is none of the tables"):
+        ann.map_recordings({"c.txt": "x"}, by="table")
+    with pytest.raises(ValueError, match="by must be 'table' or 'name'"):
+        ann.map_recordings({}, by="file")  # type: ignore[arg-type]
 
 
 def _red_columns(png: Path) -> np.ndarray:

@@ -140,6 +140,8 @@ def test_library_parameters_become_flags() -> None:
     assert in_flags("no column 'x' (label_column=); columns") == "no column 'x' (--label-column); columns"
     assert in_flags("5 Hz; pass sample_rate= (CLI: --sample-rate) one of") == "5 Hz; pass --sample-rate one of"
     assert in_flags("recording (a) has (b) and pass the test") == "recording (a) has (b) and pass the test"
+    said = "pass recording= (CLI: --recording) for one table or map_recordings() (CLI: --recording-map FILE) for many"
+    assert in_flags(said) == "pass --recording for one table or --recording-map FILE for many"
 
 
 def test_an_unreachable_url_is_ours() -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -9,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 import zarr
+from conftest import env_with_package
 from zarr.abc.store import ByteRequest, RangeByteRequest
 from zarr.core.buffer import Buffer, BufferPrototype
 from zarr.storage import WrapperStore
@@ -178,3 +181,69 @@ def test_dataset_refuses_a_client_store_object(local_store: Path, bucket: str) -
     client_store = zarr.storage.FsspecStore.from_url(url, read_only=True)
     with pytest.raises(ValueError, match="pass the store's URL"):
         AACSegmentDataset(client_store, window_samples=100)
+
+
+_IMPORT_AND_READ = """
+import sys
+import aacdata
+from aacdata.audio._audiofile import write_audio
+from aacdata.testing import signal
+
+src, url = sys.argv[1], sys.argv[2]
+write_audio(src, signal("chirp", 16_000, sample_rate=16_000), sample_rate=16_000)
+assert aacdata.import_audio(src, url, workers=0, progress=False).ok
+store = aacdata.AACStore.open(url)
+print(store.read(0, 1000, 2000).shape)
+store.close()
+"""
+
+_DATALOADER = """
+import sys
+import torch
+import aacdata
+
+ds = aacdata.AACSegmentDataset(sys.argv[1], window_samples=4000, num_channels=1, num_windows=16, seed=1)
+print(tuple(ds[0].shape))  # this process opens the store too: forked workers inherit its client
+loader = torch.utils.data.DataLoader(ds, batch_size=4, num_workers=2, persistent_workers=True)
+for _ in range(2):
+    print(sum(len(batch) for batch in loader))
+print(tuple(ds[1].shape))  # the parent's client still serves after the workers used theirs
+"""
+
+
+def _python(code: str, *args: str) -> tuple[str, str]:
+    done = subprocess.run(
+        [sys.executable, "-c", code, *args], capture_output=True, text=True, env=env_with_package(), timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout, done.stderr
+
+
+def test_a_program_that_reads_a_bucket_exits_without_unclosed_clients(bucket: str, tmp_path: Path) -> None:
+    # Invariant: every HTTP client aacdata opens is closed before the program ends (aiohttp
+    # prints "Unclosed client session" / "Unclosed connector" for any that is not).
+    out, err = _python(_IMPORT_AND_READ, str(tmp_path / "a.wav"), f"s3://{bucket}/a.zarr")
+    assert out.split() == ["(1,", "2000)"]
+    assert "Unclosed" not in err, err
+
+
+def test_dataloader_workers_over_a_bucket_exit_without_unclosed_clients(local_store: Path, bucket: str) -> None:
+    url = f"s3://{bucket}/workers.zarr"
+    copy_store(local_store, url)
+    out, err = _python(_DATALOADER, url)
+    assert out.split("\n")[:4] == ["(1, 4000)", "16", "16", "(1, 4000)"]
+    assert "Unclosed" not in err, err
+
+
+def test_a_closed_store_reads_again(local_store: Path, bucket: str) -> None:
+    url = f"s3://{bucket}/reopen.zarr"
+    copy_store(local_store, url)
+    with AACStore.open(local_store) as local:
+        expected = local.read(1, 500, 1500)
+    store = AACStore.open(url)
+    store.close()  # closes the client's connections; a later read opens new ones
+    np.testing.assert_array_equal(store.read(1, 500, 1500), expected)
+    again = store.reopen()
+    store.close()
+    np.testing.assert_array_equal(again.read(1, 500, 1500), expected)
+    again.close()

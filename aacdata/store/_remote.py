@@ -31,6 +31,15 @@ Outages are not damage. Every request to an object store goes through
   a chunk missing from a store that is still there is left to the reader to report as
   damage (:class:`~aacdata.errors.CorruptDataError`).
 
+Connections are closed where they were opened. ``zarr`` makes an ``s3://`` filesystem
+asynchronous, and s3fs closes the HTTP client of such a filesystem never by itself (only
+its synchronous ones get a finalizer); left open, aiohttp complains at exit ("Unclosed
+client session"). A :class:`RemoteStore` that :func:`open_store` made therefore closes its
+client when the store is closed, when the last copy of it is collected, and at exit (before
+zarr stops its event loop, on which the client lives) — in the process that opened it only:
+a forked ``DataLoader`` worker shares its parent's sockets and holds a copy of its parent's
+loop that does not run, so it keeps what it inherited untouched and opens its own.
+
 Writers need more: the store itself must refuse the writes of an import that lost its
 lock (:mod:`aacdata.store._fence`). :class:`Conditional` speaks S3's conditional requests
 (``If-Match: <etag>``, ``If-None-Match: *``) through the same retries; :func:`fencing`
@@ -42,17 +51,21 @@ aacdata does not speak them yet).
 from __future__ import annotations
 
 import asyncio
+import atexit
 import errno
 import hashlib
+import logging
 import os
 import random
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterable, Mapping
+import weakref
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Coroutine, Iterable, Mapping
 from typing import Any, TypeVar
 from urllib.parse import urlparse
 
 import zarr
 from zarr.abc.store import ByteRequest, Store
 from zarr.core.buffer import Buffer, BufferPrototype
+from zarr.core.sync import SyncError, sync
 from zarr.storage import WrapperStore
 
 from ..errors import AACDataError, RemoteStoreError, StoreNotFoundError, StoreWriteError
@@ -139,6 +152,12 @@ _TRANSIENT_CLASS_NAMES = frozenset(
 
 T = TypeVar("T")
 
+log = logging.getLogger("aacdata")
+
+CLOSE_TIMEOUT_SECONDS = 2.0
+"""Seconds to wait for a client's connections to close (closing sends nothing; a bound
+all the same, so that an exit never hangs on it)."""
+
 
 def describe(target: StoreTarget) -> str:
     """A short name of a store location, for messages."""
@@ -213,7 +232,8 @@ def open_store(target: StoreTarget, *, read_only: bool, storage_options: Mapping
         # s3fs retries some errors itself (5 times by default, nested per call); RemoteStore
         # does it for every error and every backend, so one attempt per call here.
         inner.fs.retries = 1
-    return RemoteStore(inner, where=url, retries=retries)
+    connections = Connections(inner.fs) if scheme in ("s3", "s3a") else None
+    return RemoteStore(inner, where=url, retries=retries, connections=connections)
 
 
 def _parse_retries(options: Mapping[str, Any] | None) -> int:
@@ -247,13 +267,28 @@ class RemoteStore(WrapperStore[Store]):
     first for a transient failure.
     """
 
-    def __init__(self, store: Store, *, where: str, retries: int = DEFAULT_RETRIES) -> None:
+    def __init__(
+        self, store: Store, *, where: str, retries: int = DEFAULT_RETRIES, connections: Connections | None = None
+    ) -> None:
         super().__init__(store)
         self.where = where
         self.retries = retries
+        self._connections = connections
 
     def _with_store(self, store: Store) -> RemoteStore:
-        return type(self)(store, where=self.where, retries=self.retries)
+        # Copies (zarr's with_read_only) share the client, and its closing.
+        return type(self)(store, where=self.where, retries=self.retries, connections=self._connections)
+
+    def close_connections(self) -> None:
+        """Close the HTTP connections of the client that :func:`open_store` opened for this
+        store (none for a store object passed in: its owner closes it). The next request
+        opens new ones."""
+        if self._connections is not None:
+            self._connections.close()
+
+    def close(self) -> None:
+        self.close_connections()
+        super().close()
 
     def __str__(self) -> str:
         return self.where
@@ -358,6 +393,87 @@ class RemoteStore(WrapperStore[Store]):
 
         for key in await self._call("listing", prefix or "/", collect):
             yield key
+
+
+class Connections:
+    """The HTTP client of one s3fs filesystem made by :func:`open_store`, closed by
+    :meth:`close`, when the last store holding it is collected, and at exit, in the process
+    that made it (see the module notes).
+
+    s3fs opens the client on the filesystem's first request, and again after it was closed.
+    """
+
+    def __init__(self, fs: Any) -> None:
+        self.fs = fs
+        self.close = _closer(fs)
+        # The finalizer holds the closer (and the filesystem), never this object.
+        weakref.finalize(self, self.close).atexit = False  # exit: _close_all, before zarr's loop stops
+        _LIVE.add(self)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Unpickled elsewhere, the filesystem is a new one, whose client that process opens and closes.
+        return (Connections, (self.fs,))
+
+
+_LIVE: weakref.WeakSet[Connections] = weakref.WeakSet()
+"""The clients this process may have opened, closed at exit."""
+
+_INHERITED: dict[int, Any] = {}
+"""Filesystems a forked child inherited with their parent's open clients: kept here and
+never collected, since closing them (or aiohttp's complaint when collected) would act on
+the parent's sockets and event loop."""
+
+_CLOSING: set[asyncio.Task[Any]] = set()
+"""Closings scheduled on zarr's loop from its own thread (tasks are weakly held by asyncio)."""
+
+
+def _closer(fs: Any) -> Callable[[], None]:
+    """A function that closes ``fs``'s client in this process, each client once."""
+    pid = os.getpid()
+    closed: list[Any] = [None]
+
+    def close() -> None:
+        if os.getpid() != pid:
+            _INHERITED[id(fs)] = fs
+            return
+        # s3fs keeps the client's context there (one client, or one per region), and closes
+        # its synchronous filesystems' clients through it too.
+        context = getattr(fs, "_s3creator", None)
+        if context is None or context is closed[0]:
+            return
+        closed[0] = context
+        _run_on_zarr_loop(lambda: context.__aexit__(None, None, None))
+
+    return close
+
+
+def _run_on_zarr_loop(make: Callable[[], Coroutine[Any, Any, Any]]) -> None:
+    """Run ``make()`` on zarr's event loop, where the clients live; from that loop's own
+    thread (a store collected there), schedule it instead."""
+    coro = make()
+    try:
+        sync(coro, timeout=CLOSE_TIMEOUT_SECONDS)
+    except SyncError:
+        coro.close()  # never started
+        task = asyncio.get_running_loop().create_task(make())
+        _CLOSING.add(task)
+        task.add_done_callback(_CLOSING.discard)
+    except TimeoutError:
+        log.debug("an object-store client did not close within %s s", CLOSE_TIMEOUT_SECONDS)
+    except RuntimeError as e:  # zarr's loop is already closed (late in the interpreter's exit)
+        coro.close()
+        log.debug("an object-store client was left open: %s", e)
+    except Exception as e:  # noqa: BLE001 - the client's own failure to close: nothing left to do
+        log.debug("closing an object-store client failed: %s: %s", type(e).__name__, e)
+
+
+def _close_all() -> None:
+    for connections in list(_LIVE):
+        connections.close()
+
+
+# Registered after zarr's own exit handler (imported above), so it runs first: the loop is still up.
+atexit.register(_close_all)
 
 
 def remote_error(where: str, action: str, key: str, error: BaseException, *, attempts: int = 1) -> RemoteStoreError:

@@ -970,7 +970,11 @@ class AACStore:
         self._bytes.close()
 
     def close(self) -> None:
+        """Drop caches, close chunk files and, for a store opened from an object-store URL,
+        the client's connections (a later read opens new ones)."""
         self.clear_caches()
+        if isinstance(self._group.store, _remote.RemoteStore):
+            self._group.store.close_connections()
 
     def __enter__(self) -> AACStore:
         return self
