@@ -198,7 +198,7 @@ def import_audio(
         turns it on by default, so most ``ffmpeg -c:a aac`` files have it): ``"keep"``
         passes them through, and their windows are deterministic and equal a full decode
         outside the noise-filled bands (the noise inside them depends on the decoder's
-        state, so each window is read with a fresh decoder); ``"reencode"`` re-encodes
+        state, so each window is decoded as a new decoder decodes it); ``"reencode"`` re-encodes
         them with PNS off, for bit-identical windows at one generation of coding loss.
     codec
         ``"aac"`` (the default: AAC-LC, about a seventh of the size of FLAC, full band;
