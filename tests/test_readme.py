@@ -52,6 +52,10 @@ def test_readme_commands_and_python_samples_run(tmp_path: Path) -> None:
                     args = [sys.executable, "-m", "aacdata", *shlex.split(command)[1:]]
                     if args[3] == "bench":
                         args += ["--batches", "3"]
+                elif command.startswith(".venv/bin/python benchmarks/"):
+                    words = shlex.split(command)[1:]
+                    assert "--quick" in words, f"{command}: the README's benchmark lines are the --quick ones"
+                    args = [sys.executable, str(README.parent / words[0]), *words[1:], "--workdir", str(tmp_path / "b")]
                 elif command.startswith(".venv/bin/torchrun "):
                     args = [sys.executable, "-m", "torch.distributed.run", "--master_port", str(_free_port())]
                     args += [str(README.parent / a) if a.endswith(".py") else a for a in shlex.split(command)[1:]]
