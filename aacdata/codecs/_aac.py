@@ -117,6 +117,7 @@ _COMPILED_ERRORS = {
     4: "decoded frame {a} has {b} samples; expected 1024",
     5: "decoded frame {a} has {b} planes; expected the coded channels",
     6: "frames decoded to {a} samples, window needs {b}",
+    7: "decoded frame {a} is not laid out as expected (planes of {b} bytes)",
 }
 
 

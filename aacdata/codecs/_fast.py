@@ -36,7 +36,7 @@ _AVCODEC = (
     "av_packet_unref",
 )
 _AVUTIL = ("av_frame_alloc", "av_frame_free", "av_frame_unref", "av_opt_set_int")
-_VERSION = 2  # the extension's VERSION this module drives (a build of older source is not used)
+_VERSION = 3  # the extension's VERSION this module drives (a build of older source is not used)
 _MIN_AVCODEC_MAJOR = 58  # FFmpeg 4.0: the send/receive API and the field order the extension reads
 
 
@@ -54,17 +54,23 @@ def _loaded_libraries() -> dict[str, str]:
                 found[name] = str(hits[0])
         if len(found) == 2:
             return found
-    folders: dict[str, dict[str, str]] = {}
+    folders: dict[str, dict[str, set[str]]] = {}
     try:
         with open("/proc/self/maps", encoding="utf-8", errors="replace") as f:
             for line in f:
                 m = re.search(r"(/\S*)/lib(avcodec|avutil)[-.][^/\s]*$", line.strip())
                 if m:
-                    folders.setdefault(m.group(1), {})[m.group(2)] = m.group(0)
+                    folders.setdefault(m.group(1), {}).setdefault(m.group(2), set()).add(m.group(0))
     except OSError:
         return {}
-    pairs = [found for found in folders.values() if len(found) == 2]
+    # one file of each in the folder: two majors side by side (libavcodec.so.58 and .so.61) are no pair
+    pairs = [{n: next(iter(p)) for n, p in found.items()} for found in folders.values()
+             if len(found) == 2 and all(len(p) == 1 for p in found.values())]  # fmt: skip
     return pairs[0] if len(pairs) == 1 else {}
+
+
+def _version_int(v: tuple[int, int, int]) -> int:
+    return v[0] << 16 | v[1] << 8 | v[2]
 
 
 def _load() -> ModuleType | None:
@@ -83,8 +89,18 @@ def _load() -> ModuleType | None:
         return None
     try:
         avcodec, avutil = ctypes.CDLL(libs["avcodec"]), ctypes.CDLL(libs["avutil"])
-        avcodec.avcodec_version.restype = ctypes.c_uint
+        avcodec.avcodec_version.restype = avutil.avutil_version.restype = ctypes.c_uint
         if avcodec.avcodec_version() >> 16 < _MIN_AVCODEC_MAJOR:
+            return None
+        # the very libraries PyAV runs on (a found pair from another FFmpeg would mix struct layouts)
+        versions = getattr(av, "library_versions", {})
+        if "libavcodec" not in versions or "libavutil" not in versions:
+            return None
+        if (avcodec.avcodec_version(), avutil.avutil_version()) != (
+            _version_int(versions["libavcodec"]),
+            _version_int(versions["libavutil"]),
+        ):
+            log.debug("compiled AAC decoder off: the FFmpeg found is not the one PyAV uses")
             return None
         addresses = [ctypes.cast(getattr(avcodec, n), ctypes.c_void_p).value for n in _AVCODEC]
         addresses += [ctypes.cast(getattr(avutil, n), ctypes.c_void_p).value for n in _AVUTIL]

@@ -20,13 +20,20 @@
 #endif
 #include <stdint.h>
 #include <string.h>
+#ifndef _WIN32
+#include <unistd.h>
+#endif
 
-#define FASTAAC_VERSION 2 /* what aacdata/codecs/_fast.py expects: a stale build is not used */
+#define FASTAAC_VERSION 3 /* what aacdata/codecs/_fast.py expects: a stale build is not used */
 #define SAMPLES_PER_FRAME 1024
 #define NUM_DATA_POINTERS 8
 #define SAMPLE_FMT_FLTP 8
 #define CODEC_ID_AAC 0x15002
 #define NOISE_SEED 0x1f2e3d4cu /* the AAC decoder's noise generator state when it opens */
+/* A usable size outside this range is not believed (malloc_usable_size from an allocator
+ * other than the one av_malloc used): no seed search, no reset. */
+#define MIN_PRIV_SIZE 256
+#define MAX_PRIV_SIZE (1 << 20)
 #define ERROR_EAGAIN (-EAGAIN)
 #define ERROR_EOF (-(int)(('E') | ('O' << 8) | ('F' << 16) | ((unsigned)(' ') << 24)))
 
@@ -39,7 +46,8 @@ typedef struct {
     int size;
 } PacketHead;
 
-/* The leading fields of AVCodecContext (unchanged since FFmpeg 1.x). */
+/* The leading fields of AVCodecContext (as here since FFmpeg 4.0 / lavc 58, which dropped
+ * codec_name[32] and stream_codec_tag; Decoder_new checks codec and codec_id). */
 typedef struct {
     const void *av_class;
     int log_level_offset;
@@ -129,13 +137,44 @@ typedef struct {
     void *packet;
     void *frame;
     long decodes; /* decode_into calls since it opened */
+    int busy;     /* decode_into runs without the GIL: no other call may touch ctx meanwhile */
+#ifndef _WIN32
+    pid_t owner; /* the process that opened it */
+#endif
 } Decoder;
 
 static void Decoder_dealloc(Decoder *d) {
+#ifndef _WIN32
+    /* A copy inherited through fork() may have been mid-decode in another thread of the
+     * parent (a locked buffer-pool mutex, half-updated state): leak it, never free it. */
+    if (d->owner != getpid()) {
+        Py_TYPE(d)->tp_free((PyObject *)d);
+        return;
+    }
+#endif
     if (d->frame) ff.frame_free(&d->frame);
     if (d->packet) ff.packet_free(&d->packet);
     if (d->ctx) ff.free_context(&d->ctx);
     Py_TYPE(d)->tp_free((PyObject *)d);
+}
+
+static int check_idle(Decoder *d) {
+    if (d->busy) {
+        PyErr_SetString(PyExc_RuntimeError, "this Decoder is in use by another thread");
+        return -1;
+    }
+    return 0;
+}
+
+/* The usable size of the private context, or 0 where it is unknown or not believable. */
+static size_t priv_size(Decoder *d) {
+#ifdef USABLE_SIZE
+    size_t size = USABLE_SIZE(((ContextHead *)d->ctx)->priv_data);
+    return size >= MIN_PRIV_SIZE && size <= MAX_PRIV_SIZE ? size : 0;
+#else
+    (void)d;
+    return 0;
+#endif
 }
 
 static PyObject *Decoder_new(PyTypeObject *type, PyObject *args, PyObject *Py_UNUSED(kwds)) {
@@ -146,6 +185,9 @@ static PyObject *Decoder_new(PyTypeObject *type, PyObject *args, PyObject *Py_UN
     if (!PyArg_ParseTuple(args, "")) return NULL;
     Decoder *d = (Decoder *)type->tp_alloc(type, 0);
     if (!d) return NULL;
+#ifndef _WIN32
+    d->owner = getpid();
+#endif
     const void *codec = ff.find_decoder("aac");
     if (codec) d->ctx = ff.alloc_context(codec);
     d->packet = ff.packet_alloc();
@@ -163,9 +205,15 @@ static PyObject *Decoder_new(PyTypeObject *type, PyObject *args, PyObject *Py_UN
         return NULL;
     }
     const ContextHead *head = (const ContextHead *)d->ctx;
-    if (head->codec != codec || head->codec_id != CODEC_ID_AAC || !head->priv_data) {
+    /* AVPacket's head: a new packet's data and size where expected, and its AVBufferRef
+     * (buffer, data) pointing at the same bytes. */
+    const PacketHead *pkt = (const PacketHead *)d->packet;
+    int packet_ok = ff.new_packet(d->packet, 100) >= 0 && pkt->size == 100 && pkt->data && pkt->buf &&
+                    ((uint8_t *const *)pkt->buf)[1] == pkt->data;
+    ff.packet_unref(d->packet);
+    if (head->codec != codec || head->codec_id != CODEC_ID_AAC || !head->priv_data || !packet_ok) {
         Py_DECREF(d);
-        PyErr_SetString(PyExc_RuntimeError, "AVCodecContext's leading fields are not where expected");
+        PyErr_SetString(PyExc_RuntimeError, "AVCodecContext's or AVPacket's leading fields are not where expected");
         return NULL;
     }
     return (PyObject *)d;
@@ -178,11 +226,11 @@ static PyObject *Decoder_decodes(Decoder *d, PyObject *Py_UNUSED(unused)) { retu
  * one is found; the caller proves it before use). Empty where the size of the private
  * context cannot be known. */
 static PyObject *Decoder_seed_offsets(Decoder *d, PyObject *Py_UNUSED(unused)) {
+    if (check_idle(d) < 0) return NULL;
     PyObject *list = PyList_New(0);
     if (!list) return NULL;
-#ifdef USABLE_SIZE
     const unsigned char *priv = ((const ContextHead *)d->ctx)->priv_data;
-    size_t size = USABLE_SIZE((void *)priv);
+    size_t size = priv_size(d);
     for (size_t off = 0; off + 4 <= size; off += 4) {
         uint32_t v;
         memcpy(&v, priv + off, 4);
@@ -196,23 +244,16 @@ static PyObject *Decoder_seed_offsets(Decoder *d, PyObject *Py_UNUSED(unused)) {
             Py_DECREF(o);
         }
     }
-#endif
     return list;
 }
 
 static int noise_offset_ok(Decoder *d, Py_ssize_t off) {
-#ifdef USABLE_SIZE
-    void *priv = ((ContextHead *)d->ctx)->priv_data;
-    return off >= 0 && off % 4 == 0 && (size_t)off + 4 <= USABLE_SIZE(priv);
-#else
-    (void)d, (void)off;
-    return 0;
-#endif
+    return off >= 0 && off % 4 == 0 && (size_t)off + 4 <= priv_size(d);
 }
 
 static PyObject *Decoder_noise_state(Decoder *d, PyObject *args) {
     Py_ssize_t off;
-    if (!PyArg_ParseTuple(args, "n", &off)) return NULL;
+    if (check_idle(d) < 0 || !PyArg_ParseTuple(args, "n", &off)) return NULL;
     if (!noise_offset_ok(d, off)) return PyErr_Format(PyExc_ValueError, "offset %zd is outside the context", off);
     uint32_t v;
     memcpy(&v, (char *)((ContextHead *)d->ctx)->priv_data + off, 4);
@@ -222,7 +263,7 @@ static PyObject *Decoder_noise_state(Decoder *d, PyObject *args) {
 /* flush_buffers, and the noise generator back to its state when the decoder opened. */
 static PyObject *Decoder_reset_noise(Decoder *d, PyObject *args) {
     Py_ssize_t off;
-    if (!PyArg_ParseTuple(args, "n", &off)) return NULL;
+    if (check_idle(d) < 0 || !PyArg_ParseTuple(args, "n", &off)) return NULL;
     if (!noise_offset_ok(d, off)) return PyErr_Format(PyExc_ValueError, "offset %zd is outside the context", off);
     ff.flush(d->ctx);
     uint32_t seed = NOISE_SEED;
@@ -231,6 +272,7 @@ static PyObject *Decoder_reset_noise(Decoder *d, PyObject *args) {
 }
 
 static PyObject *Decoder_flush(Decoder *d, PyObject *Py_UNUSED(unused)) {
+    if (check_idle(d) < 0) return NULL;
     ff.flush(d->ctx);
     Py_RETURN_NONE;
 }
@@ -243,21 +285,29 @@ static PyObject *Decoder_flush(Decoder *d, PyObject *Py_UNUSED(unused)) {
  * contiguous). Returns (0, 0, 0) when done; otherwise the Python side words the error
  * from (code, a, b): 1: the decoder failed with error a; 2: a frames decoded, b expected;
  * 3: frame a has sample format b, not planar float; 4: frame a has b samples; 5: frame a
- * has b planes; 6: the frames filled a samples of b.
+ * has b planes; 6: the frames filled a samples of b; 7: frame a's layout is not as expected
+ * (extended_data not data, or planes of b bytes).
  */
 static PyObject *Decoder_decode_into(Decoder *d, PyObject *args) {
     Py_buffer data;
     PyObject *out_obj;
     Py_ssize_t num_frames, preroll, skip, coded;
+    if (check_idle(d) < 0) return NULL;
     if (!PyArg_ParseTuple(args, "y*nnnOn", &data, &num_frames, &preroll, &skip, &out_obj, &coded)) return NULL;
+    /* skip bounded so that -skip and total - pos cannot overflow */
+    if (data.len > INT32_MAX - 64 || num_frames < 0 || preroll < 0 || skip < 0 || skip > PY_SSIZE_T_MAX / 4) {
+        PyBuffer_Release(&data);
+        PyErr_SetString(PyExc_ValueError, "data over 2 GiB, or num_frames, preroll or skip negative or too large");
+        return NULL;
+    }
     Py_buffer out;
     if (PyObject_GetBuffer(out_obj, &out, PyBUF_STRIDES | PyBUF_WRITABLE | PyBUF_FORMAT) < 0) {
         PyBuffer_Release(&data);
         return NULL;
     }
-    if (out.ndim != 2 || out.itemsize != 4 || !out.format || strcmp(out.format, "f") != 0 ||
-        out.strides[1] != 4 || out.shape[0] < 1 || out.shape[0] > coded || coded > NUM_DATA_POINTERS ||
-        data.len > INT32_MAX - 64) {
+    if (out.ndim != 2 || !out.shape || !out.strides || out.itemsize != 4 || !out.format ||
+        strcmp(out.format, "f") != 0 || out.strides[1] != 4 || out.shape[0] < 1 || out.shape[0] > coded ||
+        coded > NUM_DATA_POINTERS) {
         PyBuffer_Release(&out);
         PyBuffer_Release(&data);
         PyErr_SetString(PyExc_ValueError, "out must be a 2-D float32 array with contiguous rows, at most coded rows");
@@ -269,6 +319,7 @@ static PyObject *Decoder_decode_into(Decoder *d, PyObject *args) {
     Py_ssize_t frames = 0, pos = -skip;
     int err;
     d->decodes++;
+    d->busy = 1;
 
     Py_BEGIN_ALLOW_THREADS;
     err = ff.new_packet(d->packet, (int)data.len);
@@ -293,6 +344,8 @@ static PyObject *Decoder_decode_into(Decoder *d, PyObject *args) {
             code = 3, ea = (long)k, eb = f->format;
         } else if (f->nb_samples != SAMPLES_PER_FRAME) {
             code = 4, ea = (long)k, eb = f->nb_samples;
+        } else if (f->extended_data != f->data || f->linesize[0] < SAMPLES_PER_FRAME * 4) {
+            code = 7, ea = (long)k, eb = f->linesize[0];
         } else {
             Py_ssize_t planes = 0;
             while (planes < NUM_DATA_POINTERS && f->data[planes]) planes++;
@@ -311,6 +364,7 @@ static PyObject *Decoder_decode_into(Decoder *d, PyObject *args) {
         ff.frame_unref(d->frame);
     }
     Py_END_ALLOW_THREADS;
+    d->busy = 0;
 
     PyBuffer_Release(&out);
     PyBuffer_Release(&data);
@@ -378,17 +432,22 @@ static PyObject *first_bad_frame(PyObject *Py_UNUSED(self), PyObject *args) {
     if (bounds.len != (n + 1) * 8 || expected.len % 4) {
         problem = "bounds must hold one int64 more than expected holds uint32";
     } else {
-        const int64_t *b = (const int64_t *)bounds.buf;
-        const uint32_t *want = (const uint32_t *)expected.buf;
+        /* memcpy: a y* buffer (a memoryview slice) need not be aligned */
+        const char *b = (const char *)bounds.buf, *want = (const char *)expected.buf;
         Py_BEGIN_ALLOW_THREADS;
+        int64_t b0, bk, bk1;
+        uint32_t wk;
+        memcpy(&b0, b, 8);
         for (Py_ssize_t k = 0; k < n; k++) {
-            int64_t a = b[k] - b[0], e = b[k + 1] - b[0];
-            if (a < 0 || e < a || e > data.len) {
+            memcpy(&bk, b + 8 * k, 8), memcpy(&bk1, b + 8 * (k + 1), 8), memcpy(&wk, want + 4 * k, 4);
+            /* in unsigned arithmetic: no signed overflow on absurd bounds */
+            uint64_t a = (uint64_t)bk - (uint64_t)b0, e = (uint64_t)bk1 - (uint64_t)b0;
+            if (bk < b0 || bk1 < bk || e > (uint64_t)data.len) {
                 problem = "bounds lie outside data";
                 break;
             }
             got = crc32_of((const unsigned char *)data.buf + a, (size_t)(e - a));
-            if (got != want[k]) {
+            if (got != wk) {
                 k_bad = (long)k;
                 break;
             }
