@@ -178,3 +178,31 @@ def test_compiled_frame_checksums_agree_with_zlib() -> None:
         fastaac.first_bad_frame(b"abc", np.array([0, 5], np.int64), np.zeros(1, np.uint32))
     with pytest.raises(ValueError, match="one int64 more"):
         fastaac.first_bad_frame(b"abc", np.array([0], np.int64), np.zeros(1, np.uint32))
+
+
+@needs_compiled
+def test_a_store_shared_by_threads_refuses_instead_of_crashing(pns_store: Path) -> None:
+    # A store is for one thread at a time; several threads on one store get a clear error
+    # for the windows that collide (the compiled decoder lets go of the GIL) and exact
+    # samples for the others, never a crash or mixed-up samples.
+    from concurrent.futures import ThreadPoolExecutor
+
+    with aacdata.AACStore.open(pns_store) as store:
+        rec = store.recording("c2_plain.m4a")
+        starts = np.random.default_rng(4).integers(1024, rec.num_samples - 8192, 200).tolist()
+        with aacdata.AACStore.open(pns_store) as alone:
+            expected = {s: alone.read(rec, s, 8192) for s in starts}
+
+        def read(s: int) -> tuple[int, np.ndarray | str]:
+            try:
+                return s, store.read(rec, s, 8192)
+            except RuntimeError as e:
+                return s, str(e)
+
+        with ThreadPoolExecutor(4) as pool:
+            results = list(pool.map(read, starts))
+    for s, got in results:
+        if isinstance(got, str):
+            assert "an AACStore is for one thread at a time" in got
+        else:
+            np.testing.assert_array_equal(got, expected[s])

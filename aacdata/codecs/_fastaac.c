@@ -160,7 +160,7 @@ static void Decoder_dealloc(Decoder *d) {
 
 static int check_idle(Decoder *d) {
     if (d->busy) {
-        PyErr_SetString(PyExc_RuntimeError, "this Decoder is in use by another thread");
+        PyErr_SetString(PyExc_RuntimeError, "this decoder is in use by another thread: an AACStore is for one thread at a time (open one per thread)");
         return -1;
     }
     return 0;
