@@ -160,8 +160,6 @@ class _NoiseReset:
     getting new decoders.
     """
 
-    SEED = 0x1F2E3D4C
-
     def __init__(self) -> None:
         self.offset: int | None = None
         self.proven = False
@@ -177,7 +175,8 @@ class _NoiseReset:
         self, ctx: Any, data: bytes, num_frames: int, preroll: int, skip: int, out: np.ndarray, what: Describe
     ) -> None:
         assert self.offset is not None
-        if ctx.noise_state(self.offset) == self.SEED:
+        assert fastaac is not None
+        if ctx.noise_state(self.offset) == fastaac.NOISE_SEED:
             return  # this window used no noise: it proves nothing
         again = np.empty_like(out)
         ctx.reset_noise(self.offset)

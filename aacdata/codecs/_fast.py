@@ -36,7 +36,7 @@ _AVCODEC = (
     "av_packet_unref",
 )
 _AVUTIL = ("av_frame_alloc", "av_frame_free", "av_frame_unref", "av_opt_set_int")
-_VERSION = 3  # the extension's VERSION this module drives (a build of older source is not used)
+_VERSION = 4  # the extension's VERSION this module drives (a build of older source is not used)
 _MIN_AVCODEC_MAJOR = 58  # FFmpeg 4.0: the send/receive API and the field order the extension reads
 
 

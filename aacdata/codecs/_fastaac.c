@@ -24,7 +24,7 @@
 #include <unistd.h>
 #endif
 
-#define FASTAAC_VERSION 3 /* what aacdata/codecs/_fast.py expects: a stale build is not used */
+#define FASTAAC_VERSION 4 /* what aacdata/codecs/_fast.py expects: a stale build is not used */
 #define SAMPLES_PER_FRAME 1024
 #define NUM_DATA_POINTERS 8
 #define SAMPLE_FMT_FLTP 8
@@ -479,7 +479,8 @@ PyMODINIT_FUNC PyInit__fastaac(void) {
     crc_init();
     PyObject *m = PyModule_Create(&module);
     if (!m) return NULL;
-    if (PyModule_AddIntConstant(m, "VERSION", FASTAAC_VERSION) < 0) {
+    if (PyModule_AddIntConstant(m, "VERSION", FASTAAC_VERSION) < 0 ||
+        PyModule_AddIntConstant(m, "NOISE_SEED", (long)NOISE_SEED) < 0) {
         Py_DECREF(m);
         return NULL;
     }
